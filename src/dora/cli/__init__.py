@@ -1,0 +1,57 @@
+"""The ``dora`` command: assembles the Typer app from one module per command."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from dora import __version__
+from dora.cli import config, deployment, incident
+from dora.cli._common import Verbose
+from dora.cli._runtime import DoraGroup
+
+app = typer.Typer(
+    name="dora",
+    cls=DoraGroup,
+    help="Record deployments and incidents, and report DORA metrics.",
+    epilog="Docs: README.md. Exit status: 0 ok, 1 failure, 2 bad usage, 130 interrupted.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(f"dora {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Show the version and exit.", callback=_show_version, is_eager=True
+        ),
+    ] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Record deployments and incidents, and report DORA metrics.
+
+    Events go to a local SQLite store (no set-up needed). Run 'dora COMMAND --help' for
+    each command's options and examples.
+    """
+
+
+app.command(name="deployment")(deployment.deployment)
+app.add_typer(incident.app)
+app.command(name="config")(config.config)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    typer.main.get_command(app).main(prog_name="dora")

@@ -1,0 +1,170 @@
+"""Options and steps shared by the commands that record events."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from dora.cli._runtime import set_verbose, status
+from dora.config import Settings
+from dora.errors import InvalidEvent, UsageError
+from dora.events import Event, build
+
+TIME_FORMS = (
+    "ISO 8601 (2026-11-24T09:30:00Z; without Z or an offset it is local time), "
+    "Unix time in s, ms or ns, 'now', or an offset such as -15m, -2h, -1d"
+)
+
+
+def _verbose(value: bool) -> bool:
+    set_verbose(value)
+    return value
+
+
+Verbose = Annotated[
+    bool,
+    typer.Option(
+        "--verbose",
+        "-v",
+        help="Show debug lines, and a traceback on failure (also DORA_DEBUG=1).",
+        callback=_verbose,
+        is_eager=True,
+    ),
+]
+Db = Annotated[
+    str | None,
+    typer.Option(
+        "--db", metavar="PATH", help="SQLite store file (env DORA_DB).", show_default=False
+    ),
+]
+DryRun = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Print the JSON body that would be posted to the Datadog API; record nothing.",
+    ),
+]
+Env = Annotated[
+    str | None,
+    typer.Option("--env", metavar="ENV", help="Environment, e.g. prod (env DD_ENV)."),
+]
+Team = Annotated[
+    str | None, typer.Option("--team", metavar="TEAM", help="Owning team (env DORA_TEAM).")
+]
+Version = Annotated[
+    str | None, typer.Option("--version", metavar="VERSION", help="Version that was deployed.")
+]
+EventId = Annotated[
+    str | None,
+    typer.Option(
+        "--id",
+        metavar="ID",
+        help="Event id: 16-128 of A-Z a-z 0-9 . _ : - (default: a new ULID). "
+        "Recording an id again updates that event.",
+    ),
+]
+GitRepositoryUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--git-repository-url",
+        metavar="URL",
+        help="Repository URL (env DD_GIT_REPOSITORY_URL; default: CI variables, then "
+        "git remote origin). Credentials are stripped.",
+    ),
+]
+GitCommitSha = Annotated[
+    str | None,
+    typer.Option(
+        "--git-commit-sha",
+        metavar="SHA",
+        help="Full commit SHA (env DD_GIT_COMMIT_SHA; default: CI variables, then git HEAD).",
+    ),
+]
+SkipGit = Annotated[
+    bool, typer.Option("--skip-git", help="Record no git data, and do not look for any.")
+]
+CustomTags = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--custom-tags",
+        metavar="KEY:VALUE",
+        help="A custom tag; repeat for more (at most 100).",
+        show_default=False,
+    ),
+]
+
+#: The flag that sets each event field, for naming it in errors.
+FLAGS = {
+    "service": "--service",
+    "services": "--service",
+    "env": "--env",
+    "team": "--team",
+    "version": "--version",
+    "id": "--id",
+    "name": "--name",
+    "severity": "--severity",
+    "started_at": "--started-at",
+    "finished_at": "--finished-at",
+    "git.repository_url": "--git-repository-url",
+    "git.commit_sha": "--git-commit-sha",
+    "custom_tags": "--custom-tags",
+}
+
+E = TypeVar("E", bound=Event)
+
+
+def build_event(model: type[E], data: dict[str, Any]) -> E:
+    """Validate the options into an event; a bad one is a usage error naming its flag."""
+    try:
+        return build(model, data)
+    except InvalidEvent as exc:
+        raise UsageError(f"{FLAGS.get(exc.field, exc.field)}: {exc.problem}") from None
+
+
+def build_with_git(
+    model: type[E],
+    data: dict[str, Any],
+    *,
+    repository_url: str | None,
+    commit_sha: str | None,
+    skip_git: bool,
+) -> E:
+    """Validate the options, then fill in git data (unless skipped) and validate again.
+
+    Checking the flags first means a typo fails fast, before git is asked anything.
+    """
+    given = {"repository_url": repository_url, "commit_sha": commit_sha}
+    event = build_event(model, {**data, "git": given if repository_url or commit_sha else None})
+    if skip_git:
+        return event
+    from dora import gitmeta
+
+    found = gitmeta.resolve(repository_url, commit_sha)
+    if found.repository_url is None and found.commit_sha is None:
+        return event
+    git = {"repository_url": found.repository_url, "commit_sha": found.commit_sha}
+    return build_event(model, {**data, "git": git})
+
+
+def record(event: Event, settings: Settings, *, dry_run: bool) -> str | None:
+    """Store ``event`` (or, for a dry run, print its API body); return where it went."""
+    if dry_run:
+        json.dump(event.api_body(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        status(f"Dry run: this body would be posted to {event.api_path}; nothing was recorded.")
+        return None
+    from dora.store import open_store
+
+    with open_store(settings.get("db") or "") as store:
+        store.save(event)
+        return store.location
+
+
+def describe(service: str | None, env: str | None) -> str:
+    parts = [service] if service else []
+    if env:
+        parts.append(f"env {env}")
+    return ", ".join(parts)

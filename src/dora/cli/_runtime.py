@@ -1,0 +1,163 @@
+"""What every command shares at run time: one error boundary, logging, and output streams.
+
+Errors become one line on stderr and an exit status (``EXIT_*``); an unexpected exception
+shows its traceback only with ``--verbose`` or ``DORA_DEBUG=1``. Data goes to stdout;
+status, warnings and errors to stderr, every line scrubbed of URL credentials.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import typer
+from typer._click.exceptions import ClickException as _ClickException
+from typer._click.exceptions import NoArgsIsHelpError as _NoArgsIsHelp
+from typer._click.exceptions import UsageError as _ClickUsage
+from typer.core import TyperGroup
+
+from dora.errors import DoraError
+from dora.redact import scrub
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _State:
+    verbose = False
+
+
+state = _State()
+
+
+def debug_enabled() -> bool:
+    return state.verbose or os.environ.get("DORA_DEBUG", "") not in ("", "0")
+
+
+def set_verbose(value: bool) -> None:
+    if value:
+        state.verbose = True
+    logging.getLogger("dora").setLevel(logging.DEBUG if debug_enabled() else logging.WARNING)
+
+
+def status(message: str) -> None:
+    """A status line for the person at the terminal, on stderr."""
+    sys.stderr.write(scrub(message) + "\n")
+
+
+def error_line(message: str) -> None:
+    sys.stderr.write(f"dora: error: {scrub(message)}\n")
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = scrub(record.getMessage())
+        if record.exc_info and debug_enabled():
+            text += "\n" + scrub(self.formatException(record.exc_info))
+        return f"dora: {record.levelname.lower()}: {text}"
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time (test runners swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def _setup_logging() -> None:
+    logger = logging.getLogger("dora")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(_Formatter())
+        logger.addHandler(handler)
+        logger.propagate = False
+    set_verbose(False)
+
+
+class DoraGroup(TyperGroup):
+    """The root command: runs the CLI and turns every failure into one line and a status."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        state.verbose = False
+        _setup_logging()
+        code = self._run(args, prog_name or "dora", complete_var, **extra)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+    def _run(
+        self, args: Sequence[str] | None, prog_name: str, complete_var: str | None, **extra: Any
+    ) -> int:
+        try:
+            result = super().main(
+                args=args,
+                prog_name=prog_name,
+                complete_var=complete_var,
+                standalone_mode=False,
+                **extra,
+            )
+        except typer.Exit as exc:  # pragma: no cover - Click returns it as the result
+            return exc.exit_code
+        except _NoArgsIsHelp as exc:
+            # Rich help is printed while the exception is made; plain help is its message.
+            if text := exc.format_message().strip():
+                sys.stdout.write(text + "\n")
+            return EXIT_OK
+        except _ClickUsage as exc:
+            return _usage_failure(exc)
+        except _ClickException as exc:
+            error_line(exc.format_message())
+            return exc.exit_code
+        except DoraError as exc:
+            logging.getLogger("dora").debug("failed", exc_info=True)
+            error_line(exc.message)
+            return exc.exit_code
+        except (KeyboardInterrupt, typer.Abort):
+            error_line("interrupted")
+            return EXIT_INTERRUPTED
+        except BrokenPipeError:
+            _silence_stdout()
+            return EXIT_FAILURE
+        except Exception as exc:
+            if debug_enabled():
+                raise
+            error_line(
+                f"unexpected {type(exc).__name__}: {exc} "
+                "(run with --verbose for the traceback, and please report it)"
+            )
+            return EXIT_FAILURE
+        return result if isinstance(result, int) else EXIT_OK
+
+
+def _usage_failure(exc: Any) -> int:
+    message = exc.format_message()
+    if exc.ctx is not None:
+        message += f" (see '{exc.ctx.command_path} --help')"
+    error_line(message)
+    return int(exc.exit_code)
+
+
+def _silence_stdout() -> None:
+    # stdout's reader went away (`dora ... | head`): flushing at exit must not fail again
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())

@@ -1,0 +1,93 @@
+"""``dora deployment``: record that a service was deployed."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from dora.cli import _common as opt
+from dora.cli._runtime import status
+from dora.config import Settings
+from dora.errors import UsageError
+from dora.events import Deployment
+
+
+def deployment(
+    service: Annotated[
+        str | None,
+        typer.Option("--service", metavar="NAME", help="Service deployed (env DD_SERVICE)."),
+    ] = None,
+    env: opt.Env = None,
+    started_at: Annotated[
+        str | None,
+        typer.Option(
+            "--started-at",
+            metavar="TIME",
+            help=f"When the deployment started (required): {opt.TIME_FORMS}.",
+            show_default=False,
+        ),
+    ] = None,
+    finished_at: Annotated[
+        str | None,
+        typer.Option(
+            "--finished-at",
+            metavar="TIME",
+            help="When the deployment finished (default: now). Same forms as --started-at.",
+            show_default=False,
+        ),
+    ] = None,
+    version: opt.Version = None,
+    team: opt.Team = None,
+    id: opt.EventId = None,
+    git_repository_url: opt.GitRepositoryUrl = None,
+    git_commit_sha: opt.GitCommitSha = None,
+    skip_git: opt.SkipGit = False,
+    custom_tags: opt.CustomTags = None,
+    dry_run: opt.DryRun = False,
+    db: opt.Db = None,
+    verbose: opt.Verbose = False,
+) -> None:
+    """Record a deployment of a service.
+
+    Run it as the last step of a deploy job. The git repository URL and commit SHA come
+    from the flags, DD_GIT_* variables, the CI provider's variables, or git in the current
+    directory, each on its own; credentials in URLs are removed. Prints the new event's id
+    on stdout.
+
+    Examples:
+
+        dora deployment --service api --env prod --started-at "$DEPLOY_START"
+
+        dora deployment --service api --started-at -15m --version 1.4.2 --custom-tags region:eu
+
+        dora deployment --service api --started-at 1732440600 --dry-run
+    """
+    settings = Settings({"db": db, "service": service, "env": env, "team": team})
+    service = settings.get("service")
+    if not service:
+        raise UsageError("--service: required (or set DD_SERVICE)")
+    if started_at is None:
+        raise UsageError("--started-at: required")
+    event = opt.build_with_git(
+        Deployment,
+        {
+            "id": id,
+            "service": service,
+            "env": settings.get("env"),
+            "team": settings.get("team"),
+            "version": version,
+            "started_at": started_at,
+            "finished_at": finished_at or "now",
+            "custom_tags": custom_tags,
+        },
+        repository_url=git_repository_url,
+        commit_sha=git_commit_sha,
+        skip_git=skip_git,
+    )
+    where = opt.record(event, settings, dry_run=dry_run)
+    if where is not None:
+        print(event.id)
+        status(
+            f"Recorded deployment {event.id} ({opt.describe(event.service, event.env)}) in {where}"
+        )

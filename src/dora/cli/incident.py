@@ -1,0 +1,204 @@
+"""``dora incident open | resolve | list``: record when something broke, and when it was fixed."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from dora.cli import _common as opt
+from dora.cli._runtime import status
+from dora.config import Settings
+from dora.errors import InvalidEvent, UsageError
+from dora.events import Incident
+
+app = typer.Typer(
+    name="incident",
+    help="Open, resolve and list incidents (Datadog calls them failures).",
+    no_args_is_help=True,
+)
+
+
+@app.command("open")
+def open_(
+    service: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--service",
+            metavar="NAME",
+            help="Affected service; repeat for several (env DD_SERVICE). "
+            "A service or --team is required.",
+            show_default=False,
+        ),
+    ] = None,
+    team: opt.Team = None,
+    env: opt.Env = None,
+    name: Annotated[
+        str | None, typer.Option("--name", metavar="TEXT", help="What is broken, in a few words.")
+    ] = None,
+    severity: Annotated[
+        str | None, typer.Option("--severity", metavar="TEXT", help="Severity, e.g. SEV-1.")
+    ] = None,
+    started_at: Annotated[
+        str | None,
+        typer.Option(
+            "--started-at",
+            metavar="TIME",
+            help=f"When it started (default: now): {opt.TIME_FORMS}.",
+            show_default=False,
+        ),
+    ] = None,
+    finished_at: Annotated[
+        str | None,
+        typer.Option(
+            "--finished-at",
+            metavar="TIME",
+            help="When it ended, to record an incident that is already over.",
+            show_default=False,
+        ),
+    ] = None,
+    version: opt.Version = None,
+    id: opt.EventId = None,
+    git_repository_url: opt.GitRepositoryUrl = None,
+    git_commit_sha: opt.GitCommitSha = None,
+    skip_git: opt.SkipGit = False,
+    custom_tags: opt.CustomTags = None,
+    dry_run: opt.DryRun = False,
+    db: opt.Db = None,
+    verbose: opt.Verbose = False,
+) -> None:
+    """Record that an incident has started, and print its id.
+
+    The id goes to stdout, so a script can keep it; resolve the incident with
+    'dora incident resolve ID' when it is over.
+
+    Examples:
+
+        dora incident open --service api --env prod --name "checkout 500s" --severity SEV-2
+
+        ID=$(dora incident open --service api --service web --started-at -20m)
+
+        dora incident open --team payments --started-at 2026-11-20T09:00Z --finished-at -2h
+    """
+    settings = Settings({"db": db, "env": env, "team": team})
+    services = service or ([s] if (s := settings.get("service")) else [])
+    event = opt.build_with_git(
+        Incident,
+        {
+            "id": id,
+            "services": services,
+            "team": settings.get("team"),
+            "env": settings.get("env"),
+            "name": name,
+            "severity": severity,
+            "version": version,
+            "started_at": started_at or "now",
+            "finished_at": finished_at,
+            "custom_tags": custom_tags,
+        },
+        repository_url=git_repository_url,
+        commit_sha=git_commit_sha,
+        skip_git=skip_git,
+    )
+    where = opt.record(event, settings, dry_run=dry_run)
+    if where is not None:
+        print(event.id)
+        what = "Recorded resolved" if event.finished_at else "Opened"
+        owner = ", ".join(event.services) or f"team {event.team}"
+        status(f"{what} incident {event.id} ({opt.describe(owner, event.env)}) in {where}")
+
+
+@app.command()
+def resolve(
+    incident_id: Annotated[
+        str,
+        typer.Argument(
+            metavar="ID", help="The incident's id, or a prefix of it that matches only one."
+        ),
+    ],
+    finished_at: Annotated[
+        str | None,
+        typer.Option(
+            "--finished-at",
+            metavar="TIME",
+            help=f"When it ended (default: now): {opt.TIME_FORMS}.",
+            show_default=False,
+        ),
+    ] = None,
+    db: opt.Db = None,
+    verbose: opt.Verbose = False,
+) -> None:
+    """Record that an open incident is over.
+
+    Examples:
+
+        dora incident resolve 01JDQ3ZK5R8W2N6T4V0XJ9H7MB
+
+        dora incident resolve 01JDQ3ZK5R8W --finished-at -5m
+    """
+    from dora.store import open_store
+
+    settings = Settings({"db": db})
+    with open_store(settings.get("db") or "") as store:
+        try:
+            incident = store.resolve_incident(incident_id, finished_at or "now")
+        except InvalidEvent as exc:
+            raise UsageError(f"{opt.FLAGS.get(exc.field, 'ID')}: {exc.problem}") from None
+        status(
+            f"Resolved incident {incident.id} after {incident.duration_text} in {store.location}"
+        )
+
+
+class ListFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+@app.command("list")
+def list_(
+    open_only: Annotated[bool, typer.Option("--open", help="Only incidents still open.")] = False,
+    service: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--service",
+            metavar="NAME",
+            help="Only incidents of this service; repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    limit: Annotated[
+        int,
+        typer.Option("--limit", "-L", min=0, metavar="N", help="Show at most N (0: all)."),
+    ] = 30,
+    format: Annotated[
+        ListFormat, typer.Option("--format", help="Output format.", case_sensitive=False)
+    ] = ListFormat.table,
+    db: opt.Db = None,
+    verbose: opt.Verbose = False,
+) -> None:
+    """List incidents, newest first, to find an id.
+
+    Examples:
+
+        dora incident list --open
+
+        dora incident list --service api --limit 5
+
+        dora incident list --format json | jq -r '.[0].id'
+    """
+    from dora import render
+    from dora.store import open_store
+
+    settings = Settings({"db": db})
+    with open_store(settings.get("db") or "") as store:
+        incidents = store.list_incidents(
+            open_only=open_only, services=service or (), limit=limit or None
+        )
+    if format is ListFormat.json:
+        render.incidents_json(incidents, sys.stdout)
+    elif incidents:
+        render.incidents_table(incidents, sys.stdout)
+    else:
+        status("No incidents" + (" open." if open_only else " recorded."))

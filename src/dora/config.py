@@ -1,0 +1,140 @@
+"""Settings, each from the first place that gives it: flag > environment > config file > default.
+
+The config file is TOML at ``$DORA_CONFIG``, or ``config.toml`` in the platform's user
+config directory (``~/.config/dora/config.toml`` on Linux)::
+
+    db = "/var/lib/dora/dora.db"
+    service = "api"
+    env = "prod"
+    team = "payments"
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from dora.errors import ConfigError
+from dora.redact import mask_password
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    flag: str
+    env: tuple[str, ...]
+    help: str
+    secret: bool = False
+
+
+KEYS: dict[str, Key] = {
+    key.name: key
+    for key in (
+        Key("db", "--db", ("DORA_DB",), "the store: an SQLite file path"),
+        Key("service", "--service", ("DD_SERVICE",), "default service of an event"),
+        Key("env", "--env", ("DD_ENV",), "default environment of an event"),
+        Key("team", "--team", ("DORA_TEAM",), "default team of an event"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: Key
+    value: str | None
+    source: str  # "--db", "env DORA_DB", "config file", "default", or "unset"
+
+    def shown(self) -> str:
+        """The value as it may be printed: passwords in URLs masked, secrets hidden."""
+        if self.value is None:
+            return ""
+        if self.key.secret:
+            return "***"
+        return mask_password(self.value)
+
+
+def config_path(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    if env.get("DORA_CONFIG"):
+        return Path(env["DORA_CONFIG"]).expanduser()
+    import platformdirs
+
+    return platformdirs.user_config_path("dora", appauthor=False) / "config.toml"
+
+
+def default_db_path() -> Path:
+    import platformdirs
+
+    return platformdirs.user_data_path("dora", appauthor=False) / "dora.db"
+
+
+class Settings:
+    """The effective settings for one run, and where each came from."""
+
+    def __init__(
+        self, flags: Mapping[str, str | None] | None = None, env: Mapping[str, str] | None = None
+    ) -> None:
+        self._flags = dict(flags or {})
+        self._env = os.environ if env is None else env
+        self.path = config_path(self._env)
+        self._file: dict[str, str] | None = None
+
+    def get(self, name: str) -> str | None:
+        return self.setting(name).value
+
+    def setting(self, name: str) -> Setting:
+        key = KEYS[name]
+        if self._flags.get(name) is not None:
+            return Setting(key, self._flags[name], key.flag)
+        for var in key.env:
+            if self._env.get(var):
+                return Setting(key, self._env[var], f"env {var}")
+        if name in self.file:
+            return Setting(key, self.file[name], "config file")
+        if name == "db":
+            return Setting(key, str(default_db_path()), "default")
+        return Setting(key, None, "unset")
+
+    def all(self) -> list[Setting]:
+        return [self.setting(name) for name in KEYS]
+
+    @property
+    def path_source(self) -> str:
+        return "env DORA_CONFIG" if self._env.get("DORA_CONFIG") else "default"
+
+    @property
+    def file(self) -> dict[str, str]:
+        """The config file's settings, read once; an absent file is an empty one."""
+        if self._file is None:
+            self._file = self._read_file()
+        return self._file
+
+    def _read_file(self) -> dict[str, str]:
+        try:
+            with self.path.open("rb") as handle:
+                data = tomllib.load(handle)
+        except FileNotFoundError:
+            return {}
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {self.path}: invalid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {self.path}: {exc.strerror}") from None
+        settings: dict[str, str] = {}
+        for name, value in data.items():
+            if name not in KEYS:
+                known = ", ".join(KEYS)
+                raise ConfigError(
+                    f"config file {self.path}: unknown setting '{name}' (known: {known})"
+                )
+            if not isinstance(value, str):
+                raise ConfigError(f"config file {self.path}: '{name}' must be a string")
+            settings[name] = value
+        return settings

@@ -1,0 +1,253 @@
+"""The two events dora records, and every rule they must follow (in this one place).
+
+Field names mirror the Datadog DORA Metrics API v2 request attributes, so an event can be
+stored locally or posted unchanged (``api_body``). Timestamps accept every form in
+``dora.timeparse`` and are held as aware UTC datetimes.
+
+Rules:
+
+* ``started_at <= finished_at``; neither more than ``CLOCK_SKEW`` in the future;
+* ``git.commit_sha`` is 40 or more hexadecimal characters;
+* ``custom_tags`` are ``key:value``, at most 100;
+* ``id`` is 16 to 128 characters of ``[A-Za-z0-9._:-]``, and a new time-sortable
+  ULID when not given;
+* an incident names at least one service or a team.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from dora import timeparse
+from dora.errors import InvalidEvent
+from dora.redact import strip_credentials
+
+MAX_TAGS = 100
+ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{16,128}")
+SHA_PATTERN = re.compile(r"[0-9a-fA-F]{40,}")
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_id() -> str:
+    """A ULID: 48 bits of milliseconds then 80 random bits, 26 characters, sorts by time."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        value, digit = divmod(value, 32)
+        chars.append(_CROCKFORD[digit])
+    return "".join(reversed(chars))
+
+
+def _invalid(problem: str, **context: Any) -> PydanticCustomError:
+    return PydanticCustomError("dora", problem, context or None)  # type: ignore[arg-type]
+
+
+def _parse_time(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return timeparse.parse_timestamp(value)
+        except ValueError as exc:
+            raise _invalid(str(exc)) from None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return timeparse.from_unix(value)
+        except ValueError as exc:
+            raise _invalid(str(exc)) from None
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.astimezone()  # naive means local, as on the command line
+    return value
+
+
+def _not_future(value: datetime) -> datetime:
+    value = value.astimezone(timeparse.UTC)
+    if value > timeparse.now() + timeparse.CLOCK_SKEW:
+        minutes = int(timeparse.CLOCK_SKEW.total_seconds() // 60)
+        raise _invalid(
+            f"{timeparse.format_iso(value)} is in the future "
+            f"(at most {minutes} minutes of clock skew is allowed)"
+        )
+    return value
+
+
+def _not_blank(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise _invalid("must not be empty")
+    return value
+
+
+def _check_id(value: str) -> str:
+    if not ID_PATTERN.fullmatch(value):
+        raise _invalid(
+            f"'{value}' is not a valid id: use 16 to 128 characters of "
+            "letters, digits, '.', '_', ':' and '-'"
+        )
+    return value
+
+
+def _check_sha(value: str) -> str:
+    if not SHA_PATTERN.fullmatch(value):
+        raise _invalid(f"'{value}' is not a full commit SHA: expected 40 or more hex characters")
+    return value.lower()
+
+
+def _check_tags(tags: list[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for tag in tags:
+        key, colon, value = tag.partition(":")
+        if not colon or not key.strip() or not value.strip():
+            raise _invalid(f"'{tag}' is not a key:value tag")
+        seen.setdefault(tag.strip())
+    if len(seen) > MAX_TAGS:
+        raise _invalid(f"{len(seen)} tags given; at most {MAX_TAGS} are allowed")
+    return list(seen)
+
+
+def _dedupe(values: list[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_parse_time), AfterValidator(_not_future)]
+Text = Annotated[str, AfterValidator(_not_blank)]
+EventId = Annotated[str, AfterValidator(_check_id)]
+CommitSha = Annotated[str, AfterValidator(_check_sha)]
+RepositoryUrl = Annotated[str, AfterValidator(_not_blank), AfterValidator(strip_credentials)]
+Tags = Annotated[list[str], AfterValidator(_check_tags)]
+
+
+class GitInfo(BaseModel):
+    """Where the event's code lives. Datadog needs both values; either may be unknown here."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    repository_url: RepositoryUrl | None = None
+    commit_sha: CommitSha | None = None
+
+
+class Event(BaseModel):
+    """What deployments and incidents share."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: ClassVar[str]
+    api_path: ClassVar[str]
+
+    id: EventId = Field(default_factory=new_id)
+    started_at: Timestamp
+    finished_at: Timestamp | None = None
+    env: Text | None = None
+    version: Text | None = None
+    team: Text | None = None
+    git: GitInfo | None = None
+    custom_tags: Tags = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _start_before_finish(self) -> Event:
+        if self.finished_at is not None and self.started_at > self.finished_at:
+            raise _invalid(
+                "{finish} is before the start ({start})",
+                field="finished_at",
+                start=timeparse.format_iso(self.started_at),
+                finish=timeparse.format_iso(self.finished_at),
+            )
+        return self
+
+    def api_body(self) -> dict[str, Any]:
+        """The exact request body for Datadog's ``POST {api_path}``.
+
+        Only the keys that are set; integer nanosecond timestamps; ``git`` only when both
+        of its values are known, since Datadog requires both.
+        """
+        attributes: dict[str, Any] = {}
+        for name in _API_ORDER:
+            value = getattr(self, name, None)
+            if value is None or value == []:
+                continue
+            if isinstance(value, datetime):
+                value = timeparse.to_ns(value)
+            elif isinstance(value, GitInfo):
+                if value.repository_url is None or value.commit_sha is None:
+                    continue
+                value = value.model_dump()
+            attributes[name] = value
+        return {"data": {"attributes": attributes}}
+
+
+class Deployment(Event):
+    kind: ClassVar[str] = "deployment"
+    api_path: ClassVar[str] = "/api/v2/dora/deployment"
+
+    service: Text
+    # Required here; the command line fills in "now" when no finish is given.
+    finished_at: Timestamp  # type: ignore[assignment]
+
+
+class Incident(Event):
+    """An incident; Datadog calls it a failure. No ``finished_at`` means still open."""
+
+    kind: ClassVar[str] = "incident"
+    api_path: ClassVar[str] = "/api/v2/dora/failure"
+
+    services: Annotated[list[Text], AfterValidator(_dedupe)] = Field(default_factory=list)
+    name: Text | None = None
+    severity: Text | None = None
+
+    @model_validator(mode="after")
+    def _has_owner(self) -> Incident:
+        if not self.services and self.team is None:
+            raise _invalid("name at least one service, or a team", field="services")
+        return self
+
+    @property
+    def is_open(self) -> bool:
+        return self.finished_at is None
+
+    @property
+    def duration_text(self) -> str:
+        """How long it lasted (``1h 20m``), or has lasted so far if still open."""
+        end = self.finished_at or timeparse.now()
+        return timeparse.format_duration(end - self.started_at)
+
+
+_API_ORDER = (
+    "id", "service", "services", "team", "env", "version", "name", "severity",
+    "started_at", "finished_at", "git", "custom_tags",
+)  # fmt: skip
+
+E = TypeVar("E", bound=Event)
+
+
+def build(model: type[E], data: dict[str, Any]) -> E:
+    """Validate ``data`` into ``model``; raise ``InvalidEvent`` naming the first bad field.
+
+    Keys whose value is ``None`` are left out, so an unset option never overrides a default.
+    """
+    try:
+        return model.model_validate({k: v for k, v in data.items() if v is not None})
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        ctx = error.get("ctx") or {}
+        path = [str(part) for part in error["loc"] if not isinstance(part, int)]
+        field = ".".join(path) or str(ctx.get("field", ""))
+        problem = error["msg"]
+        if error["type"] == "missing":
+            problem = "required"
+        elif error["type"] == "extra_forbidden":
+            problem = "unknown field"
+        raise InvalidEvent(field, problem) from None

@@ -1,0 +1,126 @@
+"""What every storage engine provides, and the logic that is the same on all of them."""
+
+from __future__ import annotations
+
+import json
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from dora import timeparse
+from dora.errors import DoraError, NotFound, UsageError
+from dora.events import Deployment, Event, GitInfo, Incident, build
+
+_ID_PREFIX = re.compile(r"[A-Za-z0-9._:-]+")
+
+
+class Store(ABC):
+    """An append-and-upsert store of events. Use it as a context manager."""
+
+    #: Where the store lives, as the user may be shown it (no password).
+    location: str
+
+    @abstractmethod
+    def save(self, event: Event) -> None:
+        """Insert ``event``, or replace the stored event with the same kind and id."""
+
+    @abstractmethod
+    def incidents_by_prefix(self, prefix: str, limit: int) -> list[Incident]:
+        """Up to ``limit`` incidents whose id starts with ``prefix``, exact match first."""
+
+    @abstractmethod
+    def list_incidents(
+        self, *, open_only: bool = False, services: Sequence[str] = (), limit: int | None = None
+    ) -> list[Incident]:
+        """Incidents, newest start first."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def find_incident(self, ref: str) -> Incident:
+        """The one incident whose id is ``ref`` or starts with it."""
+        if not _ID_PREFIX.fullmatch(ref):
+            raise UsageError(f"ID: '{ref}' is not an incident id")
+        matches = self.incidents_by_prefix(ref, limit=6)
+        if not matches:
+            raise NotFound(f"no incident with an id starting with '{ref}' in {self.location}")
+        if matches[0].id == ref or len(matches) == 1:
+            return matches[0]
+        shown = ", ".join(m.id for m in matches[:5]) + (", ..." if len(matches) > 5 else "")
+        raise UsageError(f"ID: '{ref}' matches several incidents ({shown}); give more of it")
+
+    def resolve_incident(self, ref: str, finished_at: datetime | str) -> Incident:
+        """Record the end of an open incident; return it as stored."""
+        incident = self.find_incident(ref)
+        if incident.finished_at is not None:
+            raise DoraError(
+                f"incident {incident.id} is already resolved "
+                f"(at {timeparse.format_iso(incident.finished_at)})"
+            )
+        data = incident.model_dump(exclude={"finished_at"}, exclude_none=True)
+        resolved = build(Incident, {**data, "finished_at": finished_at})
+        self.save(resolved)
+        return resolved
+
+
+# Rows <-> events. Engines store timestamps as integer UTC nanoseconds, custom tags as a JSON
+# array, and an incident's services in a table of their own (for grouping by service).
+
+
+def event_row(event: Event) -> dict[str, Any]:
+    git = event.git or GitInfo()
+    row: dict[str, Any] = {
+        "id": event.id,
+        "env": event.env,
+        "version": event.version,
+        "team": event.team,
+        "started_at": timeparse.to_ns(event.started_at),
+        "finished_at": timeparse.to_ns(event.finished_at) if event.finished_at else None,
+        "repository_url": git.repository_url,
+        "commit_sha": git.commit_sha,
+        "custom_tags": json.dumps(event.custom_tags),
+    }
+    if isinstance(event, Deployment):
+        row["service"] = event.service
+    elif isinstance(event, Incident):
+        row["name"] = event.name
+        row["severity"] = event.severity
+    return row
+
+
+def _common_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    git = None
+    if row["repository_url"] is not None or row["commit_sha"] is not None:
+        git = GitInfo.model_construct(
+            repository_url=row["repository_url"], commit_sha=row["commit_sha"]
+        )
+    finished = row["finished_at"]
+    return {
+        "id": row["id"],
+        "env": row["env"],
+        "version": row["version"],
+        "team": row["team"],
+        "started_at": timeparse.from_ns(row["started_at"]),
+        "finished_at": timeparse.from_ns(finished) if finished is not None else None,
+        "git": git,
+        "custom_tags": json.loads(row["custom_tags"]),
+    }
+
+
+def deployment_from_row(row: Mapping[str, Any]) -> Deployment:
+    """Stored rows were validated on the way in; they are not validated again."""
+    return Deployment.model_construct(service=row["service"], **_common_fields(row))
+
+
+def incident_from_row(row: Mapping[str, Any], services: list[str]) -> Incident:
+    return Incident.model_construct(
+        services=services, name=row["name"], severity=row["severity"], **_common_fields(row)
+    )

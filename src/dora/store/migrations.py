@@ -1,0 +1,124 @@
+"""The SQLite schema, as named migrations applied in order and recorded in ``dora_migrations``.
+
+Migrations are append-only: once released, a migration is never edited; a change of schema
+is a new function added at the end of ``MIGRATIONS``. Each runs in its own transaction
+together with its record, under a write lock, so that several processes opening a new or old
+store at the same moment apply each migration exactly once.
+
+Timestamps are integer nanoseconds since the Unix epoch, UTC.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+
+from dora.errors import StoreError
+
+Migration = tuple[str, Callable[[sqlite3.Connection], None]]
+
+
+#: ``PRAGMA application_id`` of a dora store ("dora" in ASCII): what tells our files apart.
+APPLICATION_ID = 0x646F7261
+
+
+def m001_initial(db: sqlite3.Connection) -> None:
+    db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    db.execute(
+        """
+        CREATE TABLE deployments (
+            id TEXT PRIMARY KEY,
+            service TEXT NOT NULL,
+            env TEXT,
+            version TEXT,
+            team TEXT,
+            started_at INTEGER NOT NULL,
+            finished_at INTEGER NOT NULL,
+            repository_url TEXT,
+            commit_sha TEXT,
+            custom_tags TEXT NOT NULL DEFAULT '[]',
+            recorded_at INTEGER NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX deployments_finished_at ON deployments (finished_at)")
+    db.execute("CREATE INDEX deployments_service_finished_at ON deployments (service, finished_at)")
+    db.execute(
+        """
+        CREATE TABLE incidents (
+            id TEXT PRIMARY KEY,
+            name TEXT,
+            severity TEXT,
+            env TEXT,
+            version TEXT,
+            team TEXT,
+            started_at INTEGER NOT NULL,
+            finished_at INTEGER,
+            repository_url TEXT,
+            commit_sha TEXT,
+            custom_tags TEXT NOT NULL DEFAULT '[]',
+            recorded_at INTEGER NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX incidents_started_at ON incidents (started_at)")
+    db.execute("CREATE INDEX incidents_finished_at ON incidents (finished_at)")
+    db.execute(
+        """
+        CREATE TABLE incident_services (
+            incident_id TEXT NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
+            service TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            PRIMARY KEY (incident_id, service)
+        )
+        """
+    )
+    db.execute("CREATE INDEX incident_services_service ON incident_services (service)")
+
+
+MIGRATIONS: tuple[Migration, ...] = (("m001_initial", m001_initial),)
+
+
+def applied(db: sqlite3.Connection) -> set[str]:
+    exists = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dora_migrations'"
+    ).fetchone()
+    if not exists:
+        return set()
+    return {name for (name,) in db.execute("SELECT name FROM dora_migrations")}
+
+
+def migrate(db: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:
+    """Apply the migrations ``db`` lacks; return their names. ``db`` must be in autocommit."""
+    done = applied(db)
+    names = [name for name, _ in migrations]
+    if unknown := sorted(done - set(names)):
+        raise StoreError(
+            f"the store was written by a newer dora (it has migration {unknown[-1]}); "
+            "upgrade dora to use it"
+        )
+    ran = []
+    for name, apply in migrations:
+        if name in done:
+            continue
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS dora_migrations "
+                "(name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)"
+            )
+            if db.execute("SELECT 1 FROM dora_migrations WHERE name = ?", (name,)).fetchone():
+                db.execute("COMMIT")  # another process applied it while we waited
+                continue
+            apply(db)
+            db.execute(
+                "INSERT INTO dora_migrations (name, applied_at) VALUES (?, ?)",
+                (name, time.time_ns()),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        ran.append(name)
+    return ran

@@ -1,0 +1,218 @@
+"""The embedded default store: one SQLite file, in WAL mode, shared safely by many processes."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dora.errors import StoreError
+from dora.events import Deployment, Event, Incident
+from dora.store import migrations
+from dora.store.base import Store, event_row, incident_from_row
+
+log = logging.getLogger(__name__)
+
+#: How long a writer waits for another to finish, in seconds. Writes take milliseconds.
+BUSY_TIMEOUT = 30.0
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+_INCIDENT_COLUMNS = (
+    "i.id, i.name, i.severity, i.env, i.version, i.team, i.started_at, i.finished_at, "
+    "i.repository_url, i.commit_sha, i.custom_tags, "
+    "(SELECT json_group_array(service) FROM "
+    "(SELECT service FROM incident_services s WHERE s.incident_id = i.id ORDER BY position)) "
+    "AS services"
+)
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser()
+        self.location = str(self.path)
+        self._db = _open(self.path)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def save(self, event: Event) -> None:
+        row = event_row(event)
+        row["recorded_at"] = time.time_ns()
+        with self._write() as db:
+            if isinstance(event, Deployment):
+                _upsert(db, "deployments", row)
+            elif isinstance(event, Incident):
+                _upsert(db, "incidents", row)
+                db.execute("DELETE FROM incident_services WHERE incident_id = ?", (event.id,))
+                db.executemany(
+                    "INSERT INTO incident_services (incident_id, service, position) "
+                    "VALUES (?, ?, ?)",
+                    [(event.id, service, n) for n, service in enumerate(event.services)],
+                )
+            else:  # pragma: no cover - the event types are closed
+                raise TypeError(f"cannot store {type(event).__name__}")
+
+    def incidents_by_prefix(self, prefix: str, limit: int) -> list[Incident]:
+        # GLOB is case-sensitive and can use the primary key; ids hold no GLOB metacharacters.
+        return self._incidents(
+            f"SELECT {_INCIDENT_COLUMNS} FROM incidents i WHERE i.id GLOB ? || '*' "
+            "ORDER BY i.id != ?, i.id LIMIT ?",
+            (prefix, prefix, limit),
+        )
+
+    def list_incidents(
+        self, *, open_only: bool = False, services: Sequence[str] = (), limit: int | None = None
+    ) -> list[Incident]:
+        where, params = [], []
+        if open_only:
+            where.append("i.finished_at IS NULL")
+        if services:
+            marks = ", ".join("?" * len(services))
+            where.append(
+                "EXISTS (SELECT 1 FROM incident_services s "
+                f"WHERE s.incident_id = i.id AND s.service IN ({marks}))"
+            )
+            params.extend(services)
+        sql = f"SELECT {_INCIDENT_COLUMNS} FROM incidents i"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY i.started_at DESC, i.id DESC"
+        if limit:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return self._incidents(sql, params)
+
+    def _incidents(self, sql: str, params: Sequence[Any]) -> list[Incident]:
+        import json
+
+        return [incident_from_row(r, json.loads(r["services"])) for r in self._read(sql, params)]
+
+    def _read(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the store at {self.path}: {exc}") from exc
+
+    def _write(self) -> _Transaction:
+        return _Transaction(self._db, self.path)
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``: takes the write lock up front, so that a busy
+    store makes writers wait their turn (busy timeout) instead of failing mid-transaction."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        self.db, self.path = db, path
+
+    def __enter__(self) -> sqlite3.Connection:
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _store_error(self.path, "cannot write to", exc) from exc
+        return self.db
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if exc is None:
+            try:
+                self.db.execute("COMMIT")
+                return
+            except sqlite3.Error as error:
+                self.db.execute("ROLLBACK")
+                raise _store_error(self.path, "cannot write to", error) from error
+        self.db.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            raise _store_error(self.path, "cannot write to", exc) from exc
+
+
+def _upsert(db: sqlite3.Connection, table: str, row: dict[str, Any]) -> None:
+    columns = ", ".join(row)
+    names = ", ".join(f":{name}" for name in row)
+    updates = ", ".join(f"{name} = excluded.{name}" for name in row if name != "recorded_at")
+    db.execute(
+        f"INSERT INTO {table} ({columns}) VALUES ({names}) "
+        f"ON CONFLICT (id) DO UPDATE SET {updates}",
+        row,
+    )
+
+
+def _store_error(path: Path, doing: str, exc: BaseException) -> StoreError:
+    reason = str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        reason = exc.strerror
+    return StoreError(f"{doing} the store at {path}: {reason}")
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    """Open (creating if need be) a dora store; never touch a file that is not one."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _store_error(path, "cannot create", exc) from exc
+    if path.is_dir():
+        raise StoreError(f"the store at {path} is a directory, not a dora database")
+    _check_header(path)
+    try:
+        db = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise _store_error(path, "cannot open", exc) from exc
+    db.row_factory = sqlite3.Row
+    try:
+        _claim(db, path)
+        migrations.migrate(db)
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise _store_error(path, "cannot open", exc) from exc
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _check_header(path: Path) -> None:
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(len(_SQLITE_HEADER))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise _store_error(path, "cannot read", exc) from exc
+    if header and header != _SQLITE_HEADER:
+        raise StoreError(f"{path} is not a dora database (not an SQLite file); left untouched")
+
+
+def _claim(db: sqlite3.Connection, path: Path) -> None:
+    """Make sure ``db`` is ours or empty before writing to it, then set it up."""
+    db.execute("BEGIN")  # one snapshot for both reads, while another process may be creating it
+    try:
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        has_tables = db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is not None
+    finally:
+        db.execute("COMMIT")
+    if app_id != migrations.APPLICATION_ID and (has_tables or app_id != 0):
+        raise StoreError(f"{path} is an SQLite database but not a dora one; left untouched")
+    if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        _retry_busy(lambda: db.execute("PRAGMA journal_mode = WAL"))
+    db.execute("PRAGMA foreign_keys = ON")
+    if app_id == 0:
+        log.debug("creating a new store at %s", path)
+
+
+def _retry_busy(statement: Any) -> None:
+    """Run ``statement`` again while another connection holds the lock it needs.
+
+    Switching to WAL needs an exclusive lock and, unlike a write, does not wait on the busy
+    handler, so processes that create the same store at the same moment retry here.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            statement()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)

@@ -1,0 +1,144 @@
+"""Every timestamp form dora accepts, turned into an aware UTC datetime.
+
+Accepted forms:
+
+* ``now``
+* a relative offset into the past: ``-30s``, ``-15m``, ``-2h``, ``-1d``, ``-1w``
+* Unix time as an integer or decimal number, its unit told apart by magnitude:
+  seconds (below 1e11), milliseconds (below 1e14), microseconds (below 1e17),
+  nanoseconds above that
+* ISO 8601: ``2026-11-24``, ``2026-11-24T09:30``, ``2026-11-24T09:30:00.123Z``,
+  ``2026-11-24 09:30:00+01:00``. A time without ``Z`` or an offset is local time,
+  as GNU ``date`` reads it.
+
+Inside dora every time is an aware UTC datetime; the store keeps integer nanoseconds.
+Python datetimes hold microseconds, so digits beyond the sixth decimal are dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+
+UTC = timezone.utc
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+#: How far into the future a timestamp may lie, for clocks that disagree.
+CLOCK_SKEW = timedelta(minutes=5)
+
+FORMS_HINT = (
+    "use ISO 8601 (2026-11-24T09:30:00Z), Unix time in s, ms or ns, 'now', "
+    "or an offset such as -15m"
+)
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_RELATIVE = re.compile(r"-\s*(\d+)\s*([smhdw])")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_ISO = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})"
+    r"(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?"
+    r"\s*(?:(?P<utc>[Zz])|(?P<sign>[+-])(?P<oh>\d{2}):?(?P<om>\d{2})?)?"
+)
+
+
+def now() -> datetime:
+    """The current time, aware and in UTC. Tests patch this one function."""
+    return datetime.now(UTC)
+
+
+def parse_timestamp(text: str, *, reference: datetime | None = None) -> datetime:
+    """Read one timestamp in any accepted form; raise ``ValueError`` naming the forms.
+
+    ``reference`` is the "now" that ``now`` and relative offsets count from.
+    """
+    value = text.strip()
+    if not value:
+        raise ValueError(f"empty timestamp: {FORMS_HINT}")
+    if value.lower() == "now":
+        return reference or now()
+    if match := _RELATIVE.fullmatch(value):
+        amount, unit = int(match[1]), match[2]
+        return (reference or now()) - timedelta(seconds=amount * _UNITS[unit])
+    if _NUMBER.fullmatch(value):
+        return from_unix(value)
+    if match := _ISO.fullmatch(value):
+        return _from_iso(match, value)
+    raise ValueError(f"'{text}' is not a timestamp: {FORMS_HINT}")
+
+
+def from_unix(value: str | int | float) -> datetime:
+    """Unix time in seconds, milliseconds, microseconds or nanoseconds, by magnitude."""
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"'{value}' is not a timestamp: {FORMS_HINT}") from None
+    if number < 0:
+        raise ValueError(f"'{value}' is before 1970: {FORMS_HINT}")
+    if number < 10**11:
+        ns = number * 10**9
+    elif number < 10**14:
+        ns = number * 10**6
+    elif number < 10**17:
+        ns = number * 10**3
+    else:
+        ns = number
+    try:
+        return from_ns(int(ns))
+    except OverflowError:
+        raise ValueError(f"'{value}' is out of range") from None
+
+
+def _from_iso(match: re.Match[str], text: str) -> datetime:
+    year, month, day, hour, minute, second, fraction = match.group(1, 2, 3, 4, 5, 6, 7)
+    micro = int((fraction or "0").ljust(6, "0")[:6])
+    try:
+        moment = datetime(
+            int(year), int(month), int(day), int(hour or 0), int(minute or 0),
+            int(second or 0), micro,
+        )  # fmt: skip
+        if match["utc"]:
+            moment = moment.replace(tzinfo=UTC)
+        elif match["sign"]:
+            offset = timedelta(hours=int(match["oh"]), minutes=int(match["om"] or 0))
+            if offset >= timedelta(hours=24):
+                raise ValueError("offset out of range")
+            moment = moment.replace(tzinfo=timezone(-offset if match["sign"] == "-" else offset))
+        else:
+            moment = moment.astimezone()  # a naive time is local time
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"'{text}' is not a valid date and time ({exc})") from None
+    return moment.astimezone(UTC)
+
+
+def to_ns(moment: datetime) -> int:
+    """Integer nanoseconds since the Unix epoch (the store's and Datadog's unit)."""
+    delta = moment - EPOCH
+    return (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+
+
+def from_ns(ns: int) -> datetime:
+    """The aware UTC datetime for integer nanoseconds since the Unix epoch."""
+    return EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def format_iso(moment: datetime) -> str:
+    """``2026-11-24T09:30:00Z``, with microseconds only when there are some."""
+    moment = moment.astimezone(UTC)
+    spec = "%Y-%m-%dT%H:%M:%S.%fZ" if moment.microsecond else "%Y-%m-%dT%H:%M:%SZ"
+    return moment.strftime(spec)
+
+
+def format_duration(delta: timedelta) -> str:
+    """A short human duration: ``45s``, ``12m``, ``3h 20m``, ``2d 4h``."""
+    seconds = int(delta.total_seconds())
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, _ = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours}h" if hours else f"{days}d"
