@@ -1,0 +1,100 @@
+"""Every test runs isolated: its own config, data dir and store, a clean environment,
+a pinned clock where it asks for one, and no network."""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import respx
+from typer.testing import CliRunner
+
+from dora import timeparse
+from dora.cli import app
+from dora.gitmeta import CI_PROVIDERS
+
+FIXED_NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=timezone.utc)
+
+_CLEARED = re.compile(
+    r"^(DD_|DORA_|DATADOG_|GIT_|GITHUB_|GITLAB_|CI_|CIRCLE|BUILDKITE|BITBUCKET_|"
+    r"SYSTEM_|BUILD_|TF_BUILD$|JENKINS_URL$|CI$)"
+)
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Point config, data and store at tmp_path; clear DD_*, DORA_* and CI variables."""
+    for name in list(os.environ):
+        if _CLEARED.match(name):
+            monkeypatch.delenv(name)
+    for provider in CI_PROVIDERS:
+        monkeypatch.delenv(provider.detect, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
+    monkeypatch.setenv("DORA_DB", str(tmp_path / "dora.db"))
+    monkeypatch.setenv("COLUMNS", "120")
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)  # not a git repository unless a test makes it one
+    with respx.mock(assert_all_mocked=True, assert_all_called=False):
+        yield tmp_path
+    time.tzset()
+
+
+@pytest.fixture
+def frozen_now(monkeypatch: pytest.MonkeyPatch) -> datetime:
+    """Pin dora's clock at FIXED_NOW."""
+    monkeypatch.setattr(timeparse, "now", lambda: FIXED_NOW)
+    return FIXED_NOW
+
+
+@pytest.fixture
+def db_path(isolated: Path) -> Path:
+    return isolated / "dora.db"
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def dora():
+    """Run the CLI in-process: ``dora("deployment", "--service", "api", ...)``."""
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None) -> Result:
+        result = runner.invoke(app, list(args), input=input, catch_exceptions=False)
+        return Result(result.exit_code, result.stdout, result.stderr)
+
+    return run
+
+
+def rows(db: Path, sql: str, params: tuple = ()) -> list[dict]:
+    """What is in the store, read with plain sqlite3."""
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(row) for row in conn.execute(sql, params)]
+
+
+def count(db: Path, table: str) -> int:
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db) as conn:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]

@@ -1,0 +1,704 @@
+"""The commands as a user runs them: exit codes, exact lines, and what lands in the store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import count, rows
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def ns(iso: str) -> int:
+    from dora import timeparse
+
+    return timeparse.to_ns(timeparse.parse_timestamp(iso))
+
+
+# --- dora deployment ------------------------------------------------------------------------
+
+
+def test_records_a_deployment_with_no_configuration(dora, db_path, frozen_now):
+    result = dora("deployment", "--service", "api", "--env", "prod", "--started-at", "-15m")
+
+    assert result.exit_code == 0, result.stderr
+    [row] = rows(db_path, "SELECT * FROM deployments")
+    assert result.stdout == f"{row['id']}\n"
+    assert result.stderr.splitlines()[-1] == (
+        f"Recorded deployment {row['id']} (api, env prod) in {db_path}"
+    )
+    assert row["service"] == "api"
+    assert row["env"] == "prod"
+    assert row["started_at"] == ns("2026-11-24T11:45:00Z")
+    assert row["finished_at"] == ns("2026-11-24T12:00:00Z")  # defaults to now
+    assert len(row["id"]) == 26
+
+
+def test_deployment_stores_every_field(dora, db_path, frozen_now):
+    result = dora(
+        "deployment",
+        "--service",
+        "api",
+        "--env",
+        "prod",
+        "--started-at",
+        "2026-11-24T10:00:00Z",
+        "--finished-at",
+        "1795521600",
+        "--version",
+        "1.4.2",
+        "--team",
+        "payments",
+        "--id",
+        "deploy-2026-11-24-0001",
+        "--git-repository-url",
+        "https://github.com/o/r.git",
+        "--git-commit-sha",
+        SHA.upper(),
+        "--custom-tags",
+        "region:eu",
+        "--custom-tags",
+        "tier:1",
+    )
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "deploy-2026-11-24-0001\n"
+    [row] = rows(db_path, "SELECT * FROM deployments")
+    assert row == {
+        "id": "deploy-2026-11-24-0001",
+        "service": "api",
+        "env": "prod",
+        "version": "1.4.2",
+        "team": "payments",
+        "started_at": ns("2026-11-24T10:00:00Z"),
+        "finished_at": 1795521600 * 10**9,
+        "repository_url": "https://github.com/o/r.git",
+        "commit_sha": SHA,
+        "custom_tags": '["region:eu", "tier:1"]',
+        "recorded_at": row["recorded_at"],
+    }
+
+
+def test_recording_the_same_id_again_updates_the_event(dora, db_path, frozen_now):
+    args = ["deployment", "--service", "api", "--started-at", "-1h", "--id", "release-000000000042"]
+    assert dora(*args, "--version", "1").exit_code == 0
+    assert dora(*args, "--version", "2").exit_code == 0
+
+    assert rows(db_path, "SELECT id, version FROM deployments") == [
+        {"id": "release-000000000042", "version": "2"}
+    ]
+
+
+def test_service_and_env_come_from_dd_variables(dora, db_path, frozen_now, monkeypatch):
+    monkeypatch.setenv("DD_SERVICE", "billing")
+    monkeypatch.setenv("DD_ENV", "staging")
+
+    assert dora("deployment", "--started-at", "-5m").exit_code == 0
+
+    assert rows(db_path, "SELECT service, env FROM deployments") == [
+        {"service": "billing", "env": "staging"}
+    ]
+
+
+def test_flags_beat_environment_beats_config_file(dora, db_path, frozen_now, monkeypatch, tmp_path):
+    config = tmp_path / "dora.toml"
+    config.write_text('service = "from-file"\nenv = "file-env"\nteam = "file-team"\n')
+    monkeypatch.setenv("DORA_CONFIG", str(config))
+    monkeypatch.setenv("DD_ENV", "env-env")
+
+    assert dora("deployment", "--service", "from-flag", "--started-at", "-5m").exit_code == 0
+
+    assert rows(db_path, "SELECT service, env, team FROM deployments") == [
+        {"service": "from-flag", "env": "env-env", "team": "file-team"}
+    ]
+
+
+def test_db_flag_beats_dora_db(dora, tmp_path, frozen_now):
+    other = tmp_path / "nested" / "dirs" / "other.db"
+
+    result = dora("deployment", "--service", "api", "--started-at", "-5m", "--db", str(other))
+
+    assert result.exit_code == 0
+    assert count(other, "deployments") == 1
+    assert not (tmp_path / "dora.db").exists()
+
+
+def test_default_store_is_in_the_user_data_dir(dora, frozen_now, monkeypatch, isolated):
+    monkeypatch.delenv("DORA_DB")
+
+    result = dora("deployment", "--service", "api", "--started-at", "-5m")
+
+    expected = isolated / "home" / ".local" / "share" / "dora" / "dora.db"
+    assert result.exit_code == 0
+    assert result.stderr.endswith(f" in {expected}\n")
+    assert count(expected, "deployments") == 1
+
+
+def test_dry_run_prints_the_datadog_body_and_writes_nothing(dora, db_path, frozen_now):
+    result = dora(
+        "deployment",
+        "--service",
+        "api",
+        "--env",
+        "prod",
+        "--started-at",
+        "2026-11-24T11:00:00Z",
+        "--id",
+        "deploy-000000000001",
+        "--git-repository-url",
+        "https://u:tok@github.com/o/r.git",
+        "--git-commit-sha",
+        SHA,
+        "--custom-tags",
+        "a:b",
+        "--dry-run",
+    )
+
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == {
+        "data": {
+            "attributes": {
+                "id": "deploy-000000000001",
+                "service": "api",
+                "env": "prod",
+                "started_at": ns("2026-11-24T11:00:00Z"),
+                "finished_at": ns("2026-11-24T12:00:00Z"),
+                "git": {"repository_url": "https://github.com/o/r.git", "commit_sha": SHA},
+                "custom_tags": ["a:b"],
+            }
+        }
+    }
+    assert result.stderr == (
+        "Dry run: this body would be posted to /api/v2/dora/deployment; nothing was recorded.\n"
+    )
+    assert not db_path.exists()
+
+
+# --- bad input: exit 2, one line naming the flag, nothing written ----------------------------
+
+BAD_DEPLOYMENTS = [
+    (
+        [],
+        "--started-at: required",
+    ),
+    (
+        ["--started-at", "yesterday"],
+        "--started-at: 'yesterday' is not a timestamp: use ISO 8601 (2026-11-24T09:30:00Z), "
+        "Unix time in s, ms or ns, 'now', or an offset such as -15m",
+    ),
+    (
+        ["--started-at", "2026-02-30T10:00:00Z"],
+        "--started-at: '2026-02-30T10:00:00Z' is not a valid date and time "
+        "(day is out of range for month)",
+    ),
+    (
+        ["--started-at", "-1h", "--finished-at", "-2h"],
+        "--finished-at: 2026-11-24T10:00:00Z is before the start (2026-11-24T11:00:00Z)",
+    ),
+    (
+        ["--started-at", "2026-11-24T12:06:00Z"],
+        "--started-at: 2026-11-24T12:06:00Z is in the future "
+        "(at most 5 minutes of clock skew is allowed)",
+    ),
+    (
+        ["--started-at", "-1h", "--git-commit-sha", "abc123"],
+        "--git-commit-sha: 'abc123' is not a full commit SHA: expected 40 or more hex characters",
+    ),
+    (
+        ["--started-at", "-1h", "--custom-tags", "team"],
+        "--custom-tags: 'team' is not a key:value tag",
+    ),
+    (
+        ["--started-at", "-1h", "--id", "too-short"],
+        "--id: 'too-short' is not a valid id: use 16 to 128 characters of letters, digits, "
+        "'.', '_', ':' and '-'",
+    ),
+    (
+        ["--started-at", "-1h", "--env", " "],
+        "--env: must not be empty",
+    ),
+    (
+        ["--started-at", "-1h", *(a for i in range(101) for a in ("--custom-tags", f"k{i}:v"))],
+        "--custom-tags: 101 tags given; at most 100 are allowed",
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_DEPLOYMENTS)
+def test_bad_deployment_input_exits_2_with_one_line(dora, db_path, frozen_now, args, message):
+    result = dora("deployment", "--service", "api", "--skip-git", *args)
+
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == f"dora: error: {message}\n"
+    assert not db_path.exists()
+
+
+def test_missing_service_names_the_variable_too(dora, db_path):
+    result = dora("deployment", "--started-at", "-5m")
+
+    assert result.exit_code == 2
+    assert result.stderr == "dora: error: --service: required (or set DD_SERVICE)\n"
+    assert not db_path.exists()
+
+
+def test_unknown_flag_is_a_usage_error_pointing_at_help(dora, db_path):
+    result = dora("deployment", "--servise", "api")
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith("dora: error: No such option: --servise")
+    assert result.stderr.endswith("(see 'dora deployment --help')\n")
+    assert result.stderr.count("\n") == 1
+
+
+def test_bad_input_does_not_touch_an_existing_store(dora, db_path, frozen_now):
+    assert dora("deployment", "--service", "api", "--started-at", "-1h").exit_code == 0
+    before = db_path.read_bytes()
+
+    assert dora("deployment", "--service", "api", "--started-at", "soon").exit_code == 2
+
+    assert db_path.read_bytes() == before
+    assert count(db_path, "deployments") == 1
+
+
+# --- git metadata through the command -----------------------------------------------------------
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def test_git_data_comes_from_the_repository_without_credentials(dora, db_path, frozen_now):
+    repo = Path.cwd()
+    git(repo, "init", "-q")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "first")
+    git(repo, "remote", "add", "origin", "https://deploy:s3cr3t-token@git.example.com/o/r.git")
+    head = git(repo, "rev-parse", "HEAD")
+
+    result = dora("deployment", "--service", "api", "--started-at", "-5m")
+
+    assert result.exit_code == 0, result.stderr
+    assert rows(db_path, "SELECT repository_url, commit_sha FROM deployments") == [
+        {"repository_url": "https://git.example.com/o/r.git", "commit_sha": head}
+    ]
+    assert "s3cr3t" not in result.stdout + result.stderr
+    assert b"s3cr3t" not in db_path.read_bytes()
+
+
+def test_giving_the_sha_flag_keeps_the_url_from_ci(dora, db_path, frozen_now, monkeypatch):
+    monkeypatch.setenv("GITLAB_CI", "true")
+    monkeypatch.setenv(
+        "CI_REPOSITORY_URL", "https://gitlab-ci-token:glcbt-SECRET@gitlab.com/g/p.git"
+    )
+    monkeypatch.setenv("CI_COMMIT_SHA", "f" * 40)
+
+    result = dora("deployment", "--service", "api", "--started-at", "-5m", "--git-commit-sha", SHA)
+
+    assert result.exit_code == 0
+    assert rows(db_path, "SELECT repository_url, commit_sha FROM deployments") == [
+        {"repository_url": "https://gitlab.com/g/p.git", "commit_sha": SHA}
+    ]
+    assert b"SECRET" not in db_path.read_bytes()
+
+
+def test_outside_a_repository_warns_once_and_records(dora, db_path, frozen_now):
+    result = dora("deployment", "--service", "api", "--started-at", "-5m")
+
+    assert result.exit_code == 0
+    assert result.stderr.splitlines()[0] == (
+        "dora: warning: not a git repository; recording without git data"
+    )
+    assert len(result.stderr.splitlines()) == 2
+    assert rows(db_path, "SELECT repository_url, commit_sha FROM deployments") == [
+        {"repository_url": None, "commit_sha": None}
+    ]
+
+
+def test_skip_git_looks_for_nothing(dora, db_path, frozen_now, monkeypatch):
+    monkeypatch.setenv("DD_GIT_COMMIT_SHA", SHA)
+
+    result = dora("deployment", "--service", "api", "--started-at", "-5m", "--skip-git")
+
+    assert result.exit_code == 0
+    assert "warning" not in result.stderr
+    assert rows(db_path, "SELECT commit_sha FROM deployments") == [{"commit_sha": None}]
+
+
+# --- dora incident --------------------------------------------------------------------------
+
+
+def open_incident(dora, *args: str) -> str:
+    result = dora("incident", "open", "--skip-git", *args)
+    assert result.exit_code == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_incident_open_prints_the_id_and_records_an_open_incident(dora, db_path, frozen_now):
+    result = dora(
+        "incident",
+        "open",
+        "--service",
+        "api",
+        "--service",
+        "web",
+        "--service",
+        "api",
+        "--env",
+        "prod",
+        "--name",
+        "checkout 500s",
+        "--severity",
+        "SEV-2",
+        "--skip-git",
+    )
+
+    assert result.exit_code == 0
+    incident_id = result.stdout.strip()
+    assert result.stderr == f"Opened incident {incident_id} (api, web, env prod) in {db_path}\n"
+    [row] = rows(db_path, "SELECT id, name, severity, env, started_at, finished_at FROM incidents")
+    assert row == {
+        "id": incident_id,
+        "name": "checkout 500s",
+        "severity": "SEV-2",
+        "env": "prod",
+        "started_at": ns("2026-11-24T12:00:00Z"),
+        "finished_at": None,
+    }
+    assert rows(db_path, "SELECT service FROM incident_services ORDER BY position") == [
+        {"service": "api"},
+        {"service": "web"},
+    ]
+
+
+def test_incident_needs_a_service_or_a_team(dora, db_path):
+    result = dora("incident", "open", "--skip-git")
+
+    assert result.exit_code == 2
+    assert result.stderr == "dora: error: --service: name at least one service, or a team\n"
+    assert not db_path.exists()
+
+
+def test_incident_with_a_team_only_is_fine(dora, db_path, frozen_now):
+    open_incident(dora, "--team", "payments", "--started-at", "-2h", "--finished-at", "-1h")
+
+    assert rows(db_path, "SELECT team, finished_at FROM incidents") == [
+        {"team": "payments", "finished_at": ns("2026-11-24T11:00:00Z")}
+    ]
+    assert count(db_path, "incident_services") == 0
+
+
+def test_incident_dry_run_prints_the_failure_body(dora, db_path, frozen_now):
+    result = dora(
+        "incident",
+        "open",
+        "--service",
+        "api",
+        "--team",
+        "core",
+        "--started-at",
+        "-1h",
+        "--id",
+        "incident-0000000001",
+        "--skip-git",
+        "--dry-run",
+    )
+
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == {
+        "data": {
+            "attributes": {
+                "id": "incident-0000000001",
+                "services": ["api"],
+                "team": "core",
+                "started_at": ns("2026-11-24T11:00:00Z"),
+            }
+        }
+    }
+    assert "/api/v2/dora/failure" in result.stderr
+    assert not db_path.exists()
+
+
+def test_resolve_by_unique_prefix(dora, db_path, frozen_now):
+    incident_id = open_incident(dora, "--service", "api", "--started-at", "-90m")
+
+    result = dora("incident", "resolve", incident_id[:20], "--finished-at", "-10m")
+
+    assert result.exit_code == 0
+    assert result.stderr == f"Resolved incident {incident_id} after 1h 20m in {db_path}\n"
+    assert rows(db_path, "SELECT finished_at FROM incidents") == [
+        {"finished_at": ns("2026-11-24T11:50:00Z")}
+    ]
+
+
+def test_resolve_defaults_to_now(dora, db_path, frozen_now):
+    incident_id = open_incident(dora, "--service", "api", "--started-at", "-5m")
+
+    assert dora("incident", "resolve", incident_id).exit_code == 0
+
+    assert rows(db_path, "SELECT finished_at FROM incidents") == [
+        {"finished_at": ns("2026-11-24T12:00:00Z")}
+    ]
+
+
+def test_resolve_errors(dora, db_path, frozen_now):
+    first = open_incident(
+        dora, "--service", "api", "--id", "INC-2026-0001-aaaa", "--started-at", "-1h"
+    )
+    open_incident(dora, "--service", "api", "--id", "INC-2026-0001-bbbb", "--started-at", "-1h")
+    before = rows(db_path, "SELECT * FROM incidents ORDER BY id")
+
+    unknown = dora("incident", "resolve", "INC-1999")
+    ambiguous = dora("incident", "resolve", "INC-2026")
+    too_early = dora("incident", "resolve", first, "--finished-at", "-2h")
+    bad_time = dora("incident", "resolve", first, "--finished-at", "later")
+
+    assert (unknown.exit_code, unknown.stderr) == (
+        1,
+        f"dora: error: no incident with an id starting with 'INC-1999' in {db_path}\n",
+    )
+    assert (ambiguous.exit_code, ambiguous.stderr) == (
+        2,
+        "dora: error: ID: 'INC-2026' matches several incidents "
+        "(INC-2026-0001-aaaa, INC-2026-0001-bbbb); give more of it\n",
+    )
+    assert (too_early.exit_code, too_early.stderr) == (
+        2,
+        "dora: error: --finished-at: 2026-11-24T10:00:00Z is before the start "
+        "(2026-11-24T11:00:00Z)\n",
+    )
+    assert bad_time.exit_code == 2
+    assert bad_time.stderr.startswith("dora: error: --finished-at: 'later' is not a timestamp")
+    assert rows(db_path, "SELECT * FROM incidents ORDER BY id") == before
+
+
+def test_resolving_twice_is_an_error_that_changes_nothing(dora, db_path, frozen_now):
+    incident_id = open_incident(dora, "--service", "api", "--started-at", "-1h")
+    assert dora("incident", "resolve", incident_id, "--finished-at", "-30m").exit_code == 0
+
+    again = dora("incident", "resolve", incident_id)
+
+    assert again.exit_code == 1
+    assert again.stderr == (
+        f"dora: error: incident {incident_id} is already resolved (at 2026-11-24T11:30:00Z)\n"
+    )
+    assert rows(db_path, "SELECT finished_at FROM incidents") == [
+        {"finished_at": ns("2026-11-24T11:30:00Z")}
+    ]
+
+
+def test_exact_id_wins_over_a_longer_one_with_the_same_prefix(dora, db_path, frozen_now):
+    open_incident(dora, "--service", "a", "--id", "incident-00000001")
+    open_incident(dora, "--service", "b", "--id", "incident-000000012")
+
+    assert dora("incident", "resolve", "incident-00000001").exit_code == 0
+
+    assert rows(db_path, "SELECT id FROM incidents WHERE finished_at IS NOT NULL") == [
+        {"id": "incident-00000001"}
+    ]
+
+
+def test_incident_list_filters_and_formats(dora, db_path, frozen_now):
+    open_id = open_incident(dora, "--service", "api", "--name", "slow [p99]", "--started-at", "-2h")
+    done_id = open_incident(
+        dora, "--service", "web", "--team", "edge", "--started-at", "-3h", "--finished-at", "-150m"
+    )
+
+    table = dora("incident", "list")
+    only_open = dora("incident", "list", "--open", "--format", "json")
+    by_service = dora("incident", "list", "--service", "web", "--format", "json")
+
+    assert table.exit_code == 0
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["ID", "STARTED", "(UTC)", "STATE", "AFFECTS", "ENV", "NAME"]
+    assert lines[1].split() == [
+        open_id,
+        "2026-11-24",
+        "10:00",
+        "open",
+        "2h",
+        "api",
+        "slow",
+        "[p99]",
+    ]
+    assert lines[2].split() == [
+        done_id,
+        "2026-11-24",
+        "09:00",
+        "took",
+        "30m",
+        "web",
+        "(team",
+        "edge)",
+    ]
+    assert [i["id"] for i in json.loads(only_open.stdout)] == [open_id]
+    [web] = json.loads(by_service.stdout)
+    assert web == {
+        "type": "incident",
+        "id": done_id,
+        "services": ["web"],
+        "team": "edge",
+        "env": None,
+        "version": None,
+        "name": None,
+        "severity": None,
+        "started_at": "2026-11-24T09:00:00Z",
+        "finished_at": "2026-11-24T09:30:00Z",
+        "git": None,
+        "custom_tags": [],
+    }
+
+
+def test_incident_list_on_an_empty_store(dora):
+    result = dora("incident", "list", "--open")
+
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    assert result.stderr == "No incidents open.\n"
+
+
+# --- dora config, --version, help ------------------------------------------------------------
+
+
+def test_config_shows_each_setting_and_its_source(dora, monkeypatch, tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('team = "payments"\ndb = "postgresql://dora:hunter2@db.example.com/dora"\n')
+    monkeypatch.setenv("DORA_CONFIG", str(config))
+    monkeypatch.delenv("DORA_DB")
+    monkeypatch.setenv("DD_SERVICE", "api")
+
+    result = dora("config")
+
+    assert result.exit_code == 0
+    assert [line.split() for line in result.stdout.splitlines()] == [
+        ["config", "file", str(config), "env", "DORA_CONFIG"],
+        ["db", "postgresql://dora:***@db.example.com/dora", "config", "file"],
+        ["service", "api", "env", "DD_SERVICE"],
+        ["env", "-", "unset"],
+        ["team", "payments", "config", "file"],
+    ]
+    assert "hunter2" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("colour = 'red'\n", "unknown setting 'colour' (known: db, service, env, team)"),
+        ("service = 3\n", "'service' must be a string"),
+        ("service = \n", "invalid TOML: "),
+    ],
+)
+def test_a_bad_config_file_is_a_usage_error(dora, monkeypatch, tmp_path, db_path, content, message):
+    config = tmp_path / "c.toml"
+    config.write_text(content)
+    monkeypatch.setenv("DORA_CONFIG", str(config))
+    monkeypatch.delenv("DORA_DB")
+
+    result = dora("deployment", "--service", "api", "--started-at", "-5m", "--skip-git")
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"dora: error: config file {config}: {message}")
+    assert result.stderr.count("\n") == 1
+
+
+def test_version(dora):
+    from dora import __version__
+
+    result = dora("--version")
+
+    assert result.exit_code == 0
+    assert result.stdout == f"dora {__version__}\n"
+
+
+def test_no_arguments_shows_help(dora):
+    result = dora()
+
+    assert result.exit_code == 0
+    assert "deployment" in result.stdout
+    assert "incident" in result.stdout
+
+
+def all_commands():
+    import typer
+
+    from dora.cli import app
+
+    root = typer.main.get_command(app)
+
+    def walk(command, path):
+        yield path, command
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, [*path, name])
+
+    return list(walk(root, []))
+
+
+@pytest.mark.parametrize(
+    ("path", "command"), all_commands(), ids=[" ".join(p) or "dora" for p, _ in all_commands()]
+)
+def test_every_command_has_help_with_an_example(dora, path, command):
+    result = dora(*path, "--help")
+
+    assert result.exit_code == 0
+    assert command.help
+    if not hasattr(command, "commands"):
+        assert "Example" in command.help
+        assert f"dora {' '.join(path)}" in command.help
+
+
+# --- failures nobody planned for ---------------------------------------------------------------
+
+
+def test_an_unexpected_error_is_one_line_without_verbose(dora, db_path, monkeypatch):
+    def explode(self, event):
+        raise RuntimeError("kaboom")
+
+    monkeypatch.setattr("dora.store.sqlite.SQLiteStore.save", explode)
+
+    result = dora("deployment", "--service", "api", "--started-at", "-1m", "--skip-git")
+
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "dora: error: unexpected RuntimeError: kaboom "
+        "(run with --verbose for the traceback, and please report it)\n"
+    )
+
+
+@pytest.mark.parametrize("how", [["--verbose"], ["-v"], ["DORA_DEBUG"]])
+def test_verbose_lets_the_traceback_through(dora, db_path, monkeypatch, how):
+    def explode(self, event):
+        raise RuntimeError("kaboom")
+
+    monkeypatch.setattr("dora.store.sqlite.SQLiteStore.save", explode)
+    flags = how
+    if how == ["DORA_DEBUG"]:
+        monkeypatch.setenv("DORA_DEBUG", "1")
+        flags = []
+
+    with pytest.raises(RuntimeError, match="kaboom"):
+        dora("deployment", "--service", "api", "--started-at", "-1m", "--skip-git", *flags)
+
+
+def test_verbose_shows_where_git_data_came_from(dora, db_path, monkeypatch):
+    monkeypatch.setenv("DD_GIT_COMMIT_SHA", SHA)
+    monkeypatch.setenv("DD_GIT_REPOSITORY_URL", "https://bot:hunter2@example.com/o/r.git")
+
+    result = dora("--verbose", "deployment", "--service", "api", "--started-at", "-1m")
+
+    assert result.exit_code == 0
+    assert (
+        "dora: debug: git repository URL https://example.com/o/r.git (from DD_GIT_REPOSITORY_URL)\n"
+        in result.stderr
+    )
+    assert f"dora: debug: git commit SHA {SHA} (from DD_GIT_COMMIT_SHA)\n" in result.stderr
+    assert "hunter2" not in result.stderr

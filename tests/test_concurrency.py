@@ -1,0 +1,87 @@
+"""Many processes recording into one new store at the same moment: nothing lost, nothing locked."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import count, rows
+from test_e2e import dora_command
+
+WRITER = """
+import sys, time
+from dora.events import Deployment, Incident, build
+from dora.store import open_store
+
+path, worker, n, start = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+while time.time() < start:  # all writers open the new store at the same moment
+    time.sleep(0.001)
+with open_store(path) as store:
+    for i in range(n):
+        store.save(build(Deployment, {
+            "id": f"deploy-w{worker:02d}-{i:05d}", "service": f"svc-{worker}",
+            "started_at": "-1h", "finished_at": "now",
+        }))
+        # every writer also updates one shared incident: upserts, never duplicates
+        store.save(build(Incident, {
+            "id": "incident-shared-0001", "services": [f"svc-{worker}"], "started_at": "-1h",
+        }))
+"""
+
+
+def test_writer_processes_lose_nothing_on_a_new_store(tmp_path: Path):
+    path = tmp_path / "shared" / "dora.db"
+    workers, per_worker = 8, 60
+    start = time.time() + 1.0
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path), str(w), str(per_worker), str(start)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(workers)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    outcomes = [(p.returncode, err) for p, (_, err) in zip(procs, outputs, strict=True)]
+
+    assert outcomes == [(0, "")] * workers
+    assert count(path, "deployments") == workers * per_worker
+    assert rows(path, "SELECT count(DISTINCT service) AS n FROM deployments") == [{"n": workers}]
+    assert count(path, "incidents") == 1
+    assert count(path, "incident_services") == 1
+    assert rows(path, "SELECT name FROM dora_migrations") == [{"name": "m001_initial"}]
+
+
+def test_concurrent_dora_commands_all_record(tmp_path: Path):
+    path = tmp_path / "dora.db"
+    runs = 12
+    procs = [
+        subprocess.Popen(
+            [
+                *dora_command(),
+                "deployment",
+                "--service",
+                f"svc-{i}",
+                "--started-at",
+                "-5m",
+                "--skip-git",
+                "--db",
+                str(path),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(runs)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    results = [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs, strict=True)]
+
+    assert [code for code, _, _ in results] == [0] * runs, results
+    assert not any("locked" in err for _, _, err in results)
+    ids = {out.strip() for _, out, _ in results}
+    assert {r["id"] for r in rows(path, "SELECT id FROM deployments")} == ids
+    assert len(ids) == runs

@@ -1,0 +1,131 @@
+"""The installed ``dora`` command, run as a CI step would run it: a real process, a real git
+repository, a real environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import rows
+from dora import __version__
+
+
+def dora_command() -> list[str]:
+    """The console script installed beside this interpreter (the README's install puts it
+    there)."""
+    script = Path(sys.executable).parent / ("dora.exe" if os.name == "nt" else "dora")
+    if not script.exists():
+        pytest.fail(
+            f"the dora command is not installed beside {sys.executable}: run the README's install"
+        )
+    return [str(script)]
+
+
+def run(
+    *args: str, cwd: Path | None = None, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*dora_command(), *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def test_version_of_the_installed_command():
+    done = run("--version")
+
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"dora {__version__}\n", "")
+
+
+def test_python_dash_m_runs_the_same_cli():
+    done = subprocess.run(
+        [sys.executable, "-m", "dora", "--version"], capture_output=True, text=True, check=False
+    )
+
+    assert (done.returncode, done.stdout) == (0, f"dora {__version__}\n")
+
+
+def test_a_ci_step_records_a_deployment_from_a_real_repository(tmp_path, db_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "release")
+    git(repo, "remote", "add", "origin", "https://ci-bot:ghp_T0KEN@github.com/acme/api.git")
+    head = git(repo, "rev-parse", "HEAD")
+
+    done = run(
+        "deployment",
+        "--service",
+        "api",
+        "--env",
+        "prod",
+        "--started-at",
+        "-3m",
+        "--verbose",
+        cwd=repo,
+    )
+
+    assert done.returncode == 0, done.stderr
+    [row] = rows(db_path, "SELECT id, repository_url, commit_sha FROM deployments")
+    assert done.stdout == f"{row['id']}\n"
+    assert row["repository_url"] == "https://github.com/acme/api.git"
+    assert row["commit_sha"] == head
+    assert done.stderr.splitlines()[-1] == (
+        f"Recorded deployment {row['id']} (api, env prod) in {db_path}"
+    )
+    assert "ghp_T0KEN" not in done.stdout + done.stderr
+    assert b"ghp_T0KEN" not in db_path.read_bytes()
+
+
+def test_an_incident_round_trip(db_path):
+    opened = run("incident", "open", "--service", "api", "--started-at", "-1h", "--skip-git")
+    incident_id = opened.stdout.strip()
+    resolved = run("incident", "resolve", incident_id[:22])
+    listed = run("incident", "list", "--format", "json")
+
+    assert (opened.returncode, resolved.returncode, listed.returncode) == (0, 0, 0)
+    [incident] = json.loads(listed.stdout)
+    assert incident["id"] == incident_id
+    assert incident["finished_at"] is not None
+    assert resolved.stderr.startswith(f"Resolved incident {incident_id} after 1h")
+
+
+def test_usage_error_in_a_real_process_is_one_line_and_exit_2(db_path):
+    done = run("deployment", "--service", "api", "--started-at", "tomorrow")
+
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.startswith("dora: error: --started-at: 'tomorrow' is not a timestamp")
+    assert done.stderr.count("\n") == 1
+    assert "Traceback" not in done.stderr
+    assert not db_path.exists()
+
+
+def test_a_closed_pipe_is_not_a_traceback(db_path):
+    for _ in range(3):
+        run("incident", "open", "--service", "api", "--skip-git")
+    command = " ".join(dora_command()) + " incident list --format json | head -c 1"
+
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=False)
+
+    assert done.stdout == "["
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,228 @@
+"""The SQLite store: migrations, upserts, refusing files that are not ours, failing cleanly."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from conftest import count, rows
+from dora.errors import StoreError
+from dora.events import Deployment, Incident, build
+from dora.store import migrations as m
+from dora.store import open_store
+from dora.store.sqlite import SQLiteStore
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def deployment(**fields) -> Deployment:
+    return build(
+        Deployment, {"service": "api", "started_at": "-1h", "finished_at": "now", **fields}
+    )
+
+
+def test_a_new_store_is_created_with_its_directories_in_wal_mode(tmp_path):
+    path = tmp_path / "a" / "b" / "dora.db"
+
+    with open_store(path) as store:
+        store.save(deployment())
+
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert db.execute("PRAGMA application_id").fetchone() == (m.APPLICATION_ID,)
+        assert db.execute("SELECT name FROM dora_migrations").fetchall() == [("m001_initial",)]
+
+
+def test_an_old_store_upgrades_in_place_with_nothing_lost(tmp_path):
+    # store-m001.db was written by dora 0.1.0 (schema m001_initial) with its own commands.
+    path = tmp_path / "old.db"
+    shutil.copy(FIXTURES / "store-m001.db", path)
+    tables = ("deployments", "incidents", "incident_services")
+    before = {t: rows(path, f"SELECT * FROM {t} ORDER BY 1, 2") for t in tables}
+
+    with open_store(path) as store:
+        incident = store.find_incident("incident-v1-fixture-01")
+        store.save(deployment(id="deploy-after-upgrade-1"))
+
+    assert {r["name"] for r in rows(path, "SELECT name FROM dora_migrations")} == {
+        name for name, _ in m.MIGRATIONS
+    }
+    for table in tables:
+        kept = rows(path, f"SELECT * FROM {table} ORDER BY 1, 2")
+        assert [r for r in kept if r.get("id") != "deploy-after-upgrade-1"] == before[table]
+    assert incident.services == ["api", "web"]
+    assert incident.custom_tags == ["cause:deploy"]
+    assert incident.name == "checkout 500s"
+    assert count(path, "deployments") == 3
+
+
+def test_migrations_apply_in_order_each_with_its_record(tmp_path):
+    applied_in: list[str] = []
+
+    def m002(db):
+        applied_in.append("m002")
+        db.execute("ALTER TABLE deployments ADD COLUMN note TEXT")
+
+    def m003_fails(db):
+        db.execute("ALTER TABLE deployments ADD COLUMN other TEXT")
+        raise RuntimeError("boom")
+
+    path = tmp_path / "dora.db"
+    SQLiteStore(path).close()
+    db = sqlite3.connect(path, isolation_level=None)
+
+    assert m.migrate(db, [*m.MIGRATIONS, ("m002_note", m002)]) == ["m002_note"]
+    assert m.migrate(db, [*m.MIGRATIONS, ("m002_note", m002)]) == []
+    with pytest.raises(RuntimeError, match="boom"):
+        m.migrate(db, [*m.MIGRATIONS, ("m002_note", m002), ("m003", m003_fails)])
+
+    columns = [r[1] for r in db.execute("PRAGMA table_info(deployments)")]
+    assert "note" in columns
+    assert "other" not in columns  # the failed migration rolled back with its record
+    assert m.applied(db) == {"m001_initial", "m002_note"}
+    assert applied_in == ["m002"]
+
+
+def test_a_store_from_a_newer_dora_is_refused(tmp_path):
+    path = tmp_path / "dora.db"
+    SQLiteStore(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO dora_migrations VALUES ('m999_future', 0)")
+
+    with pytest.raises(StoreError) as error:
+        open_store(path)
+
+    assert str(error.value) == (
+        "the store was written by a newer dora (it has migration m999_future); "
+        "upgrade dora to use it"
+    )
+
+
+def test_upsert_by_id_replaces_fields_and_services(tmp_path):
+    path = tmp_path / "dora.db"
+    first = build(
+        Incident, {"id": "incident-000000001", "services": ["a", "b"], "started_at": "-1h"}
+    )
+    second = build(
+        Incident,
+        {"id": "incident-000000001", "services": ["c"], "started_at": "-1h", "finished_at": "now"},
+    )
+
+    with open_store(path) as store:
+        store.save(first)
+        store.save(second)
+        [stored] = store.list_incidents()
+
+    assert count(path, "incidents") == 1
+    assert stored.services == ["c"]
+    assert stored.finished_at == second.finished_at
+
+
+def test_recorded_at_keeps_the_first_recording(tmp_path):
+    path = tmp_path / "dora.db"
+    with open_store(path) as store:
+        store.save(deployment(id="deploy-00000000001", version="1"))
+        [first] = rows(path, "SELECT recorded_at FROM deployments")
+        store.save(deployment(id="deploy-00000000001", version="2"))
+
+    assert rows(path, "SELECT recorded_at, version FROM deployments") == [
+        {"recorded_at": first["recorded_at"], "version": "2"}
+    ]
+
+
+def test_windows_are_read_through_indexes(tmp_path):
+    path = tmp_path / "dora.db"
+    SQLiteStore(path).close()
+    with sqlite3.connect(path) as db:
+        plans = {
+            sql: " ".join(r[3] for r in db.execute(f"EXPLAIN QUERY PLAN {sql}", (0, 1)))
+            for sql in (
+                "SELECT count(*) FROM deployments WHERE finished_at >= ? AND finished_at < ?",
+                "SELECT count(*) FROM incidents WHERE started_at >= ? AND started_at < ?",
+                "SELECT count(*) FROM incidents WHERE finished_at >= ? AND finished_at < ?",
+            )
+        }
+    for sql, plan in plans.items():
+        assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, (sql, plan)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"this is a text file\n", "is not a dora database (not an SQLite file); left untouched"),
+        (b"SQLite format 3\x00" + b"\xff" * 200, "cannot open the store at"),
+    ],
+)
+def test_a_file_that_is_not_a_store_is_left_untouched(tmp_path, content, message):
+    folder = tmp_path / "files"
+    folder.mkdir()
+    path = folder / "notes.db"
+    path.write_bytes(content)
+
+    with pytest.raises(StoreError, match="^.*" + message.replace("(", r"\(").replace(")", r"\)")):
+        open_store(path)
+
+    assert path.read_bytes() == content
+    assert [p.name for p in folder.iterdir()] == ["notes.db"]  # no -wal or -journal left
+
+
+def test_another_apps_sqlite_database_is_left_untouched(tmp_path):
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE things (x)")
+        db.execute("INSERT INTO things VALUES (1)")
+    db.close()
+    before = path.read_bytes()
+
+    with pytest.raises(StoreError) as error:
+        open_store(path)
+
+    assert str(error.value) == f"{path} is an SQLite database but not a dora one; left untouched"
+    assert path.read_bytes() == before
+
+
+def test_cli_reports_store_failures_in_one_line(dora, tmp_path):
+    not_ours = tmp_path / "notes.txt"
+    not_ours.write_text("hello\n")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+
+    wrong = dora("deployment", "--service", "a", "--started-at", "-1m", "--db", str(not_ours))
+    unwritable = dora(
+        "deployment", "--service", "a", "--started-at", "-1m", "--db", str(blocker / "x" / "d.db")
+    )
+    directory = dora("incident", "list", "--db", str(tmp_path))
+
+    assert (wrong.exit_code, wrong.stderr.splitlines()[-1]) == (
+        1,
+        f"dora: error: {not_ours} is not a dora database (not an SQLite file); left untouched",
+    )
+    assert (unwritable.exit_code, unwritable.stderr.splitlines()[-1]) == (
+        1,
+        f"dora: error: cannot create the store at {blocker / 'x' / 'd.db'}: Not a directory",
+    )
+    assert (directory.exit_code, directory.stderr) == (
+        1,
+        f"dora: error: the store at {tmp_path} is a directory, not a dora database\n",
+    )
+    assert not_ours.read_text() == "hello\n"
+
+
+def test_a_read_only_store_file_fails_cleanly(dora, db_path, frozen_now, monkeypatch):
+    assert dora("deployment", "--service", "a", "--started-at", "-1m", "--skip-git").exit_code == 0
+
+    def refuse(*args, **kwargs):
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr("dora.store.sqlite._upsert", refuse)
+    result = dora("deployment", "--service", "b", "--started-at", "-1m", "--skip-git")
+
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"dora: error: cannot write to the store at {db_path}: "
+        "attempt to write a readonly database\n"
+    )
+    assert rows(db_path, "SELECT service FROM deployments") == [{"service": "a"}]
