@@ -20,11 +20,6 @@ from pathlib import Path
 from dora.errors import ConfigError
 from dora.redact import mask_password
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 
 @dataclass(frozen=True)
 class Key:
@@ -119,14 +114,22 @@ class Settings:
 
     def _read_file(self) -> dict[str, str]:
         try:
-            with self.path.open("rb") as handle:
-                data = tomllib.load(handle)
+            handle = self.path.open("rb")
         except FileNotFoundError:
             return {}
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {self.path}: invalid TOML: {exc}") from None
         except OSError as exc:
             raise ConfigError(f"config file {self.path}: {exc.strerror}") from None
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover
+            import tomli as tomllib
+        with handle:
+            try:
+                data = tomllib.load(handle)
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"config file {self.path}: invalid TOML: {exc}") from None
+            except OSError as exc:  # e.g. the path is a directory
+                raise ConfigError(f"config file {self.path}: {exc.strerror}") from None
         settings: dict[str, str] = {}
         for name, value in data.items():
             if name not in KEYS:

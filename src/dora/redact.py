@@ -13,7 +13,7 @@ import re
 from urllib.parse import urlsplit, urlunsplit
 
 # scheme://userinfo@  ->  the user-info part, up to the last "@" before the host
-_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#\s@]*@)")
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#\s]*@)")
 
 
 def strip_credentials(url: str) -> str:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from dora.cli._runtime import set_verbose, status
-from dora.config import Settings
 from dora.errors import InvalidEvent, UsageError
-from dora.events import Event, build
+
+if TYPE_CHECKING:  # the event models load pydantic: only commands that record pay for it
+    from dora.config import Settings
+    from dora.events import Event
 
 TIME_FORMS = (
     "ISO 8601 (2026-11-24T09:30:00Z; without Z or an offset it is local time), "
@@ -113,11 +114,13 @@ FLAGS = {
     "custom_tags": "--custom-tags",
 }
 
-E = TypeVar("E", bound=Event)
+E = TypeVar("E", bound="Event")
 
 
 def build_event(model: type[E], data: dict[str, Any]) -> E:
     """Validate the options into an event; a bad one is a usage error naming its flag."""
+    from dora.events import build
+
     try:
         return build(model, data)
     except InvalidEvent as exc:
@@ -152,6 +155,8 @@ def build_with_git(
 def record(event: Event, settings: Settings, *, dry_run: bool) -> str | None:
     """Store ``event`` (or, for a dry run, print its API body); return where it went."""
     if dry_run:
+        import json
+
         json.dump(event.api_body(), sys.stdout, indent=2)
         sys.stdout.write("\n")
         status(f"Dry run: this body would be posted to {event.api_path}; nothing was recorded.")

@@ -8,9 +8,7 @@ import typer
 
 from dora.cli import _common as opt
 from dora.cli._runtime import status
-from dora.config import Settings
 from dora.errors import UsageError
-from dora.events import Deployment
 
 
 def deployment(
@@ -63,6 +61,9 @@ def deployment(
 
         dora deployment --service api --started-at 1732440600 --dry-run
     """
+    from dora.config import Settings
+    from dora.events import Deployment
+
     settings = Settings({"db": db, "service": service, "env": env, "team": team})
     service = settings.get("service")
     if not service:

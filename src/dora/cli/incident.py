@@ -12,7 +12,6 @@ from dora.cli import _common as opt
 from dora.cli._runtime import status
 from dora.config import Settings
 from dora.errors import InvalidEvent, UsageError
-from dora.events import Incident
 
 app = typer.Typer(
     name="incident",
@@ -82,6 +81,8 @@ def open_(
 
         dora incident open --team payments --started-at 2026-11-20T09:00Z --finished-at -2h
     """
+    from dora.events import Incident
+
     settings = Settings({"db": db, "env": env, "team": team})
     services = service or ([s] if (s := settings.get("service")) else [])
     event = opt.build_with_git(

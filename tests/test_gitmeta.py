@@ -1,0 +1,425 @@
+"""Where an event's repository URL and commit SHA come from, one field at a time."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from dora import gitmeta
+from dora.gitmeta import CI_PROVIDERS, GitMeta, detect_ci, resolve
+
+SECRET = "secret"
+ORIGIN = f"https://user:{SECRET}@example.com/o/r.git"
+ORIGIN_STRIPPED = "https://example.com/o/r.git"
+
+FLAG_URL = "https://flag.example.com/o/r.git"
+FLAG_SHA = "f" * 40
+DD_URL = "https://dd.example.com/o/r.git"
+DD_SHA = "d" * 40
+CI_URL = "https://github.com/ci/r.git"
+CI_SHA = "c" * 40
+
+
+def git(cwd: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def make_repo(path: Path, *, commit: bool = True, origin: str | None = ORIGIN) -> Path:
+    path.mkdir()
+    git(path, "init", "--quiet")
+    if commit:
+        git(path, "commit", "--quiet", "--allow-empty", "-m", "x")
+    if origin is not None:
+        git(path, "remote", "add", "origin", origin)
+    return path
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A git repository with one commit and an origin whose URL carries a password."""
+    return make_repo(tmp_path / "repo")
+
+
+@pytest.fixture
+def head(repo: Path) -> str:
+    return git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch):
+    """caplog for dora.gitmeta, even after the CLI turned off propagation on 'dora'."""
+    monkeypatch.setattr(logging.getLogger("dora"), "propagate", True)
+    caplog.set_level(logging.DEBUG, logger="dora.gitmeta")
+    return caplog
+
+
+def warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [
+        record
+        for record in caplog.records
+        if record.name == "dora.gitmeta" and record.levelno >= logging.WARNING
+    ]
+
+
+# --- precedence -----------------------------------------------------------------------
+
+LEVELS = ("flag", "dd", "ci", "git")
+
+
+@pytest.mark.parametrize(
+    ("url_level", "sha_level"),
+    list(itertools.product(LEVELS, LEVELS)),
+    ids=[f"url-{u}-sha-{s}" for u, s in itertools.product(LEVELS, LEVELS)],
+)
+def test_each_field_takes_its_own_first_source(repo, head, logs, url_level, sha_level):
+    """flag > DD_GIT_* > CI provider > git, each field on its own.
+
+    A field at level L has every source from L down available, so the higher one must win.
+    """
+    url_rank, sha_rank = LEVELS.index(url_level), LEVELS.index(sha_level)
+    env = {}
+    if url_rank <= LEVELS.index("dd"):
+        env["DD_GIT_REPOSITORY_URL"] = DD_URL
+    if sha_rank <= LEVELS.index("dd"):
+        env["DD_GIT_COMMIT_SHA"] = DD_SHA
+    env["GITHUB_ACTIONS"] = "true"
+    if url_rank <= LEVELS.index("ci"):
+        env["GITHUB_SERVER_URL"] = "https://github.com"
+        env["GITHUB_REPOSITORY"] = "ci/r"
+    if sha_rank <= LEVELS.index("ci"):
+        env["GITHUB_SHA"] = CI_SHA
+
+    result = resolve(
+        FLAG_URL if url_level == "flag" else None,
+        FLAG_SHA if sha_level == "flag" else None,
+        env=env,
+        cwd=repo,
+    )
+
+    urls = {"flag": FLAG_URL, "dd": DD_URL, "ci": CI_URL, "git": ORIGIN_STRIPPED}
+    shas = {"flag": FLAG_SHA, "dd": DD_SHA, "ci": CI_SHA, "git": head}
+    assert result == GitMeta(repository_url=urls[url_level], commit_sha=shas[sha_level])
+    assert warnings(logs) == []
+    assert SECRET not in logs.text
+
+
+def test_only_the_sha_flag_still_fills_the_url_from_the_environment(tmp_path):
+    env = {"DD_GIT_REPOSITORY_URL": DD_URL, "DD_GIT_COMMIT_SHA": DD_SHA}
+
+    result = resolve(None, FLAG_SHA, env=env, cwd=tmp_path)
+
+    assert result == GitMeta(repository_url=DD_URL, commit_sha=FLAG_SHA)
+
+
+def test_only_the_url_flag_still_fills_the_sha_from_the_environment(tmp_path):
+    env = {"DD_GIT_REPOSITORY_URL": DD_URL, "DD_GIT_COMMIT_SHA": DD_SHA}
+
+    result = resolve(FLAG_URL, None, env=env, cwd=tmp_path)
+
+    assert result == GitMeta(repository_url=FLAG_URL, commit_sha=DD_SHA)
+
+
+def test_only_the_sha_flag_still_fills_the_url_from_git(repo, logs):
+    result = resolve(None, FLAG_SHA, env={}, cwd=repo)
+
+    assert result == GitMeta(repository_url=ORIGIN_STRIPPED, commit_sha=FLAG_SHA)
+    assert warnings(logs) == []
+
+
+def test_only_the_url_flag_still_fills_the_sha_from_git(repo, head, logs):
+    result = resolve(FLAG_URL, None, env={}, cwd=repo)
+
+    assert result == GitMeta(repository_url=FLAG_URL, commit_sha=head)
+    assert warnings(logs) == []
+
+
+def test_both_flags_never_run_git(monkeypatch, tmp_path):
+    def no_git(*args, **kwargs):
+        raise AssertionError("git must not run when both values are given")
+
+    monkeypatch.setattr(subprocess, "run", no_git)
+
+    result = resolve(FLAG_URL, FLAG_SHA, env={}, cwd=tmp_path)
+
+    assert result == GitMeta(repository_url=FLAG_URL, commit_sha=FLAG_SHA)
+
+
+def test_empty_values_count_as_unset(repo, head):
+    env = {"DD_GIT_REPOSITORY_URL": "", "DD_GIT_COMMIT_SHA": ""}
+
+    result = resolve("", "", env=env, cwd=repo)
+
+    assert result == GitMeta(repository_url=ORIGIN_STRIPPED, commit_sha=head)
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["flag", "dd", "ci"],
+)
+def test_credentials_are_stripped_from_every_source(tmp_path, logs, source):
+    url = f"https://x-access-token:{SECRET}@example.com/o/r.git"
+    env = {"DD_GIT_COMMIT_SHA": DD_SHA}
+    if source == "dd":
+        env["DD_GIT_REPOSITORY_URL"] = url
+    if source == "ci":
+        env.update({"GITLAB_CI": "true", "CI_REPOSITORY_URL": url})
+
+    result = resolve(url if source == "flag" else None, None, env=env, cwd=tmp_path)
+
+    assert result.repository_url == ORIGIN_STRIPPED
+    assert SECRET not in logs.text
+
+
+def test_resolve_reads_os_environ_and_the_working_directory_by_default(repo, head, monkeypatch):
+    monkeypatch.setenv("DD_GIT_COMMIT_SHA", DD_SHA)
+    monkeypatch.chdir(repo)
+
+    result = resolve()
+
+    assert result == GitMeta(repository_url=ORIGIN_STRIPPED, commit_sha=DD_SHA)
+
+
+# --- CI providers ---------------------------------------------------------------------
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+CI_CASES = {
+    "GitHub Actions": (
+        {
+            "GITHUB_ACTIONS": "true",
+            "GITHUB_SERVER_URL": "https://github.com",
+            "GITHUB_REPOSITORY": "o/r",
+            "GITHUB_SHA": SHA,
+        },
+        "https://github.com/o/r.git",
+    ),
+    "GitLab CI": (
+        {
+            "GITLAB_CI": "true",
+            "CI_REPOSITORY_URL": f"https://gitlab-ci-token:glcbt-{SECRET}@gitlab.com/g/p.git",
+            "CI_COMMIT_SHA": SHA,
+        },
+        "https://gitlab.com/g/p.git",
+    ),
+    "CircleCI": (
+        {
+            "CIRCLECI": "true",
+            "CIRCLE_REPOSITORY_URL": "git@github.com:o/r.git",
+            "CIRCLE_SHA1": SHA,
+        },
+        "git@github.com:o/r.git",
+    ),
+    "Jenkins": (
+        {
+            "JENKINS_URL": "https://jenkins.example.com/",
+            "GIT_URL": f"https://jenkins:{SECRET}@git.example.com/o/r.git",
+            "GIT_COMMIT": SHA,
+        },
+        "https://git.example.com/o/r.git",
+    ),
+    "Buildkite": (
+        {
+            "BUILDKITE": "true",
+            "BUILDKITE_REPO": "https://github.com/o/r.git",
+            "BUILDKITE_COMMIT": SHA,
+        },
+        "https://github.com/o/r.git",
+    ),
+    "Azure Pipelines": (
+        {
+            "TF_BUILD": "True",
+            "BUILD_REPOSITORY_URI": "https://dev.azure.com/org/p/_git/r",
+            "BUILD_SOURCEVERSION": SHA,
+        },
+        "https://dev.azure.com/org/p/_git/r",
+    ),
+    "Bitbucket Pipelines": (
+        {
+            "BITBUCKET_COMMIT": SHA,
+            "BITBUCKET_GIT_HTTP_ORIGIN": "http://bitbucket.org/o/r",
+        },
+        "http://bitbucket.org/o/r",
+    ),
+}
+
+
+def test_every_ci_provider_has_a_case():
+    assert {provider.name for provider in CI_PROVIDERS} == set(CI_CASES)
+
+
+@pytest.mark.parametrize(("name", "case"), list(CI_CASES.items()), ids=list(CI_CASES))
+def test_a_ci_provider_supplies_url_and_sha(tmp_path, logs, name, case):
+    env, expected_url = case
+
+    assert detect_ci(env).name == name
+    result = resolve(env=env, cwd=tmp_path)  # tmp_path is not a repository: git is not needed
+
+    assert result == GitMeta(repository_url=expected_url, commit_sha=SHA)
+    assert warnings(logs) == []
+    assert SECRET not in logs.text
+    assert SECRET not in repr(result)
+
+
+def test_github_actions_defaults_to_github_com_and_trims_the_server_slash(tmp_path):
+    base = {"GITHUB_ACTIONS": "true", "GITHUB_REPOSITORY": "o/r", "GITHUB_SHA": SHA}
+
+    default = resolve(env=base, cwd=tmp_path)
+    enterprise = resolve(
+        env={**base, "GITHUB_SERVER_URL": "https://ghe.example.com/"}, cwd=tmp_path
+    )
+
+    assert default.repository_url == "https://github.com/o/r.git"
+    assert enterprise.repository_url == "https://ghe.example.com/o/r.git"
+
+
+def test_azure_pipelines_prefers_the_pull_request_source(tmp_path):
+    env = {
+        "TF_BUILD": "True",
+        "BUILD_REPOSITORY_URI": "https://dev.azure.com/org/p/_git/target",
+        "BUILD_SOURCEVERSION": "1" * 40,
+        "SYSTEM_PULLREQUEST_SOURCEREPOSITORYURI": "https://dev.azure.com/org/p/_git/fork",
+        "SYSTEM_PULLREQUEST_SOURCECOMMITID": "2" * 40,
+    }
+
+    result = resolve(env=env, cwd=tmp_path)
+
+    assert result == GitMeta("https://dev.azure.com/org/p/_git/fork", "2" * 40)
+
+
+def test_jenkins_falls_back_to_the_first_numbered_git_url(tmp_path):
+    env = {"JENKINS_URL": "https://j/", "GIT_URL_1": "https://git.example.com/r.git"}
+
+    result = resolve(None, FLAG_SHA, env=env, cwd=tmp_path)
+
+    assert result.repository_url == "https://git.example.com/r.git"
+
+
+def test_ci_variables_are_ignored_without_the_provider_marker(tmp_path, logs):
+    env = {"GITHUB_REPOSITORY": "o/r", "GITHUB_SHA": SHA, "CI_COMMIT_SHA": SHA}
+
+    assert detect_ci(env) is None
+    result = resolve(env=env, cwd=tmp_path)
+
+    assert result == GitMeta(None, None)
+
+
+def test_a_ci_provider_missing_one_value_falls_back_to_git_for_it(repo, logs):
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_SHA": SHA}
+
+    result = resolve(env=env, cwd=repo)
+
+    assert result == GitMeta(repository_url=ORIGIN_STRIPPED, commit_sha=SHA)
+    assert warnings(logs) == []
+
+
+# --- git in the working directory -----------------------------------------------------
+
+
+def test_git_gives_head_and_origin_without_credentials(repo, head, logs):
+    result = resolve(env={}, cwd=repo)
+
+    assert result == GitMeta(repository_url=ORIGIN_STRIPPED, commit_sha=head)
+    assert len(head) == 40
+    assert warnings(logs) == []
+    assert SECRET not in repr(result)
+    assert SECRET not in logs.text
+
+
+def test_git_works_from_a_subdirectory(repo, head):
+    sub = repo / "a" / "b"
+    sub.mkdir(parents=True)
+
+    result = resolve(env={}, cwd=sub)
+
+    assert result == GitMeta(repository_url=ORIGIN_STRIPPED, commit_sha=head)
+
+
+def test_a_repository_without_commits_warns_once_and_has_no_sha(tmp_path, logs):
+    empty = make_repo(tmp_path / "empty", commit=False)
+
+    result = resolve(env={}, cwd=empty)
+
+    assert result == GitMeta(repository_url=ORIGIN_STRIPPED, commit_sha=None)
+    [warning] = warnings(logs)
+    assert "no commit" in warning.getMessage()
+    assert SECRET not in logs.text
+
+
+def test_a_repository_without_origin_warns_once_and_has_no_url(tmp_path, logs):
+    local = make_repo(tmp_path / "local", origin=None)
+    head = git(local, "rev-parse", "HEAD")
+
+    result = resolve(env={}, cwd=local)
+
+    assert result == GitMeta(repository_url=None, commit_sha=head)
+    [warning] = warnings(logs)
+    assert "origin" in warning.getMessage()
+
+
+def test_a_directory_that_is_not_a_repository_warns_once(tmp_path, logs):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+
+    result = resolve(env={}, cwd=plain)
+
+    assert result == GitMeta(repository_url=None, commit_sha=None)
+    [warning] = warnings(logs)
+    assert "not a git repository" in warning.getMessage()
+
+
+def test_the_default_working_directory_is_not_a_repository(logs):
+    # the isolated fixture chdirs into an empty directory that is not a repository
+    result = resolve(env={})
+
+    assert result == GitMeta(None, None)
+    [warning] = warnings(logs)
+    assert "not a git repository" in warning.getMessage()
+
+
+def test_a_missing_git_binary_warns_once_and_raises_nothing(repo, tmp_path, logs, monkeypatch):
+    no_tools = tmp_path / "empty-path"
+    no_tools.mkdir()
+    monkeypatch.setenv("PATH", str(no_tools))
+
+    result = resolve(env={}, cwd=repo)
+
+    assert result == GitMeta(repository_url=None, commit_sha=None)
+    [warning] = warnings(logs)
+    assert "git is not installed" in warning.getMessage()
+
+
+def test_a_git_binary_that_cannot_be_started_warns_once(repo, logs, monkeypatch):
+    def missing(*args, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory", "git")
+
+    monkeypatch.setattr(gitmeta.subprocess, "run", missing)
+
+    result = resolve(None, FLAG_SHA, env={}, cwd=repo)
+
+    assert result == GitMeta(repository_url=None, commit_sha=FLAG_SHA)
+    [warning] = warnings(logs)
+    assert "git is not installed" in warning.getMessage()
+
+
+def test_a_git_that_hangs_warns_once(repo, logs, monkeypatch):
+    def hangs(cmd, *args, **kwargs):
+        raise subprocess.TimeoutExpired(cmd, kwargs.get("timeout", 0))
+
+    monkeypatch.setattr(gitmeta.subprocess, "run", hangs)
+
+    result = resolve(env={}, cwd=repo)
+
+    assert result == GitMeta(None, None)
+    [warning] = warnings(logs)
+    assert "did not answer" in warning.getMessage()
