@@ -90,7 +90,7 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DD_", "DORA_"))}
         runs = commands(Path(tmp) / "bench.db")
         times: dict[str, list[float]] = {name: [] for name in runs}
-        for name, argv in runs.items():  # warm the OS caches and .pyc files once
+        for argv in runs.values():  # warm the OS caches and .pyc files once
             subprocess.run(argv, cwd=repo, env=env, check=True, capture_output=True)
         for _ in range(args.rounds):
             for name, argv in runs.items():
