@@ -702,3 +702,21 @@ def test_verbose_shows_where_git_data_came_from(dora, db_path, monkeypatch):
     )
     assert f"dora: debug: git commit SHA {SHA} (from DD_GIT_COMMIT_SHA)\n" in result.stderr
     assert "hunter2" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--db", ""], "--db: must not be empty"),
+        (["--service", " "], "--service: must not be empty"),
+        (
+            ["--db", "postgresql://dora:hunter2@db.example.com/dora"],
+            "--db: postgresql:// stores are not supported yet; give the path of an SQLite file",
+        ),
+    ],
+)
+def test_unusable_settings_are_usage_errors(dora, tmp_path, args, message):
+    result = dora("deployment", "--service", "api", "--started-at", "-1m", "--skip-git", *args)
+
+    assert (result.exit_code, result.stderr) == (2, f"dora: error: {message}\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "work"]

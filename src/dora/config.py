@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from dora.errors import ConfigError
+from dora.errors import ConfigError, UsageError
 from dora.redact import mask_password
 
 
@@ -78,6 +78,9 @@ class Settings:
         self, flags: Mapping[str, str | None] | None = None, env: Mapping[str, str] | None = None
     ) -> None:
         self._flags = dict(flags or {})
+        for name, value in self._flags.items():
+            if value is not None and not value.strip():
+                raise UsageError(f"{KEYS[name].flag}: must not be empty")
         self._env = os.environ if env is None else env
         self.path = config_path(self._env)
         self._file: dict[str, str] | None = None

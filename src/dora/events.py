@@ -55,7 +55,7 @@ def new_id() -> str:
 
 
 def _invalid(problem: str, **context: Any) -> PydanticCustomError:
-    return PydanticCustomError("dora", problem, context or None)  # type: ignore[arg-type]
+    return PydanticCustomError("dora", problem, context or None)
 
 
 def _parse_time(value: Any) -> Any:
@@ -196,7 +196,7 @@ class Deployment(Event):
 
     service: Text
     # Required here; the command line fills in "now" when no finish is given.
-    finished_at: Timestamp  # type: ignore[assignment]
+    finished_at: Timestamp
 
 
 class Incident(Event):

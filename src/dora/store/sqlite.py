@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,8 @@ class SQLiteStore(Store):
     def list_incidents(
         self, *, open_only: bool = False, services: Sequence[str] = (), limit: int | None = None
     ) -> list[Incident]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if open_only:
             where.append("i.finished_at IS NULL")
         if services:
@@ -91,7 +92,7 @@ class SQLiteStore(Store):
 
         return [incident_from_row(r, json.loads(r["services"])) for r in self._read(sql, params)]
 
-    def _read(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+    def _read(self, sql: str, params: Sequence[Any]) -> list[Mapping[str, Any]]:
         try:
             return self._db.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
