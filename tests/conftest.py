@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -98,3 +99,26 @@ def count(db: Path, table: str) -> int:
         return 0
     with sqlite3.connect(db) as conn:
         return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in ``cwd`` with a throw-away identity; return its output."""
+    done = subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def make_repo(path: Path, *, commit: bool = True, origin: str | None = None) -> Path:
+    """A real git repository at ``path``: one empty commit, and an origin if given."""
+    path.mkdir(exist_ok=True)
+    git(path, "init", "--quiet")
+    if commit:
+        git(path, "commit", "--quiet", "--allow-empty", "-m", "x")
+    if origin is not None:
+        git(path, "remote", "add", "origin", origin)
+    return path

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import count, rows
+from conftest import count, git, make_repo, rows
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -268,22 +267,8 @@ def test_bad_input_does_not_touch_an_existing_store(dora, db_path, frozen_now):
 # --- git metadata through the command -----------------------------------------------------------
 
 
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
-
-
 def test_git_data_comes_from_the_repository_without_credentials(dora, db_path, frozen_now):
-    repo = Path.cwd()
-    git(repo, "init", "-q")
-    git(repo, "commit", "-q", "--allow-empty", "-m", "first")
-    git(repo, "remote", "add", "origin", "https://deploy:s3cr3t-token@git.example.com/o/r.git")
+    repo = make_repo(Path.cwd(), origin="https://deploy:s3cr3t-token@git.example.com/o/r.git")
     head = git(repo, "rev-parse", "HEAD")
 
     result = dora("deployment", "--service", "api", "--started-at", "-5m")

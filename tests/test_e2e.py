@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import rows
+from conftest import git, make_repo, rows
 from dora import __version__
 
 
@@ -39,17 +39,6 @@ def run(
     )
 
 
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
-
-
 def test_version_of_the_installed_command():
     done = run("--version")
 
@@ -65,11 +54,7 @@ def test_python_dash_m_runs_the_same_cli():
 
 
 def test_a_ci_step_records_a_deployment_from_a_real_repository(tmp_path, db_path):
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q")
-    git(repo, "commit", "-q", "--allow-empty", "-m", "release")
-    git(repo, "remote", "add", "origin", "https://ci-bot:ghp_T0KEN@github.com/acme/api.git")
+    repo = make_repo(tmp_path / "repo", origin="https://ci-bot:ghp_T0KEN@github.com/acme/api.git")
     head = git(repo, "rev-parse", "HEAD")
 
     done = run(

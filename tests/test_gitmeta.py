@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+import conftest
+from conftest import git
 from dora import gitmeta
 from dora.gitmeta import CI_PROVIDERS, GitMeta, detect_ci, resolve
 
@@ -24,25 +26,8 @@ CI_URL = "https://github.com/ci/r.git"
 CI_SHA = "c" * 40
 
 
-def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
-
-
 def make_repo(path: Path, *, commit: bool = True, origin: str | None = ORIGIN) -> Path:
-    path.mkdir()
-    git(path, "init", "--quiet")
-    if commit:
-        git(path, "commit", "--quiet", "--allow-empty", "-m", "x")
-    if origin is not None:
-        git(path, "remote", "add", "origin", origin)
-    return path
+    return conftest.make_repo(path, commit=commit, origin=origin)
 
 
 @pytest.fixture

@@ -20,6 +20,11 @@ TIME_FORMS = (
 )
 
 
+def time_option(flag: str, help: str) -> Any:
+    """An option that takes a time in any of ``TIME_FORMS``; ``help`` says which time."""
+    return typer.Option(flag, metavar="TIME", help=help, show_default=False)
+
+
 def _verbose(value: bool) -> bool:
     set_verbose(value)
     return value

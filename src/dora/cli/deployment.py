@@ -19,20 +19,15 @@ def deployment(
     env: opt.Env = None,
     started_at: Annotated[
         str | None,
-        typer.Option(
-            "--started-at",
-            metavar="TIME",
-            help=f"When the deployment started (required): {opt.TIME_FORMS}.",
-            show_default=False,
+        opt.time_option(
+            "--started-at", f"When the deployment started (required): {opt.TIME_FORMS}."
         ),
     ] = None,
     finished_at: Annotated[
         str | None,
-        typer.Option(
+        opt.time_option(
             "--finished-at",
-            metavar="TIME",
-            help="When the deployment finished (default: now). Same forms as --started-at.",
-            show_default=False,
+            "When the deployment finished (default: now). Same forms as --started-at.",
         ),
     ] = None,
     version: opt.Version = None,

@@ -42,20 +42,12 @@ def open_(
     ] = None,
     started_at: Annotated[
         str | None,
-        typer.Option(
-            "--started-at",
-            metavar="TIME",
-            help=f"When it started (default: now): {opt.TIME_FORMS}.",
-            show_default=False,
-        ),
+        opt.time_option("--started-at", f"When it started (default: now): {opt.TIME_FORMS}."),
     ] = None,
     finished_at: Annotated[
         str | None,
-        typer.Option(
-            "--finished-at",
-            metavar="TIME",
-            help="When it ended, to record an incident that is already over.",
-            show_default=False,
+        opt.time_option(
+            "--finished-at", "When it ended, to record an incident that is already over."
         ),
     ] = None,
     version: opt.Version = None,
@@ -121,12 +113,7 @@ def resolve(
     ],
     finished_at: Annotated[
         str | None,
-        typer.Option(
-            "--finished-at",
-            metavar="TIME",
-            help=f"When it ended (default: now): {opt.TIME_FORMS}.",
-            show_default=False,
-        ),
+        opt.time_option("--finished-at", f"When it ended (default: now): {opt.TIME_FORMS}."),
     ] = None,
     db: opt.Db = None,
     verbose: opt.Verbose = False,
