@@ -114,3 +114,27 @@ def test_a_closed_pipe_is_not_a_traceback(db_path):
 
     assert done.stdout == "["
     assert "Traceback" not in done.stderr
+
+
+def test_recording_loads_neither_http_nor_table_code(db_path):
+    # A CI step pays for every import on every deploy: httpx and rich stay unloaded.
+    probe = (
+        "import sys\n"
+        "from dora.cli import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'httpx', 'rich'})\n"
+        "print('loaded:', heavy, file=sys.stderr)\n"
+    )
+    argv = ["dora", "deployment", "--service", "api", "--started-at", "-1m", "--skip-git"]
+
+    done = subprocess.run(
+        [sys.executable, "-c", f"import sys; sys.argv = {argv!r}\n{probe}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert done.stderr.splitlines()[-1] == "loaded: []"
