@@ -195,6 +195,10 @@ BAD_DEPLOYMENTS = [
         "(day is out of range for month)",
     ),
     (
+        ["--started-at", "-1000000d"],
+        "--started-at: '-1000000d' reaches back before 1970",
+    ),
+    (
         ["--started-at", "-1h", "--finished-at", "-2h"],
         "--finished-at: 2026-11-24T10:00:00Z is before the start (2026-11-24T11:00:00Z)",
     ),

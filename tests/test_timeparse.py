@@ -330,3 +330,41 @@ def test_format_iso_output_parses_back_to_the_same_instant():
 )
 def test_format_duration_is_short_and_human(delta, text):
     assert format_duration(delta) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("2026-03-08T02:30", "does not exist in local time"),  # clocks jump 02:00 -> 03:00
+        ("2026-11-01T01:30", "occurs twice in local time"),  # clocks fall back 02:00 -> 01:00
+    ],
+)
+def test_a_local_time_a_dst_change_skips_or_repeats_is_refused(monkeypatch, text, problem):
+    with monkeypatch.context() as patch:
+        patch.setenv("TZ", "America/New_York")
+        time.tzset()
+        try:
+            with pytest.raises(ValueError, match=problem):
+                parse_timestamp(text)
+            assert parse_timestamp(text + "-04:00") is not None  # an offset settles it
+        finally:
+            patch.undo()
+            time.tzset()
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("-100000d", "reaches back before 1970"),
+        ("-99999999999999999999s", "reaches back before 1970"),
+        ("0001-01-01T00:00+01:00", "is not a valid date and time"),
+        ("1969-12-31T23:59:59Z", "is before 1970"),
+        ("\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669\u0660", "is not a timestamp"),
+        ("\uff12\uff10\uff12\uff16-11-20", "is not a timestamp"),
+        ("2026-01-01T10:00+05:99", "is not a timestamp"),
+        ("2025-01-01-05", "is not a timestamp"),  # an offset needs a time
+    ],
+)
+def test_out_of_range_and_non_ascii_times_are_value_errors(text, problem):
+    with pytest.raises(ValueError, match=problem):
+        parse_timestamp(text)

@@ -33,12 +33,12 @@ FORMS_HINT = (
 )
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_RELATIVE = re.compile(r"-\s*(\d+)\s*([smhdw])")
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_RELATIVE = re.compile(r"-\s*([0-9]+)\s*([smhdw])")
+_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _ISO = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})"
-    r"(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?"
-    r"\s*(?:(?P<utc>[Zz])|(?P<sign>[+-])(?P<oh>\d{2}):?(?P<om>\d{2})?)?"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
+    r"(?:[Tt ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:[.,]([0-9]{1,9}))?)?"
+    r"\s*(?:(?P<utc>[Zz])|(?P<sign>[+-])(?P<oh>[0-9]{2}):?(?P<om>[0-5][0-9])?)?)?"
 )
 
 
@@ -59,7 +59,13 @@ def parse_timestamp(text: str, *, reference: datetime | None = None) -> datetime
         return reference or now()
     if match := _RELATIVE.fullmatch(value):
         amount, unit = int(match[1]), match[2]
-        return (reference or now()) - timedelta(seconds=amount * _UNITS[unit])
+        try:
+            moment = (reference or now()) - timedelta(seconds=amount * _UNITS[unit])
+        except OverflowError:
+            moment = EPOCH - timedelta(days=1)
+        if moment < EPOCH:
+            raise ValueError(f"'{text}' reaches back before 1970")
+        return moment
     if _NUMBER.fullmatch(value):
         return from_unix(value)
     if match := _ISO.fullmatch(value):
@@ -105,10 +111,30 @@ def _from_iso(match: re.Match[str], text: str) -> datetime:
                 raise ValueError("offset out of range")
             moment = moment.replace(tzinfo=timezone(-offset if match["sign"] == "-" else offset))
         else:
-            moment = moment.astimezone()  # a naive time is local time
-    except (ValueError, OverflowError) as exc:
+            moment = _local(moment, text)
+        moment = moment.astimezone(UTC)
+    except OverflowError as exc:
         raise ValueError(f"'{text}' is not a valid date and time ({exc})") from None
-    return moment.astimezone(UTC)
+    except ValueError as exc:
+        if str(exc).startswith(f"'{text}'"):
+            raise
+        raise ValueError(f"'{text}' is not a valid date and time ({exc})") from None
+    if moment < EPOCH:
+        raise ValueError(f"'{text}' is before 1970")
+    return moment
+
+
+def _local(naive: datetime, text: str) -> datetime:
+    """``naive`` read as local time; a time that a DST change skips or repeats is refused
+    rather than guessed."""
+    first, second = naive.replace(fold=0).astimezone(), naive.replace(fold=1).astimezone()
+    if first.utcoffset() != second.utcoffset():
+        exists = first.replace(tzinfo=None) == naive or second.replace(tzinfo=None) == naive
+        problem = "occurs twice" if exists else "does not exist"
+        raise ValueError(
+            f"'{text}' {problem} in local time (a daylight-saving change); add Z or an offset"
+        )
+    return first
 
 
 def to_ns(moment: datetime) -> int:
