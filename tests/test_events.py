@@ -511,3 +511,37 @@ def test_the_body_keeps_git_in_the_stored_event_even_when_left_out():
 
     assert event.git.commit_sha == SHA
     assert event.git.repository_url is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("env", "pr\nod"), ("service", "a\rpi"), ("version", "1.0\x1b[31m"), ("team", "a\tb")],
+)
+def test_free_text_must_be_one_line_without_control_characters(field, value):
+    error = rejected(deployment, **{field: value})
+
+    assert (error.field, error.problem) == (field, "must be one line without control characters")
+
+
+def test_a_tag_must_be_one_line():
+    error = rejected(deployment, custom_tags=["k:v\nx"])
+
+    assert (error.field, error.problem) == (
+        "custom_tags",
+        "tags must be one line without control characters",
+    )
+
+
+def test_credentials_in_urls_inside_free_text_are_masked():
+    event = build(
+        Incident,
+        {
+            "services": ["api"],
+            "started_at": "-1h",
+            "name": "fetch https://bot:hunter2@example.com/x fails",
+            "custom_tags": ["url:https://ghp_SECRET@github.com/o/r"],
+        },
+    )
+
+    assert event.name == "fetch https://bot:***@example.com/x fails"
+    assert event.custom_tags == ["url:https://***@github.com/o/r"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dora.redact import mask_password, scrub, strip_credentials
+from dora.redact import scrub, strip_credentials
 
 
 @pytest.mark.parametrize(
@@ -50,11 +50,11 @@ def test_strip_credentials_removes_user_and_password(url, secret, expected):
         ("https://hunter2@git.example.com:8443/o/r.git", "https://git.example.com:8443/o/r.git"),
         (
             "https://u:hunter2@example.com/o/r.git?ref=main#x",
-            "https://example.com/o/r.git?ref=main#x",
+            "https://example.com/o/r.git",
         ),
     ],
 )
-def test_strip_credentials_keeps_port_path_query_and_fragment(url, expected):
+def test_strip_credentials_keeps_port_and_path_and_drops_query_and_fragment(url, expected):
     result = strip_credentials(url)
 
     assert result == expected
@@ -96,26 +96,27 @@ def test_strip_credentials_keeps_the_ssh_login_but_drops_its_password(url, expec
     ("url", "expected"),
     [
         ("postgresql://user:hunter2@host:5432/db", "postgresql://user:***@host:5432/db"),
-        ("postgresql://user@host:5432/db", "postgresql://user@host:5432/db"),
+        ("postgresql://ghp_SECRETTOKEN@host:5432/db", "postgresql://***@host:5432/db"),
         ("postgresql://host:5432/db", "postgresql://host:5432/db"),
         ("mysql://root:hunter2@localhost/app?ssl=1", "mysql://root:***@localhost/app?ssl=1"),
         ("postgresql://user:@host/db", "postgresql://user:***@host/db"),
         ("/var/lib/dora/dora.db", "/var/lib/dora/dora.db"),
     ],
 )
-def test_mask_password_keeps_the_user_readable_and_hides_the_password(url, expected):
-    result = mask_password(url)
+def test_scrub_keeps_the_user_beside_a_masked_password(url, expected):
+    result = scrub(url)
 
     assert result == expected
     assert "hunter2" not in result
+    assert "SECRET" not in result
 
 
-def test_mask_password_hides_a_password_containing_an_at_sign():
-    # strip_credentials reads the user-info up to the last "@" before the host; a database
-    # password with an unencoded "@" must not half-leak through mask_password either.
+def test_scrub_hides_a_database_password_containing_an_at_sign():
+    # The user-info runs up to the last "@" before the host; a database password with an
+    # unencoded "@" must not half-leak.
     url = "postgresql://user:hunter2@secret@host:5432/db"
 
-    result = mask_password(url)
+    result = scrub(url)
 
     assert "hunter2" not in result
     assert "secret" not in result
@@ -143,10 +144,15 @@ def test_mask_password_hides_a_password_containing_an_at_sign():
         (
             "remote is ssh://git@host/r.git",
             [],
-            "remote is ssh://git@host/r.git",
+            "remote is ssh://***@host/r.git",
+        ),
+        (
+            "GET https://host/api?private_token=glpat-xyz&page=2 failed",
+            ["glpat-xyz"],
+            "GET https://host/api?private_token=***&page=2 failed",
         ),
     ],
-    ids=["gitlab-token", "bare-token-user", "two-urls", "ssh-login-kept"],
+    ids=["gitlab-token", "bare-token-user", "two-urls", "lone-user-masked", "query-token"],
 )
 def test_scrub_masks_passwords_inside_free_text(text, secrets, expected):
     result = scrub(text)
@@ -177,3 +183,19 @@ def test_scrub_hides_a_password_containing_an_at_sign():
 
     assert "hunter2" not in result
     assert "secret" not in result
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://user:pa/ss@github.com/a/b", "https://github.com/a/b"),
+        ("https://user:ab#cd@github.com/a/b", "https://github.com/a/b"),
+        ("https://user:ab?cd@github.com/a/b", "https://github.com/a/b"),
+        ("https://host/a/r.git?private_token=SECRET#frag", "https://host/a/r.git"),
+        ("https://github.com/org/repo@v1", "https://github.com/org/repo@v1"),
+        ("https://host:8443/scope/@pkg", "https://host:8443/scope/@pkg"),
+    ],
+)
+def test_unescaped_password_characters_and_query_tokens_are_stripped(url, expected):
+    assert strip_credentials(url) == expected
+    assert scrub(url).count("pa/ss") + scrub(url).count("ab#cd") + scrub(url).count("SECRET") == 0

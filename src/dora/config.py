@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dora.errors import ConfigError, UsageError
-from dora.redact import mask_password
+from dora.redact import scrub
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class Setting:
             return ""
         if self.key.secret:
             return "***"
-        return mask_password(self.value)
+        return scrub(self.value)
 
 
 def config_path(env: Mapping[str, str] | None = None) -> Path:

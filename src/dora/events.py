@@ -35,7 +35,7 @@ from pydantic_core import PydanticCustomError
 
 from dora import timeparse
 from dora.errors import InvalidEvent
-from dora.redact import strip_credentials
+from dora.redact import scrub, strip_credentials
 
 MAX_TAGS = 100
 ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{16,128}")
@@ -85,11 +85,17 @@ def _not_future(value: datetime) -> datetime:
     return value
 
 
-def _not_blank(value: str) -> str:
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _text(value: str) -> str:
+    """Free text: trimmed, not empty, one line, and no credentials in any URL it quotes."""
     value = value.strip()
     if not value:
         raise _invalid("must not be empty")
-    return value
+    if _CONTROL.search(value):
+        raise _invalid("must be one line without control characters")
+    return scrub(value)
 
 
 def _check_id(value: str) -> str:
@@ -112,8 +118,10 @@ def _check_tags(tags: list[str]) -> list[str]:
     for tag in tags:
         key, colon, value = tag.partition(":")
         if not colon or not key.strip() or not value.strip():
-            raise _invalid(f"'{tag}' is not a key:value tag")
-        seen.setdefault(tag.strip())
+            raise _invalid(f"'{scrub(tag)}' is not a key:value tag")
+        if _CONTROL.search(tag):
+            raise _invalid("tags must be one line without control characters")
+        seen.setdefault(scrub(tag.strip()))
     if len(seen) > MAX_TAGS:
         raise _invalid(f"{len(seen)} tags given; at most {MAX_TAGS} are allowed")
     return list(seen)
@@ -124,10 +132,10 @@ def _dedupe(values: list[str]) -> list[str]:
 
 
 Timestamp = Annotated[datetime, BeforeValidator(_parse_time), AfterValidator(_not_future)]
-Text = Annotated[str, AfterValidator(_not_blank)]
+Text = Annotated[str, AfterValidator(_text)]
 EventId = Annotated[str, AfterValidator(_check_id)]
 CommitSha = Annotated[str, AfterValidator(_check_sha)]
-RepositoryUrl = Annotated[str, AfterValidator(_not_blank), AfterValidator(strip_credentials)]
+RepositoryUrl = Annotated[str, AfterValidator(_text), AfterValidator(strip_credentials)]
 Tags = Annotated[list[str], AfterValidator(_check_tags)]
 
 

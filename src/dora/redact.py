@@ -2,66 +2,81 @@
 
 CI systems put tokens in remote URLs (``https://gitlab-ci-token:TOKEN@gitlab.com/...``,
 ``https://x-access-token:TOKEN@github.com/...``, or a bare token as the user name), and
-database URLs carry passwords. A URL's user-info is never needed to identify a repository,
-so ``strip_credentials`` removes it; ``mask_password`` keeps the user of a database URL
-readable; ``scrub`` cleans any free text (log lines, error messages) that may quote a URL.
+database URLs carry passwords. Two functions, one reading of a URL:
+
+* ``strip_credentials`` removes the user-info (and any query or fragment) from a URL that
+  identifies a repository: nothing secret is needed for that;
+* ``scrub`` masks the user-info and secret query values of every URL inside free text (log
+  lines, error messages, settings shown to the user, free-text fields of an event).
+
+The user-info of a URL is everything between ``://`` and the last ``@`` of its authority. A
+password may itself hold ``@``, ``/``, ``?`` or ``#`` when a tool did not escape it, so an
+``@`` after one of those still ends the user-info when what precedes it reads as
+``user:password`` rather than ``host:port/path``.
 """
 
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
 
-# scheme://userinfo@  ->  the user-info part, up to the last "@" before the host
-_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#\s]*@)")
+_SCHEME_URL = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*)://(\S+)")
+_AUTHORITY_END = re.compile(r"[/?#]")
+# "user:..." where what follows the colon is not a port number and a path
+_USER_AND_PASSWORD = re.compile(r"[^/?#:@]*:(?![0-9]*(?:[/?#]|$))")
+_SECRET_QUERY = re.compile(
+    r"([?&;][^=&;#\s]*(?:pass|token|secret|key|auth|signature|sig)[^=&;#\s]*=)[^&;#\s]*",
+    re.IGNORECASE,
+)
+_SSH_SCHEMES = ("ssh", "git+ssh", "ssh+git")
+
+
+def _userinfo_end(rest: str) -> int:
+    """Index in ``rest`` (what follows ``://``) of the ``@`` that ends the user-info, or -1."""
+    at = rest.rfind("@")
+    if at < 0:
+        return -1
+    candidate = rest[:at]
+    if not _AUTHORITY_END.search(candidate) or _USER_AND_PASSWORD.match(candidate):
+        return at
+    return -1  # an "@" in the path, such as https://host/@scope/package
 
 
 def strip_credentials(url: str) -> str:
-    """``url`` with any user name and password removed from scheme URLs.
+    """``url`` without user name, password, query or fragment.
 
     The scp-like SSH form (``git@github.com:org/repo.git``) has no password and is kept.
-    Over SSH the user name is a login, not a secret, so it stays; for every other scheme
-    a bare user name may be a token, so it goes too.
+    Over SSH the user name is a login, not a secret, so it stays; for every other scheme a
+    bare user name may be a token, so it goes too.
     """
     url = url.strip()
-    if "://" not in url:
+    match = _SCHEME_URL.fullmatch(url)
+    if not match:
         return url
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return _USERINFO.sub(r"\g<scheme>", url)
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    if parts.scheme in ("ssh", "git+ssh", "ssh+git") and parts.username and not parts.password:
-        return url
-    if parts.scheme in ("ssh", "git+ssh", "ssh+git") and parts.username:
-        host = f"{parts.username}@{host}"
-    return urlunsplit(parts._replace(netloc=host))
-
-
-def mask_password(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (for showing a database URL)."""
-    if "://" not in url or "@" not in url:
-        return url
-    return _USERINFO.sub(_mask_userinfo, url)
-
-
-def _mask_userinfo(match: re.Match[str]) -> str:
-    user, sep, _password = match["userinfo"][:-1].partition(":")
-    return f"{match['scheme']}{user}{':***' if sep else ''}@"
+    scheme, rest = match[1], match[2]
+    end = _userinfo_end(rest)
+    kept_user = ""
+    if end >= 0:
+        user = rest[:end].partition(":")[0]
+        if scheme.lower() in _SSH_SCHEMES and user:
+            kept_user = f"{user}@"
+        rest = rest[end + 1 :]
+    rest = re.split(r"[?#]", rest, maxsplit=1)[0]
+    return f"{scheme}://{kept_user}{rest}"
 
 
 def scrub(text: str) -> str:
-    """Free text with the password of every URL in it masked."""
-    if "@" not in text:
+    """``text`` with the user-info and secret query values of every URL in it masked."""
+    if "://" not in text:
         return text
-    return _USERINFO.sub(_mask_scrub, text)
+    return _SCHEME_URL.sub(_mask, text)
 
 
-def _mask_scrub(match: re.Match[str]) -> str:
-    user, sep, _password = match["userinfo"][:-1].partition(":")
-    # a lone user-info part may itself be a token: mask it unless it looks like a login
-    if not sep and not re.fullmatch(r"[a-z_][a-z0-9_.-]{0,31}", user):
-        return f"{match['scheme']}***@"
-    return f"{match['scheme']}{user}{':***' if sep else ''}@"
+def _mask(match: re.Match[str]) -> str:
+    scheme, rest = match[1], match[2]
+    end = _userinfo_end(rest)
+    if end >= 0:
+        user, colon, _password = rest[:end].partition(":")
+        # keep the user beside a masked password; a lone user-info may be a token itself
+        rest = (f"{user}:***@" if colon and user else "***@") + rest[end + 1 :]
+    rest = _SECRET_QUERY.sub(r"\1***", rest)
+    return f"{scheme}://{rest}"
