@@ -306,7 +306,7 @@ def test_outside_a_repository_warns_once_and_records(dora, db_path, frozen_now):
 
     assert result.exit_code == 0
     assert result.stderr.splitlines()[0] == (
-        "dora: warning: not a git repository; recording without git data"
+        "dora: warning: not a git repository, so the event has no git data"
     )
     assert len(result.stderr.splitlines()) == 2
     assert rows(db_path, "SELECT repository_url, commit_sha FROM deployments") == [
@@ -709,3 +709,65 @@ def test_unusable_settings_are_usage_errors(dora, tmp_path, args, message):
 
     assert (result.exit_code, result.stderr) == (2, f"dora: error: {message}\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "work"]
+
+
+def test_a_bad_value_from_the_environment_is_named_by_its_variable(dora, db_path, monkeypatch):
+    monkeypatch.setenv("DD_GIT_COMMIT_SHA", "abc")
+
+    result = dora("deployment", "--service", "api", "--started-at", "-1m")
+
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "dora: error: DD_GIT_COMMIT_SHA: 'abc' is not a full commit SHA: "
+        "expected 40 or more hex characters\n",
+    )
+    assert not db_path.exists()
+
+
+def test_a_bad_setting_is_named_by_where_it_came_from(dora, db_path, monkeypatch, tmp_path):
+    monkeypatch.setenv("DD_SERVICE", "api\nweb")
+    from_env = dora("deployment", "--started-at", "-1m", "--skip-git")
+    monkeypatch.delenv("DD_SERVICE")
+    config = tmp_path / "c.toml"
+    config.write_text('env = "pr\\nod"\n')
+    monkeypatch.setenv("DORA_CONFIG", str(config))
+    from_file = dora("deployment", "--service", "api", "--started-at", "-1m", "--skip-git")
+
+    assert (from_env.exit_code, from_env.stderr) == (
+        2,
+        "dora: error: DD_SERVICE: must be one line without control characters\n",
+    )
+    assert (from_file.exit_code, from_file.stderr) == (
+        2,
+        "dora: error: 'env' in the config file: must be one line without control characters\n",
+    )
+    assert not db_path.exists()
+
+
+def test_blank_variables_count_as_unset(dora, monkeypatch, isolated):
+    monkeypatch.setenv("DORA_DB", "  ")
+    monkeypatch.setenv("DD_ENV", " ")
+
+    result = dora("deployment", "--service", "api", "--started-at", "-1m", "--skip-git")
+
+    default = isolated / "home" / ".local" / "share" / "dora" / "dora.db"
+    assert result.exit_code == 0
+    assert rows(default, "SELECT env FROM deployments") == [{"env": None}]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b'db = ""\n', "'db' must not be empty"), (b'service = "\xff"\n', "not UTF-8 text")],
+)
+def test_unusable_config_values_are_usage_errors(dora, monkeypatch, tmp_path, content, message):
+    config = tmp_path / "c.toml"
+    config.write_bytes(content)
+    monkeypatch.setenv("DORA_CONFIG", str(config))
+    monkeypatch.delenv("DORA_DB")
+
+    result = dora("deployment", "--service", "api", "--started-at", "-1m", "--skip-git")
+
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"dora: error: config file {config}: {message}\n",
+    )

@@ -49,12 +49,14 @@ def logs(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch):
     return caplog
 
 
-def warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [
-        record
-        for record in caplog.records
-        if record.name == "dora.gitmeta" and record.levelno >= logging.WARNING
-    ]
+def values(meta: GitMeta) -> tuple[str | None, str | None]:
+    return meta.repository_url, meta.commit_sha
+
+
+def values_of(
+    repository_url: str | None = None, commit_sha: str | None = None
+) -> tuple[str | None, str | None]:
+    return repository_url, commit_sha
 
 
 # --- precedence -----------------------------------------------------------------------
@@ -94,8 +96,8 @@ def test_each_field_takes_its_own_first_source(repo, head, logs, url_level, sha_
 
     urls = {"flag": FLAG_URL, "dd": DD_URL, "ci": CI_URL, "git": ORIGIN_STRIPPED}
     shas = {"flag": FLAG_SHA, "dd": DD_SHA, "ci": CI_SHA, "git": head}
-    assert result == GitMeta(repository_url=urls[url_level], commit_sha=shas[sha_level])
-    assert warnings(logs) == []
+    assert values(result) == values_of(repository_url=urls[url_level], commit_sha=shas[sha_level])
+    assert result.warnings == ()
     assert SECRET not in logs.text
 
 
@@ -104,7 +106,7 @@ def test_only_the_sha_flag_still_fills_the_url_from_the_environment(tmp_path):
 
     result = resolve(None, FLAG_SHA, env=env, cwd=tmp_path)
 
-    assert result == GitMeta(repository_url=DD_URL, commit_sha=FLAG_SHA)
+    assert values(result) == values_of(repository_url=DD_URL, commit_sha=FLAG_SHA)
 
 
 def test_only_the_url_flag_still_fills_the_sha_from_the_environment(tmp_path):
@@ -112,21 +114,21 @@ def test_only_the_url_flag_still_fills_the_sha_from_the_environment(tmp_path):
 
     result = resolve(FLAG_URL, None, env=env, cwd=tmp_path)
 
-    assert result == GitMeta(repository_url=FLAG_URL, commit_sha=DD_SHA)
+    assert values(result) == values_of(repository_url=FLAG_URL, commit_sha=DD_SHA)
 
 
 def test_only_the_sha_flag_still_fills_the_url_from_git(repo, logs):
     result = resolve(None, FLAG_SHA, env={}, cwd=repo)
 
-    assert result == GitMeta(repository_url=ORIGIN_STRIPPED, commit_sha=FLAG_SHA)
-    assert warnings(logs) == []
+    assert values(result) == values_of(repository_url=ORIGIN_STRIPPED, commit_sha=FLAG_SHA)
+    assert result.warnings == ()
 
 
 def test_only_the_url_flag_still_fills_the_sha_from_git(repo, head, logs):
     result = resolve(FLAG_URL, None, env={}, cwd=repo)
 
-    assert result == GitMeta(repository_url=FLAG_URL, commit_sha=head)
-    assert warnings(logs) == []
+    assert values(result) == values_of(repository_url=FLAG_URL, commit_sha=head)
+    assert result.warnings == ()
 
 
 def test_both_flags_never_run_git(monkeypatch, tmp_path):
@@ -137,7 +139,7 @@ def test_both_flags_never_run_git(monkeypatch, tmp_path):
 
     result = resolve(FLAG_URL, FLAG_SHA, env={}, cwd=tmp_path)
 
-    assert result == GitMeta(repository_url=FLAG_URL, commit_sha=FLAG_SHA)
+    assert values(result) == values_of(repository_url=FLAG_URL, commit_sha=FLAG_SHA)
 
 
 def test_empty_values_count_as_unset(repo, head):
@@ -145,7 +147,7 @@ def test_empty_values_count_as_unset(repo, head):
 
     result = resolve("", "", env=env, cwd=repo)
 
-    assert result == GitMeta(repository_url=ORIGIN_STRIPPED, commit_sha=head)
+    assert values(result) == values_of(repository_url=ORIGIN_STRIPPED, commit_sha=head)
 
 
 @pytest.mark.parametrize(
@@ -172,7 +174,7 @@ def test_resolve_reads_os_environ_and_the_working_directory_by_default(repo, hea
 
     result = resolve()
 
-    assert result == GitMeta(repository_url=ORIGIN_STRIPPED, commit_sha=DD_SHA)
+    assert values(result) == values_of(repository_url=ORIGIN_STRIPPED, commit_sha=DD_SHA)
 
 
 # --- CI providers ---------------------------------------------------------------------
@@ -250,8 +252,8 @@ def test_a_ci_provider_supplies_url_and_sha(tmp_path, logs, name, case):
     assert detect_ci(env).name == name
     result = resolve(env=env, cwd=tmp_path)  # tmp_path is not a repository: git is not needed
 
-    assert result == GitMeta(repository_url=expected_url, commit_sha=SHA)
-    assert warnings(logs) == []
+    assert values(result) == values_of(repository_url=expected_url, commit_sha=SHA)
+    assert result.warnings == ()
     assert SECRET not in logs.text
     assert SECRET not in repr(result)
 
@@ -279,7 +281,7 @@ def test_azure_pipelines_prefers_the_pull_request_source(tmp_path):
 
     result = resolve(env=env, cwd=tmp_path)
 
-    assert result == GitMeta("https://dev.azure.com/org/p/_git/fork", "2" * 40)
+    assert values(result) == values_of("https://dev.azure.com/org/p/_git/fork", "2" * 40)
 
 
 def test_jenkins_falls_back_to_the_first_numbered_git_url(tmp_path):
@@ -296,7 +298,7 @@ def test_ci_variables_are_ignored_without_the_provider_marker(tmp_path, logs):
     assert detect_ci(env) is None
     result = resolve(env=env, cwd=tmp_path)
 
-    assert result == GitMeta(None, None)
+    assert values(result) == values_of(None, None)
 
 
 def test_a_ci_provider_missing_one_value_falls_back_to_git_for_it(repo, logs):
@@ -304,8 +306,8 @@ def test_a_ci_provider_missing_one_value_falls_back_to_git_for_it(repo, logs):
 
     result = resolve(env=env, cwd=repo)
 
-    assert result == GitMeta(repository_url=ORIGIN_STRIPPED, commit_sha=SHA)
-    assert warnings(logs) == []
+    assert values(result) == values_of(repository_url=ORIGIN_STRIPPED, commit_sha=SHA)
+    assert result.warnings == ()
 
 
 # --- git in the working directory -----------------------------------------------------
@@ -314,9 +316,9 @@ def test_a_ci_provider_missing_one_value_falls_back_to_git_for_it(repo, logs):
 def test_git_gives_head_and_origin_without_credentials(repo, head, logs):
     result = resolve(env={}, cwd=repo)
 
-    assert result == GitMeta(repository_url=ORIGIN_STRIPPED, commit_sha=head)
+    assert values(result) == values_of(repository_url=ORIGIN_STRIPPED, commit_sha=head)
     assert len(head) == 40
-    assert warnings(logs) == []
+    assert result.warnings == ()
     assert SECRET not in repr(result)
     assert SECRET not in logs.text
 
@@ -327,7 +329,7 @@ def test_git_works_from_a_subdirectory(repo, head):
 
     result = resolve(env={}, cwd=sub)
 
-    assert result == GitMeta(repository_url=ORIGIN_STRIPPED, commit_sha=head)
+    assert values(result) == values_of(repository_url=ORIGIN_STRIPPED, commit_sha=head)
 
 
 def test_a_repository_without_commits_warns_once_and_has_no_sha(tmp_path, logs):
@@ -335,9 +337,9 @@ def test_a_repository_without_commits_warns_once_and_has_no_sha(tmp_path, logs):
 
     result = resolve(env={}, cwd=empty)
 
-    assert result == GitMeta(repository_url=ORIGIN_STRIPPED, commit_sha=None)
-    [warning] = warnings(logs)
-    assert "no commit" in warning.getMessage()
+    assert values(result) == values_of(repository_url=ORIGIN_STRIPPED, commit_sha=None)
+    [warning] = result.warnings
+    assert "no commit" in warning
     assert SECRET not in logs.text
 
 
@@ -347,9 +349,9 @@ def test_a_repository_without_origin_warns_once_and_has_no_url(tmp_path, logs):
 
     result = resolve(env={}, cwd=local)
 
-    assert result == GitMeta(repository_url=None, commit_sha=head)
-    [warning] = warnings(logs)
-    assert "origin" in warning.getMessage()
+    assert values(result) == values_of(repository_url=None, commit_sha=head)
+    [warning] = result.warnings
+    assert "origin" in warning
 
 
 def test_a_directory_that_is_not_a_repository_warns_once(tmp_path, logs):
@@ -358,18 +360,18 @@ def test_a_directory_that_is_not_a_repository_warns_once(tmp_path, logs):
 
     result = resolve(env={}, cwd=plain)
 
-    assert result == GitMeta(repository_url=None, commit_sha=None)
-    [warning] = warnings(logs)
-    assert "not a git repository" in warning.getMessage()
+    assert values(result) == values_of(repository_url=None, commit_sha=None)
+    [warning] = result.warnings
+    assert "not a git repository" in warning
 
 
 def test_the_default_working_directory_is_not_a_repository(logs):
     # the isolated fixture chdirs into an empty directory that is not a repository
     result = resolve(env={})
 
-    assert result == GitMeta(None, None)
-    [warning] = warnings(logs)
-    assert "not a git repository" in warning.getMessage()
+    assert values(result) == values_of(None, None)
+    [warning] = result.warnings
+    assert "not a git repository" in warning
 
 
 def test_a_missing_git_binary_warns_once_and_raises_nothing(repo, tmp_path, logs, monkeypatch):
@@ -379,9 +381,9 @@ def test_a_missing_git_binary_warns_once_and_raises_nothing(repo, tmp_path, logs
 
     result = resolve(env={}, cwd=repo)
 
-    assert result == GitMeta(repository_url=None, commit_sha=None)
-    [warning] = warnings(logs)
-    assert "git is not installed" in warning.getMessage()
+    assert values(result) == values_of(repository_url=None, commit_sha=None)
+    [warning] = result.warnings
+    assert "git is not installed" in warning
 
 
 def test_a_git_binary_that_cannot_be_started_warns_once(repo, logs, monkeypatch):
@@ -392,9 +394,9 @@ def test_a_git_binary_that_cannot_be_started_warns_once(repo, logs, monkeypatch)
 
     result = resolve(None, FLAG_SHA, env={}, cwd=repo)
 
-    assert result == GitMeta(repository_url=None, commit_sha=FLAG_SHA)
-    [warning] = warnings(logs)
-    assert "git is not installed" in warning.getMessage()
+    assert values(result) == values_of(repository_url=None, commit_sha=FLAG_SHA)
+    [warning] = result.warnings
+    assert "git is not installed" in warning
 
 
 def test_a_git_that_hangs_warns_once(repo, logs, monkeypatch):
@@ -405,6 +407,43 @@ def test_a_git_that_hangs_warns_once(repo, logs, monkeypatch):
 
     result = resolve(env={}, cwd=repo)
 
-    assert result == GitMeta(None, None)
-    [warning] = warnings(logs)
-    assert "did not answer" in warning.getMessage()
+    assert values(result) == values_of(None, None)
+    [warning] = result.warnings
+    assert "did not answer" in warning
+
+
+def test_a_ci_value_that_is_no_full_sha_falls_back_to_git(repo, head):
+    env = {"BUILDKITE": "true", "BUILDKITE_COMMIT": "HEAD", "BUILDKITE_REPO": CI_URL}
+
+    result = resolve(env=env, cwd=repo)
+
+    assert values(result) == (CI_URL, head)
+    assert (result.repository_url_source, result.commit_sha_source) == ("BUILDKITE_REPO", "git")
+    assert result.warnings == (
+        "BUILDKITE_COMMIT is 'HEAD', not a full commit SHA; asking git instead",
+    )
+
+
+def test_explicit_values_are_returned_with_their_source_for_the_caller_to_check(tmp_path):
+    result = resolve(
+        env={"DD_GIT_COMMIT_SHA": "abc", "DD_GIT_REPOSITORY_URL": DD_URL}, cwd=tmp_path
+    )
+
+    assert values(result) == (DD_URL, "abc")
+    assert (result.repository_url_source, result.commit_sha_source) == (
+        "DD_GIT_REPOSITORY_URL",
+        "DD_GIT_COMMIT_SHA",
+    )
+    assert result.warnings == ()
+
+
+def test_no_commit_and_no_remote_is_one_warning(tmp_path):
+    empty = make_repo(tmp_path / "empty", commit=False, origin=None)
+
+    result = resolve(env={}, cwd=empty)
+
+    assert values(result) == (None, None)
+    assert result.warnings == (
+        "the git repository has no commit yet and git has no remote named 'origin', "
+        "so the event has no git data",
+    )

@@ -47,6 +47,15 @@ class Setting:
     value: str | None
     source: str  # "--db", "env DORA_DB", "config file", "default", or "unset"
 
+    @property
+    def label(self) -> str:
+        """How to name where the value came from in an error: a flag, a variable, a file."""
+        if self.source.startswith("env "):
+            return self.source.removeprefix("env ")
+        if self.source == "config file":
+            return f"'{self.key.name}' in the config file"
+        return self.key.flag
+
     def shown(self) -> str:
         """The value as it may be printed: passwords in URLs masked, secrets hidden."""
         if self.value is None:
@@ -93,7 +102,7 @@ class Settings:
         if self._flags.get(name) is not None:
             return Setting(key, self._flags[name], key.flag)
         for var in key.env:
-            if self._env.get(var):
+            if self._env.get(var, "").strip():  # set but blank counts as unset
                 return Setting(key, self._env[var], f"env {var}")
         if name in self.file:
             return Setting(key, self.file[name], "config file")
@@ -131,6 +140,8 @@ class Settings:
                 data = tomllib.load(handle)
             except tomllib.TOMLDecodeError as exc:
                 raise ConfigError(f"config file {self.path}: invalid TOML: {exc}") from None
+            except UnicodeDecodeError:
+                raise ConfigError(f"config file {self.path}: not UTF-8 text") from None
             except OSError as exc:  # e.g. the path is a directory
                 raise ConfigError(f"config file {self.path}: {exc.strerror}") from None
         settings: dict[str, str] = {}
@@ -142,5 +153,7 @@ class Settings:
                 )
             if not isinstance(value, str):
                 raise ConfigError(f"config file {self.path}: '{name}' must be a string")
+            if not value.strip():
+                raise ConfigError(f"config file {self.path}: '{name}' must not be empty")
             settings[name] = value
         return settings

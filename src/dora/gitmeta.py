@@ -29,30 +29,39 @@ Env = Mapping[str, str]
 
 @dataclass(frozen=True)
 class GitMeta:
+    """The two values, where each came from (``flag``, a variable's name, or ``git``), and
+    the warnings to show once the event is known to be valid."""
+
     repository_url: str | None = None
     commit_sha: str | None = None
+    repository_url_source: str | None = None
+    commit_sha_source: str | None = None
+    warnings: tuple[str, ...] = ()
 
 
-def _first(*names: str) -> Callable[[Env], str | None]:
-    def read(env: Env) -> str | None:
-        return next((env[name] for name in names if env.get(name)), None)
+Found = tuple[str, str]  # (value, the variable it came from)
+
+
+def _first(*names: str) -> Callable[[Env], Found | None]:
+    def read(env: Env) -> Found | None:
+        return next(((env[name], name) for name in names if env.get(name, "").strip()), None)
 
     return read
 
 
-def _github_repository(env: Env) -> str | None:
-    if not env.get("GITHUB_REPOSITORY"):
+def _github_repository(env: Env) -> Found | None:
+    if not env.get("GITHUB_REPOSITORY", "").strip():
         return None
     server = (env.get("GITHUB_SERVER_URL") or "https://github.com").rstrip("/")
-    return f"{server}/{env['GITHUB_REPOSITORY']}.git"
+    return f"{server}/{env['GITHUB_REPOSITORY']}.git", "GITHUB_REPOSITORY"
 
 
 @dataclass(frozen=True)
 class CIProvider:
     name: str
     detect: str  # the variable whose presence says we run on this provider
-    repository_url: Callable[[Env], str | None]
-    commit_sha: Callable[[Env], str | None]
+    repository_url: Callable[[Env], Found | None]
+    commit_sha: Callable[[Env], Found | None]
 
 
 CI_PROVIDERS: tuple[CIProvider, ...] = (
@@ -88,51 +97,80 @@ def resolve(
     env: Env | None = None,
     cwd: str | os.PathLike[str] | None = None,
 ) -> GitMeta:
-    """Fill whichever of the two values is missing, each from its own first source."""
+    """Fill whichever of the two values is missing, each from its own first source.
+
+    Explicit values (flags, ``DD_GIT_*``) are returned as given, for the caller to validate.
+    A CI variable that holds no full commit SHA (Buildkite's ``HEAD`` on a manual build) is
+    passed over with a warning, and git is asked instead.
+    """
+    from dora.events import SHA_PATTERN
+
     env = os.environ if env is None else env
-    url, url_from = repository_url or None, "flag"
-    sha, sha_from = commit_sha or None, "flag"
-    if url is None:
-        url, url_from = env.get("DD_GIT_REPOSITORY_URL") or None, "DD_GIT_REPOSITORY_URL"
-    if sha is None:
-        sha, sha_from = env.get("DD_GIT_COMMIT_SHA") or None, "DD_GIT_COMMIT_SHA"
+    warnings: list[str] = []
+    url = _given(repository_url, "flag") or _given(
+        env.get("DD_GIT_REPOSITORY_URL"), "DD_GIT_REPOSITORY_URL"
+    )
+    sha = _given(commit_sha, "flag") or _given(env.get("DD_GIT_COMMIT_SHA"), "DD_GIT_COMMIT_SHA")
     if (url is None or sha is None) and (ci := detect_ci(env)):
-        if url is None:
-            url, url_from = ci.repository_url(env), ci.name
-        if sha is None:
-            sha, sha_from = ci.commit_sha(env), ci.name
+        url = url or ci.repository_url(env)
+        if sha is None and (ci_sha := ci.commit_sha(env)):
+            if SHA_PATTERN.fullmatch(ci_sha[0].strip()):
+                sha = ci_sha
+            else:
+                warnings.append(
+                    f"{ci_sha[1]} is '{ci_sha[0]}', not a full commit SHA; asking git instead"
+                )
     if url is None or sha is None:
-        local = _from_git(cwd, want_url=url is None, want_sha=sha is None)
-        if url is None:
-            url, url_from = local.repository_url, "git"
-        if sha is None:
-            sha, sha_from = local.commit_sha, "git"
+        git_url, git_sha, warning = _from_git(cwd, want_url=url is None, want_sha=sha is None)
+        url, sha = url or git_url, sha or git_sha
+        warnings += [warning] if warning else []
     if url is not None:
-        url = strip_credentials(url)
-        log.debug("git repository URL %s (from %s)", url, url_from)
+        url = (strip_credentials(url[0]), url[1])
+        log.debug("git repository URL %s (from %s)", url[0], url[1])
     if sha is not None:
-        log.debug("git commit SHA %s (from %s)", sha, sha_from)
-    return GitMeta(repository_url=url, commit_sha=sha)
+        log.debug("git commit SHA %s (from %s)", sha[0], sha[1])
+    return GitMeta(
+        repository_url=url[0] if url else None,
+        commit_sha=sha[0] if sha else None,
+        repository_url_source=url[1] if url else None,
+        commit_sha_source=sha[1] if sha else None,
+        warnings=tuple(warnings),
+    )
 
 
-def _from_git(cwd: str | os.PathLike[str] | None, *, want_url: bool, want_sha: bool) -> GitMeta:
-    sha = url = None
+def _given(value: str | None, source: str) -> Found | None:
+    return (value, source) if value else None
+
+
+def _from_git(
+    cwd: str | os.PathLike[str] | None, *, want_url: bool, want_sha: bool
+) -> tuple[Found | None, Found | None, str | None]:
+    """Ask git for what is wanted: (URL, SHA, at most one warning for what it lacks)."""
+    url = sha = None
+    reasons = []
     try:
         if want_sha:
-            sha = _git(cwd, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
-            if sha is None:
+            if head := _git(cwd, "rev-parse", "--verify", "--quiet", "HEAD^{commit}"):
+                sha = (head, "git")
+            else:
                 _git_checked(cwd, "rev-parse", "--git-dir")  # raises if not a repository
-                log.warning("the git repository has no commit yet; recording without a commit SHA")
+                reasons.append("the git repository has no commit yet")
         if want_url:
-            url = _git(cwd, "remote", "get-url", "origin")
-            if url is None:
+            if origin := _git(cwd, "remote", "get-url", "origin"):
+                url = (origin, "git")
+            else:
                 _git_checked(cwd, "rev-parse", "--git-dir")
-                log.warning("git has no remote named 'origin'; recording without a repository URL")
+                reasons.append("git has no remote named 'origin'")
     except FileNotFoundError:
-        log.warning("git is not installed; recording without git data")
+        reasons = ["git is not installed"]
     except _GitFailed as exc:
-        log.warning("%s; recording without git data", exc)
-    return GitMeta(repository_url=url, commit_sha=sha)
+        reasons = [str(exc)]
+    wanted = (("repository URL", want_url, url), ("commit SHA", want_sha, sha))
+    lacking = [name for name, want, got in wanted if want and not got]
+    if not lacking:
+        return url, sha, None
+    what = "git data" if len(lacking) == 2 else f"a {lacking[0]}"
+    return url, sha, f"{' and '.join(reasons)}, so the event has no {what}"
 
 
 class _GitFailed(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -120,41 +121,59 @@ FLAGS = {
 }
 
 E = TypeVar("E", bound="Event")
+log = logging.getLogger("dora")
 
 
-def build_event(model: type[E], data: dict[str, Any]) -> E:
-    """Validate the options into an event; a bad one is a usage error naming its flag."""
+def build_event(model: type[E], data: dict[str, Any], labels: dict[str, str] | None = None) -> E:
+    """Validate the options into an event; a bad one is a usage error naming where it came
+    from: its flag, or the ``labels`` entry for a value read from elsewhere."""
     from dora.events import build
 
     try:
         return build(model, data)
     except InvalidEvent as exc:
-        raise UsageError(f"{FLAGS.get(exc.field, exc.field)}: {exc.problem}") from None
+        name = (labels or {}).get(exc.field) or FLAGS.get(exc.field, exc.field)
+        raise UsageError(f"{name}: {exc.problem}") from None
+
+
+def setting_labels(settings: Settings, *names: str) -> dict[str, str]:
+    """Error labels for event fields filled from settings (``DD_SERVICE``, config file...)."""
+    return {name: settings.setting(name).label for name in names}
 
 
 def build_with_git(
     model: type[E],
     data: dict[str, Any],
     *,
+    labels: dict[str, str],
     repository_url: str | None,
     commit_sha: str | None,
     skip_git: bool,
 ) -> E:
     """Validate the options, then fill in git data (unless skipped) and validate again.
 
-    Checking the flags first means a typo fails fast, before git is asked anything.
+    Checking the flags first means a typo fails fast, before git is asked anything; git's
+    warnings are shown only once the event is known to be valid.
     """
     given = {"repository_url": repository_url, "commit_sha": commit_sha}
-    event = build_event(model, {**data, "git": given if repository_url or commit_sha else None})
+    git = given if repository_url or commit_sha else None
+    event = build_event(model, {**data, "git": git}, labels)
     if skip_git:
         return event
     from dora import gitmeta
 
     found = gitmeta.resolve(repository_url, commit_sha)
-    if found.repository_url is None and found.commit_sha is None:
-        return event
-    git = {"repository_url": found.repository_url, "commit_sha": found.commit_sha}
-    return build_event(model, {**data, "git": git})
+    if found.repository_url is not None or found.commit_sha is not None:
+        git = {"repository_url": found.repository_url, "commit_sha": found.commit_sha}
+        sources = {
+            "git.repository_url": found.repository_url_source,
+            "git.commit_sha": found.commit_sha_source,
+        }
+        named = {f: s for f, s in sources.items() if s and s not in ("flag", "git")}
+        event = build_event(model, {**data, "git": git}, {**labels, **named})
+    for warning in found.warnings:
+        log.warning("%s", warning)
+    return event
 
 
 def record(event: Event, settings: Settings, *, dry_run: bool) -> str | None:

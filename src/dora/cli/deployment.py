@@ -77,6 +77,7 @@ def deployment(
             "finished_at": finished_at or "now",
             "custom_tags": custom_tags,
         },
+        labels=opt.setting_labels(settings, "service", "env", "team"),
         repository_url=git_repository_url,
         commit_sha=git_commit_sha,
         skip_git=skip_git,

@@ -91,6 +91,10 @@ def open_(
             "finished_at": finished_at,
             "custom_tags": custom_tags,
         },
+        labels={
+            **opt.setting_labels(settings, "env", "team"),
+            **({} if service else {"services": settings.setting("service").label}),
+        },
         repository_url=git_repository_url,
         commit_sha=git_commit_sha,
         skip_git=skip_git,
