@@ -548,12 +548,50 @@ def test_incident_list_filters_and_formats(dora, db_path, frozen_now):
     }
 
 
-def test_incident_list_on_an_empty_store(dora):
+def test_incident_list_on_a_missing_store_creates_nothing(dora, db_path):
     result = dora("incident", "list", "--open")
 
     assert result.exit_code == 0
     assert result.stdout == ""
-    assert result.stderr == "No incidents open.\n"
+    assert result.stderr == f"No incidents open in {db_path}.\n"
+    assert not db_path.exists()
+
+
+def test_incident_list_says_when_it_stops_at_the_limit(dora, db_path, frozen_now):
+    for minutes in (30, 20, 10):
+        open_incident(dora, "--service", "api", "--started-at", f"-{minutes}m")
+
+    limited = dora("incident", "list", "--limit", "2", "--format", "json")
+    exact = dora("incident", "list", "--limit", "3", "--format", "json")
+
+    assert len(json.loads(limited.stdout)) == 2
+    assert limited.stderr == "Showing the newest 2; --limit 0 shows all.\n"
+    assert len(json.loads(exact.stdout)) == 3
+    assert exact.stderr == ""
+
+
+def test_resolve_checks_its_input_before_touching_the_store(dora, tmp_path):
+    missing = tmp_path / "typo" / "dora.db"
+
+    bad_time = dora("incident", "resolve", "01ABCDEFGH", "--db", str(missing), "--finished-at", "x")
+    no_store = dora("incident", "resolve", "01ABCDEFGH", "--db", str(missing))
+
+    assert bad_time.exit_code == 2
+    assert bad_time.stderr.startswith("dora: error: --finished-at: 'x' is not a timestamp")
+    assert (no_store.exit_code, no_store.stderr) == (
+        1,
+        f"dora: error: no store at {missing}: nothing has been recorded there yet\n",
+    )
+    assert not (tmp_path / "typo").exists()
+
+
+def test_resolve_accepts_a_lower_case_ulid_prefix(dora, db_path, frozen_now):
+    incident_id = open_incident(dora, "--service", "api", "--started-at", "-5m")
+
+    result = dora("incident", "resolve", incident_id[:20].lower())
+
+    assert result.exit_code == 0
+    assert result.stderr.startswith(f"Resolved incident {incident_id} ")
 
 
 # --- dora config, --version, help ------------------------------------------------------------
@@ -700,7 +738,7 @@ def test_verbose_shows_where_git_data_came_from(dora, db_path, monkeypatch):
         (["--service", " "], "--service: must not be empty"),
         (
             ["--db", "postgresql://dora:hunter2@db.example.com/dora"],
-            "--db: postgresql:// stores are not supported yet; give the path of an SQLite file",
+            "postgresql:// stores are not supported yet; the store must be an SQLite file path",
         ),
     ],
 )

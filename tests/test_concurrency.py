@@ -85,3 +85,41 @@ def test_concurrent_dora_commands_all_record(tmp_path: Path):
     ids = {out.strip() for _, out, _ in results}
     assert {r["id"] for r in rows(path, "SELECT id FROM deployments")} == ids
     assert len(ids) == runs
+
+
+def test_of_concurrent_resolves_exactly_one_wins(tmp_path: Path):
+    path = tmp_path / "dora.db"
+    opened = subprocess.run(
+        [
+            *dora_command(),
+            "incident",
+            "open",
+            "--service",
+            "api",
+            "--started-at",
+            "-1h",
+            "--skip-git",
+            "--db",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    incident_id = opened.stdout.strip()
+    runs = 6
+    procs = [
+        subprocess.Popen(
+            [*dora_command(), "incident", "resolve", incident_id, "--db", str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(runs)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+
+    assert codes == [0] + [1] * (runs - 1), outputs
+    losers = [err for p, (_, err) in zip(procs, outputs, strict=True) if p.returncode]
+    assert all(f"incident {incident_id} is already resolved" in err for err in losers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import count, rows
-from dora.errors import StoreError
+from dora.errors import NotFound, StoreError
 from dora.events import Deployment, Incident, build
 from dora.store import migrations as m
 from dora.store import open_store
@@ -226,3 +227,47 @@ def test_a_read_only_store_file_fails_cleanly(dora, db_path, frozen_now, monkeyp
         "attempt to write a readonly database\n"
     )
     assert rows(db_path, "SELECT service FROM deployments") == [{"service": "a"}]
+
+
+def test_another_apps_empty_database_is_left_untouched(tmp_path):
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version = 7")
+    db.close()
+    before = path.read_bytes()
+
+    with pytest.raises(StoreError, match="is an SQLite database but not a dora one"):
+        open_store(path)
+
+    assert path.read_bytes() == before
+
+
+def test_a_path_that_is_not_a_regular_file_is_refused(tmp_path):
+    fifo = tmp_path / "pipe.db"
+    os.mkfifo(fifo)
+
+    with pytest.raises(StoreError) as error:
+        open_store(fifo)
+
+    assert str(error.value) == f"the store at {fifo} is not a regular file; left untouched"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "pipe.db", "work"]
+
+
+def test_a_missing_store_is_not_created_when_only_reading(tmp_path):
+    path = tmp_path / "absent" / "dora.db"
+
+    with pytest.raises(NotFound, match="nothing has been recorded there yet"):
+        open_store(path, create=False)
+
+    assert not path.parent.exists()
+
+
+def test_finishing_an_incident_happens_once(tmp_path):
+    path = tmp_path / "dora.db"
+    incident = build(Incident, {"id": "incident-000000001", "services": ["a"], "started_at": "-1h"})
+    with open_store(path) as store:
+        store.save(incident)
+        first = store.finish_incident(incident.id, incident.started_at)
+        second = store.finish_incident(incident.id, incident.started_at)
+
+    assert (first, second) == (True, False)

@@ -12,6 +12,8 @@ from dora.cli._runtime import set_verbose, status
 from dora.errors import InvalidEvent, UsageError
 
 if TYPE_CHECKING:  # the event models load pydantic: only commands that record pay for it
+    from datetime import datetime
+
     from dora.config import Settings
     from dora.events import Event
 
@@ -122,6 +124,16 @@ FLAGS = {
 
 E = TypeVar("E", bound="Event")
 log = logging.getLogger("dora")
+
+
+def parse_time(flag: str, value: str) -> datetime:
+    """A time option's value, or a usage error naming the flag."""
+    from dora.timeparse import parse_timestamp
+
+    try:
+        return parse_timestamp(value)
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
 
 
 def build_event(model: type[E], data: dict[str, Any], labels: dict[str, str] | None = None) -> E:

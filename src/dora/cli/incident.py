@@ -133,11 +133,13 @@ def resolve(
     from dora.store import open_store
 
     settings = Settings({"db": db})
-    with open_store(settings.get("db") or "") as store:
+    finish = opt.parse_time("--finished-at", finished_at or "now")  # before touching the store
+    with open_store(settings.get("db") or "", create=False) as store:
         try:
-            incident = store.resolve_incident(incident_id, finished_at or "now")
+            incident = store.resolve_incident(incident_id, finish)
         except InvalidEvent as exc:
-            raise UsageError(f"{opt.FLAGS.get(exc.field, 'ID')}: {exc.problem}") from None
+            flag = "ID" if exc.field == "id" else opt.FLAGS.get(exc.field, exc.field)
+            raise UsageError(f"{flag}: {exc.problem}") from None
         status(
             f"Resolved incident {incident.id} after {incident.duration_text} in {store.location}"
         )
@@ -181,16 +183,25 @@ def list_(
         dora incident list --format json | jq -r '.[0].id'
     """
     from dora import render
+    from dora.errors import NotFound
     from dora.store import open_store
 
     settings = Settings({"db": db})
-    with open_store(settings.get("db") or "") as store:
-        incidents = store.list_incidents(
-            open_only=open_only, services=service or (), limit=limit or None
-        )
+    where = settings.get("db") or ""
+    try:
+        with open_store(where, create=False) as store:
+            incidents = store.list_incidents(
+                open_only=open_only, services=service or (), limit=limit + 1 if limit else None
+            )
+    except NotFound:
+        incidents = []
+    more = bool(limit) and len(incidents) > limit
+    incidents = incidents[:limit] if limit else incidents
     if format is ListFormat.json:
         render.incidents_json(incidents, sys.stdout)
     elif incidents:
         render.incidents_table(incidents, sys.stdout)
     else:
-        status("No incidents" + (" open." if open_only else " recorded."))
+        status(f"No incidents {'open' if open_only else 'recorded'} in {where}.")
+    if more:
+        status(f"Showing the newest {limit}; --limit 0 shows all.")

@@ -10,13 +10,17 @@ from dora.store.base import Store
 __all__ = ["Store", "open_store"]
 
 
-def open_store(target: str | Path) -> Store:
-    """Open the store at ``target``, an SQLite file path, creating it on first use."""
+def open_store(target: str | Path, *, create: bool = True) -> Store:
+    """Open the store at ``target``, an SQLite file path.
+
+    With ``create`` (for commands that record) a missing store is made; without it (for
+    commands that only read or change what is there) a missing store raises ``NotFound``.
+    """
     if "://" in str(target):
         scheme = str(target).partition("://")[0]
         raise UsageError(
-            f"--db: {scheme}:// stores are not supported yet; give the path of an SQLite file"
+            f"{scheme}:// stores are not supported yet; the store must be an SQLite file path"
         )
     from dora.store.sqlite import SQLiteStore
 
-    return SQLiteStore(target)
+    return SQLiteStore(target, create=create)

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from dora import timeparse
-from dora.errors import DoraError, NotFound, UsageError
+from dora.errors import DoraError, InvalidEvent, NotFound
 from dora.events import Deployment, Event, GitInfo, Incident, build
 
 _ID_PREFIX = re.compile(r"[A-Za-z0-9._:-]+")
@@ -37,6 +37,11 @@ class Store(ABC):
         """Incidents, newest start first."""
 
     @abstractmethod
+    def finish_incident(self, incident_id: str, finished_at: datetime) -> bool:
+        """Set the finish of the incident if it is still open, atomically; return whether
+        it was (False: another process resolved it first)."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
     def __enter__(self) -> Store:
@@ -46,29 +51,39 @@ class Store(ABC):
         self.close()
 
     def find_incident(self, ref: str) -> Incident:
-        """The one incident whose id is ``ref`` or starts with it."""
+        """The one incident whose id is ``ref`` or starts with it.
+
+        A lower-case prefix of a ULID (whose alphabet is upper case) matches too.
+        """
         if not _ID_PREFIX.fullmatch(ref):
-            raise UsageError(f"ID: '{ref}' is not an incident id")
+            raise InvalidEvent("id", f"'{ref}' is not an incident id")
         matches = self.incidents_by_prefix(ref, limit=6)
+        if not matches and ref != ref.upper():
+            matches = self.incidents_by_prefix(ref.upper(), limit=6)
         if not matches:
             raise NotFound(f"no incident with an id starting with '{ref}' in {self.location}")
-        if matches[0].id == ref or len(matches) == 1:
+        if matches[0].id in (ref, ref.upper()) or len(matches) == 1:
             return matches[0]
         shown = ", ".join(m.id for m in matches[:5]) + (", ..." if len(matches) > 5 else "")
-        raise UsageError(f"ID: '{ref}' matches several incidents ({shown}); give more of it")
+        raise InvalidEvent("id", f"'{ref}' matches several incidents ({shown}); give more of it")
 
-    def resolve_incident(self, ref: str, finished_at: datetime | str) -> Incident:
-        """Record the end of an open incident; return it as stored."""
+    def resolve_incident(self, ref: str, finished_at: datetime) -> Incident:
+        """Record the end of an open incident; return it as stored.
+
+        Of several processes resolving one incident at once, exactly one succeeds.
+        """
         incident = self.find_incident(ref)
-        if incident.finished_at is not None:
-            raise DoraError(
-                f"incident {incident.id} is already resolved "
-                f"(at {timeparse.format_iso(incident.finished_at)})"
-            )
-        data = incident.model_dump(exclude={"finished_at"}, exclude_none=True)
-        resolved = build(Incident, {**data, "finished_at": finished_at})
-        self.save(resolved)
-        return resolved
+        if incident.is_open:
+            data = incident.model_dump(exclude={"finished_at"}, exclude_none=True)
+            resolved = build(Incident, {**data, "finished_at": finished_at})
+            if self.finish_incident(incident.id, finished_at):
+                return resolved
+            incident = self.find_incident(incident.id)
+        assert incident.finished_at is not None  # noqa: S101 - narrowed by is_open
+        raise DoraError(
+            f"incident {incident.id} is already resolved "
+            f"(at {timeparse.format_iso(incident.finished_at)})"
+        )
 
 
 # Rows <-> events. Engines store timestamps as integer UTC nanoseconds, custom tags as a JSON

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from dora.errors import StoreError
+from dora import timeparse
+from dora.errors import NotFound, StoreError
 from dora.events import Deployment, Event, Incident
 from dora.store import migrations
 from dora.store.base import Store, event_row, incident_from_row
@@ -31,9 +34,11 @@ _INCIDENT_COLUMNS = (
 
 
 class SQLiteStore(Store):
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = Path(path).expanduser()
         self.location = str(self.path)
+        if not create and not self.path.exists():
+            raise NotFound(f"no store at {self.path}: nothing has been recorded there yet")
         self._db = _open(self.path)
 
     def close(self) -> None:
@@ -55,6 +60,14 @@ class SQLiteStore(Store):
                 )
             else:  # pragma: no cover - the event types are closed
                 raise TypeError(f"cannot store {type(event).__name__}")
+
+    def finish_incident(self, incident_id: str, finished_at: datetime) -> bool:
+        with self._write() as db:
+            done = db.execute(
+                "UPDATE incidents SET finished_at = ? WHERE id = ? AND finished_at IS NULL",
+                (timeparse.to_ns(finished_at), incident_id),
+            )
+            return done.rowcount == 1
 
     def incidents_by_prefix(self, prefix: str, limit: int) -> list[Incident]:
         # GLOB is case-sensitive and can use the primary key; ids hold no GLOB metacharacters.
@@ -122,11 +135,19 @@ class _Transaction:
                 self.db.execute("COMMIT")
                 return
             except sqlite3.Error as error:
-                self.db.execute("ROLLBACK")
+                _rollback(self.db)
                 raise _store_error(self.path, "cannot write to", error) from error
-        self.db.execute("ROLLBACK")
+        _rollback(self.db)
         if isinstance(exc, sqlite3.Error):
             raise _store_error(self.path, "cannot write to", exc) from exc
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    """Roll back if a transaction is open (SQLite may have ended it itself on an I/O error,
+    and a failed ROLLBACK must not hide the error that matters)."""
+    if db.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
 
 
 def _upsert(db: sqlite3.Connection, table: str, row: dict[str, Any]) -> None:
@@ -155,6 +176,8 @@ def _open(path: Path) -> sqlite3.Connection:
         raise _store_error(path, "cannot create", exc) from exc
     if path.is_dir():
         raise StoreError(f"the store at {path} is a directory, not a dora database")
+    if path.exists() and not path.is_file():
+        raise StoreError(f"the store at {path} is not a regular file; left untouched")
     _check_header(path)
     try:
         db = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
@@ -190,10 +213,12 @@ def _claim(db: sqlite3.Connection, path: Path) -> None:
     db.execute("BEGIN")  # one snapshot for both reads, while another process may be creating it
     try:
         app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        user_version = db.execute("PRAGMA user_version").fetchone()[0]
         has_tables = db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is not None
     finally:
-        db.execute("COMMIT")
-    if app_id != migrations.APPLICATION_ID and (has_tables or app_id != 0):
+        if db.in_transaction:
+            db.execute("COMMIT")
+    if app_id != migrations.APPLICATION_ID and (has_tables or app_id or user_version):
         raise StoreError(f"{path} is an SQLite database but not a dora one; left untouched")
     if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
         _retry_busy(lambda: db.execute("PRAGMA journal_mode = WAL"))
