@@ -809,3 +809,25 @@ def test_unusable_config_values_are_usage_errors(dora, monkeypatch, tmp_path, co
         2,
         f"dora: error: config file {config}: {message}\n",
     )
+
+
+def test_ctrl_c_is_one_line_and_exit_130(dora, db_path, monkeypatch):
+    def interrupt(self, event):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("dora.store.sqlite.SQLiteStore.save", interrupt)
+
+    result = dora("deployment", "--service", "api", "--started-at", "-1m", "--skip-git")
+
+    assert (result.exit_code, result.stderr) == (130, "dora: error: interrupted\n")
+
+
+@pytest.mark.parametrize(
+    ("value", "debug"), [("1", True), ("true", True), ("0", False), ("false", False)]
+)
+def test_dora_debug_reads_like_a_boolean(monkeypatch, value, debug):
+    from dora.cli._runtime import debug_enabled
+
+    monkeypatch.setenv("DORA_DEBUG", value)
+
+    assert debug_enabled() is debug

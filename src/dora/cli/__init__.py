@@ -9,14 +9,13 @@ import typer
 from dora import __version__
 from dora.cli import config, deployment, incident
 from dora.cli._common import Verbose
-from dora.cli._runtime import DoraGroup
+from dora.cli._runtime import DoraGroup, print_help
 
 app = typer.Typer(
     name="dora",
     cls=DoraGroup,
     help="Record deployments and incidents, and report DORA metrics.",
     epilog="Docs: README.md. Exit status: 0 ok, 1 failure, 2 bad usage, 130 interrupted.",
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
@@ -29,8 +28,9 @@ def _show_version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
@@ -44,6 +44,8 @@ def _root(
     Events go to a local SQLite store (no set-up needed). Run 'dora COMMAND --help' for
     each command's options and examples.
     """
+    if ctx.invoked_subcommand is None:
+        print_help(ctx)
 
 
 app.command(name="deployment")(deployment.deployment)

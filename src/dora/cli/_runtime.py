@@ -7,6 +7,7 @@ status, warnings and errors to stderr, every line scrubbed of URL credentials.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -14,9 +15,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import typer
-from typer._click.exceptions import ClickException as _ClickException
-from typer._click.exceptions import NoArgsIsHelpError as _NoArgsIsHelp
-from typer._click.exceptions import UsageError as _ClickUsage
 from typer.core import TyperGroup
 
 from dora.errors import DoraError
@@ -27,6 +25,9 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
+# stdout errors that are the world's doing, not a bug: a full disk, a closed terminal
+_OUTPUT_ERRORS = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG}
+
 
 class _State:
     verbose = False
@@ -36,7 +37,7 @@ state = _State()
 
 
 def debug_enabled() -> bool:
-    return state.verbose or os.environ.get("DORA_DEBUG", "") not in ("", "0")
+    return state.verbose or os.environ.get("DORA_DEBUG", "").lower() in ("1", "true", "yes", "on")
 
 
 def set_verbose(value: bool) -> None:
@@ -111,18 +112,9 @@ class DoraGroup(TyperGroup):
                 standalone_mode=False,
                 **extra,
             )
-        except typer.Exit as exc:  # pragma: no cover - Click returns it as the result
-            return exc.exit_code
-        except _NoArgsIsHelp as exc:
-            # Rich help is printed while the exception is made; plain help is its message.
-            if text := exc.format_message().strip():
-                sys.stdout.write(text + "\n")
-            return EXIT_OK
-        except _ClickUsage as exc:
-            return _usage_failure(exc)
-        except _ClickException as exc:
-            error_line(exc.format_message())
-            return exc.exit_code
+            sys.stdout.flush()  # so that a failing stdout is reported here, not at exit
+        except typer.TyperException as exc:  # Click's usage and other errors
+            return _click_failure(exc)
         except DoraError as exc:
             logging.getLogger("dora").debug("failed", exc_info=True)
             error_line(exc.message)
@@ -130,8 +122,13 @@ class DoraGroup(TyperGroup):
         except (KeyboardInterrupt, typer.Abort):
             error_line("interrupted")
             return EXIT_INTERRUPTED
-        except BrokenPipeError:
-            _silence_stdout()
+        except BrokenPipeError:  # the reader went away (`dora ... | head`): end quietly,
+            _silence_stdout()  # with the status Typer and rich give it too
+            return EXIT_FAILURE
+        except OSError as exc:
+            if exc.errno not in _OUTPUT_ERRORS or debug_enabled():
+                raise
+            error_line(f"cannot write the output: {exc.strerror}")
             return EXIT_FAILURE
         except Exception as exc:
             if debug_enabled():
@@ -141,15 +138,27 @@ class DoraGroup(TyperGroup):
                 "(run with --verbose for the traceback, and please report it)"
             )
             return EXIT_FAILURE
+        if result == EXIT_INTERRUPTED:  # Click turns Ctrl-C into Exit(130) on its own
+            error_line("interrupted")
         return result if isinstance(result, int) else EXIT_OK
 
 
-def _usage_failure(exc: Any) -> int:
+def _click_failure(exc: typer.TyperException) -> int:
+    """One line for an error Click raised while parsing; a usage error points at --help."""
+    code = int(getattr(exc, "exit_code", EXIT_FAILURE))
     message = exc.format_message()
-    if exc.ctx is not None:
-        message += f" (see '{exc.ctx.command_path} --help')"
+    ctx = getattr(exc, "ctx", None)
+    if code == EXIT_USAGE and ctx is not None:
+        message += f" (see '{ctx.command_path} --help')"
     error_line(message)
-    return int(exc.exit_code)
+    return code
+
+
+def print_help(ctx: typer.Context) -> None:
+    """The help of ``ctx``'s command, on stdout (rich help prints itself; plain help is
+    returned)."""
+    if text := ctx.get_help().strip():
+        sys.stdout.write(text + "\n")
 
 
 def _silence_stdout() -> None:

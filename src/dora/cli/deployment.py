@@ -84,7 +84,7 @@ def deployment(
     )
     where = opt.record(event, settings, dry_run=dry_run)
     if where is not None:
-        print(event.id)
         status(
             f"Recorded deployment {event.id} ({opt.describe(event.service, event.env)}) in {where}"
         )
+        print(event.id)  # after the status: if stdout fails, the status has been said

@@ -9,15 +9,19 @@ from typing import Annotated
 import typer
 
 from dora.cli import _common as opt
-from dora.cli._runtime import status
+from dora.cli._runtime import print_help, status
 from dora.config import Settings
 from dora.errors import InvalidEvent, UsageError
 
 app = typer.Typer(
-    name="incident",
-    help="Open, resolve and list incidents (Datadog calls them failures).",
-    no_args_is_help=True,
+    name="incident", help="Open, resolve and list incidents (Datadog calls them failures)."
 )
+
+
+@app.callback(invoke_without_command=True)
+def _incident(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand is None:
+        print_help(ctx)
 
 
 @app.command("open")
@@ -101,10 +105,10 @@ def open_(
     )
     where = opt.record(event, settings, dry_run=dry_run)
     if where is not None:
-        print(event.id)
         what = "Recorded resolved" if event.finished_at else "Opened"
         owner = ", ".join(event.services) or f"team {event.team}"
         status(f"{what} incident {event.id} ({opt.describe(owner, event.env)}) in {where}")
+        print(event.id)  # after the status: if stdout fails, the status has been said
 
 
 @app.command()
