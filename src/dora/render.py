@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 from dora import timeparse
+from dora.config import Setting
 from dora.events import Event, Incident
 
 
@@ -17,6 +18,30 @@ def event_json(event: Event) -> dict[str, Any]:
         if key.endswith("_at") and value is not None:
             data[key] = timeparse.format_iso(value)
     return {"type": event.kind, **data}
+
+
+def api_body(event: Event, out: IO[str]) -> None:
+    """The event's Datadog request body, as ``--dry-run`` shows it."""
+    json.dump(event.api_body(), out, indent=2)
+    out.write("\n")
+
+
+def affects(incident: Incident) -> str:
+    """What an incident hit, in a few words: ``api, web (team edge)``, ``team edge``."""
+    services = ", ".join(incident.services)
+    if not incident.team:
+        return services
+    return f"{services} (team {incident.team})" if services else f"team {incident.team}"
+
+
+def settings_table(settings: Sequence[Setting], path: str, path_source: str, out: IO[str]) -> None:
+    """``dora config``: one aligned line per setting, with where it came from."""
+    rows = [("config file", path, path_source)]
+    rows += [(s.key.name, s.shown() or "-", s.source) for s in settings]
+    name_width = max(len(row[0]) for row in rows)
+    value_width = max(len(row[1]) for row in rows)
+    for name, value, source in rows:
+        out.write(f"{name:<{name_width}}  {value:<{value_width}}  {source}\n")
 
 
 def incidents_json(incidents: Sequence[Incident], out: IO[str]) -> None:
@@ -41,14 +66,11 @@ def incidents_table(incidents: Sequence[Incident], out: IO[str]) -> None:
             state = f"[bold red]open[/] {incident.duration_text}"
         else:
             state = f"[green]took[/] {incident.duration_text}"
-        affects = ", ".join(incident.services)
-        if incident.team:
-            affects = f"{affects} (team {incident.team})" if affects else f"team {incident.team}"
         table.add_row(
             incident.id,
             incident.started_at.strftime("%Y-%m-%d %H:%M"),
             state,
-            escape(affects),
+            escape(affects(incident)),
             escape(incident.env or ""),
             escape(" · ".join(text for text in (incident.severity, incident.name) if text)),
         )

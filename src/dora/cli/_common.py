@@ -93,7 +93,11 @@ GitCommitSha = Annotated[
     ),
 ]
 SkipGit = Annotated[
-    bool, typer.Option("--skip-git", help="Record no git data, and do not look for any.")
+    bool,
+    typer.Option(
+        "--skip-git",
+        help="Look up no git data: only --git-repository-url and --git-commit-sha are recorded.",
+    ),
 ]
 CustomTags = Annotated[
     list[str] | None,
@@ -191,10 +195,9 @@ def build_with_git(
 def record(event: Event, settings: Settings, *, dry_run: bool) -> str | None:
     """Store ``event`` (or, for a dry run, print its API body); return where it went."""
     if dry_run:
-        import json
+        from dora import render
 
-        json.dump(event.api_body(), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        render.api_body(event, sys.stdout)
         status(f"Dry run: this body would be posted to {event.api_path}; nothing was recorded.")
         return None
     from dora.store import open_store

@@ -27,11 +27,10 @@ def config(db: opt.Db = None, verbose: opt.Verbose = False) -> None:
 
         DORA_CONFIG=./dora.toml dora config
     """
+    from dora import render
+
     settings = Settings({"db": db})
     found = "" if settings.path.is_file() else " (not found)"
-    rows = [("config file", f"{settings.path}{found}", settings.path_source)]
-    rows += [(s.key.name, s.shown() or "-", s.source) for s in settings.all()]
-    name_width = max(len(row[0]) for row in rows)
-    value_width = max(len(row[1]) for row in rows)
-    for name, value, source in rows:
-        sys.stdout.write(f"{name:<{name_width}}  {value:<{value_width}}  {source}\n")
+    render.settings_table(
+        settings.all(), f"{settings.path}{found}", settings.path_source, sys.stdout
+    )

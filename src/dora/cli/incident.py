@@ -106,8 +106,9 @@ def open_(
     where = opt.record(event, settings, dry_run=dry_run)
     if where is not None:
         what = "Recorded resolved" if event.finished_at else "Opened"
-        owner = ", ".join(event.services) or f"team {event.team}"
-        status(f"{what} incident {event.id} ({opt.describe(owner, event.env)}) in {where}")
+        from dora.render import affects
+
+        status(f"{what} incident {event.id} ({opt.describe(affects(event), event.env)}) in {where}")
         print(event.id)  # after the status: if stdout fails, the status has been said
 
 
