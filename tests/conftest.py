@@ -18,7 +18,7 @@ import respx
 from typer.testing import CliRunner
 
 from dora import timeparse
-from dora.cli import app
+from dora.cli import _runtime, app
 from dora.gitmeta import CI_PROVIDERS
 
 FIXED_NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=timezone.utc)
@@ -49,6 +49,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)  # not a git repository unless a test makes it one
+    monkeypatch.setattr(_runtime.state, "reraise", True)  # a bug is a traceback, not exit 1
     with respx.mock(assert_all_mocked=True, assert_all_called=False):
         yield tmp_path
     time.tzset()

@@ -81,15 +81,13 @@ def test_an_incident_without_finish_is_open():
 
     assert event.is_open
     assert event.finished_at is None
-    assert event.duration_text == "2h"
     assert event.kind == "incident"
 
 
-def test_a_closed_incident_has_its_duration():
+def test_a_closed_incident_is_not_open():
     event = incident(finished_at="2026-11-24T11:20:00Z")
 
     assert not event.is_open
-    assert event.duration_text == "1h 20m"
 
 
 def test_none_values_are_left_out_so_defaults_apply():

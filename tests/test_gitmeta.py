@@ -142,12 +142,20 @@ def test_both_flags_never_run_git(monkeypatch, tmp_path):
     assert values(result) == values_of(repository_url=FLAG_URL, commit_sha=FLAG_SHA)
 
 
-def test_empty_values_count_as_unset(repo, head):
-    env = {"DD_GIT_REPOSITORY_URL": "", "DD_GIT_COMMIT_SHA": ""}
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_blank_variables_count_as_unset(repo, head, blank):
+    env = {"DD_GIT_REPOSITORY_URL": blank, "DD_GIT_COMMIT_SHA": blank}
 
-    result = resolve("", "", env=env, cwd=repo)
+    result = resolve(env=env, cwd=repo)
 
     assert values(result) == values_of(repository_url=ORIGIN_STRIPPED, commit_sha=head)
+
+
+def test_an_empty_flag_is_returned_for_validation_to_refuse(repo):
+    result = resolve("", "", env={}, cwd=repo)
+
+    assert values(result) == ("", "")
+    assert (result.repository_url_source, result.commit_sha_source) == ("flag", "flag")
 
 
 @pytest.mark.parametrize(
@@ -447,3 +455,34 @@ def test_no_commit_and_no_remote_is_one_warning(tmp_path):
         "the git repository has no commit yet and git has no remote named 'origin', "
         "so the event has no git data",
     )
+
+
+def test_a_detached_head_still_gives_its_sha(repo, head):
+    git(repo, "commit", "--quiet", "--allow-empty", "-m", "second")
+    git(repo, "checkout", "--quiet", "--detach", head)
+
+    result = resolve(env={}, cwd=repo)
+
+    assert values(result) == (ORIGIN_STRIPPED, head)
+    assert result.warnings == ()
+
+
+def test_a_worktree_gives_its_own_head(repo, head, tmp_path):
+    git(repo, "commit", "--quiet", "--allow-empty", "-m", "second")
+    worktree = tmp_path / "wt"
+    git(repo, "worktree", "add", "--quiet", "--detach", str(worktree), head)
+
+    result = resolve(env={}, cwd=worktree)
+
+    assert values(result) == (ORIGIN_STRIPPED, head)
+
+
+def test_a_shallow_clone_gives_head_and_its_origin(repo, tmp_path):
+    git(repo, "commit", "--quiet", "--allow-empty", "-m", "second")
+    tip = git(repo, "rev-parse", "HEAD")
+    clone = tmp_path / "shallow"
+    git(tmp_path, "clone", "--quiet", "--depth", "1", f"file://{repo}", str(clone))
+
+    result = resolve(env={}, cwd=clone)
+
+    assert values(result) == (f"file://{repo}", tip)

@@ -193,7 +193,11 @@ def test_scrub_hides_a_password_containing_an_at_sign():
         ("https://user:ab?cd@github.com/a/b", "https://github.com/a/b"),
         ("https://host/a/r.git?private_token=SECRET#frag", "https://host/a/r.git"),
         ("https://github.com/org/repo@v1", "https://github.com/org/repo@v1"),
-        ("https://host:8443/scope/@pkg", "https://host:8443/scope/@pkg"),
+        ("https://git.example.com:8443/scope/@pkg", "https://git.example.com:8443/scope/@pkg"),
+        ("https://TOKEN@gitlab.com/grp/@odd/r.git", "https://gitlab.com/grp/@odd/r.git"),
+        ("https://user:SECRET@gitlab.com/g/r@v2.git", "https://gitlab.com/g/r@v2.git"),
+        ("https://oauth2:SECRET@gitlab.com/g/r.git?ref=a@b", "https://gitlab.com/g/r.git"),
+        ("https://user:12/SECRET@host/x", "https://host/x"),
     ],
 )
 def test_unescaped_password_characters_and_query_tokens_are_stripped(url, expected):

@@ -27,7 +27,6 @@ class Key:
     flag: str
     env: tuple[str, ...]
     help: str
-    secret: bool = False
 
 
 KEYS: dict[str, Key] = {
@@ -57,12 +56,8 @@ class Setting:
         return self.key.flag
 
     def shown(self) -> str:
-        """The value as it may be printed: passwords in URLs masked, secrets hidden."""
-        if self.value is None:
-            return ""
-        if self.key.secret:
-            return "***"
-        return scrub(self.value)
+        """The value as it may be printed: credentials in URLs masked."""
+        return "" if self.value is None else scrub(self.value)
 
 
 def config_path(env: Mapping[str, str] | None = None) -> Path:
@@ -99,13 +94,14 @@ class Settings:
 
     def setting(self, name: str) -> Setting:
         key = KEYS[name]
-        if self._flags.get(name) is not None:
-            return Setting(key, self._flags[name], key.flag)
+        # values are trimmed: a stray space must not name a different store or service
+        if (flag := self._flags.get(name)) is not None:
+            return Setting(key, flag.strip(), key.flag)
         for var in key.env:
-            if self._env.get(var, "").strip():  # set but blank counts as unset
-                return Setting(key, self._env[var], f"env {var}")
+            if value := self._env.get(var, "").strip():  # set but blank counts as unset
+                return Setting(key, value, f"env {var}")
         if name in self.file:
-            return Setting(key, self.file[name], "config file")
+            return Setting(key, self.file[name].strip(), "config file")
         if name == "db":
             return Setting(key, str(default_db_path()), "default")
         return Setting(key, None, "unset")

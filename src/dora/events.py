@@ -35,11 +35,11 @@ from pydantic_core import PydanticCustomError
 
 from dora import timeparse
 from dora.errors import InvalidEvent
+from dora.gitmeta import SHA_PATTERN
 from dora.redact import scrub, strip_credentials
 
 MAX_TAGS = 100
 ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{16,128}")
-SHA_PATTERN = re.compile(r"[0-9a-fA-F]{40,}")
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -88,9 +88,18 @@ def _not_future(value: datetime) -> datetime:
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+def _utf8(value: str) -> str:
+    """Refuse text that cannot be written as UTF-8 (bytes the shell passed undecoded)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _invalid("must be UTF-8 text") from None
+    return value
+
+
 def _text(value: str) -> str:
     """Free text: trimmed, not empty, one line, and no credentials in any URL it quotes."""
-    value = value.strip()
+    value = _utf8(value).strip()
     if not value:
         raise _invalid("must not be empty")
     if _CONTROL.search(value):
@@ -99,7 +108,7 @@ def _text(value: str) -> str:
 
 
 def _check_id(value: str) -> str:
-    if not ID_PATTERN.fullmatch(value):
+    if not ID_PATTERN.fullmatch(_utf8(value)):
         raise _invalid(
             f"'{value}' is not a valid id: use 16 to 128 characters of "
             "letters, digits, '.', '_', ':' and '-'"
@@ -108,7 +117,7 @@ def _check_id(value: str) -> str:
 
 
 def _check_sha(value: str) -> str:
-    if not SHA_PATTERN.fullmatch(value):
+    if not SHA_PATTERN.fullmatch(_utf8(value)):
         raise _invalid(f"'{value}' is not a full commit SHA: expected 40 or more hex characters")
     return value.lower()
 
@@ -116,6 +125,7 @@ def _check_sha(value: str) -> str:
 def _check_tags(tags: list[str]) -> list[str]:
     seen: dict[str, None] = {}
     for tag in tags:
+        _utf8(tag)
         key, colon, value = tag.partition(":")
         if not colon or not key.strip() or not value.strip():
             raise _invalid(f"'{scrub(tag)}' is not a key:value tag")
@@ -226,12 +236,6 @@ class Incident(Event):
     @property
     def is_open(self) -> bool:
         return self.finished_at is None
-
-    @property
-    def duration_text(self) -> str:
-        """How long it lasted (``1h 20m``), or has lasted so far if still open."""
-        end = self.finished_at or timeparse.now()
-        return timeparse.format_duration(end - self.started_at)
 
 
 _API_ORDER = (

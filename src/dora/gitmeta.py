@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ from dataclasses import dataclass
 from dora.redact import scrub, strip_credentials
 
 log = logging.getLogger(__name__)
+
+#: A full commit SHA: SHA-1 (40) or SHA-256 (64) hex digits, or any length from 40 up.
+SHA_PATTERN = re.compile(r"[0-9a-fA-F]{40,}")
 
 Env = Mapping[str, str]
 
@@ -103,14 +107,10 @@ def resolve(
     A CI variable that holds no full commit SHA (Buildkite's ``HEAD`` on a manual build) is
     passed over with a warning, and git is asked instead.
     """
-    from dora.events import SHA_PATTERN
-
     env = os.environ if env is None else env
     warnings: list[str] = []
-    url = _given(repository_url, "flag") or _given(
-        env.get("DD_GIT_REPOSITORY_URL"), "DD_GIT_REPOSITORY_URL"
-    )
-    sha = _given(commit_sha, "flag") or _given(env.get("DD_GIT_COMMIT_SHA"), "DD_GIT_COMMIT_SHA")
+    url = _flag(repository_url) or _variable(env, "DD_GIT_REPOSITORY_URL")
+    sha = _flag(commit_sha) or _variable(env, "DD_GIT_COMMIT_SHA")
     if (url is None or sha is None) and (ci := detect_ci(env)):
         url = url or ci.repository_url(env)
         if sha is None and (ci_sha := ci.commit_sha(env)):
@@ -134,12 +134,19 @@ def resolve(
         commit_sha=sha[0] if sha else None,
         repository_url_source=url[1] if url else None,
         commit_sha_source=sha[1] if sha else None,
-        warnings=tuple(warnings),
+        warnings=("; ".join(warnings),) if warnings else (),
     )
 
 
-def _given(value: str | None, source: str) -> Found | None:
-    return (value, source) if value else None
+def _flag(value: str | None) -> Found | None:
+    """A flag counts when given at all, even empty: validation then says what is wrong."""
+    return None if value is None else (value, "flag")
+
+
+def _variable(env: Env, name: str) -> Found | None:
+    """A variable counts when set to something other than blanks."""
+    value = env.get(name, "")
+    return (value, name) if value.strip() else None
 
 
 def _from_git(
@@ -169,7 +176,7 @@ def _from_git(
     lacking = [name for name, want, got in wanted if want and not got]
     if not lacking:
         return url, sha, None
-    what = "git data" if len(lacking) == 2 else f"a {lacking[0]}"
+    what = "git data" if len(lacking) == 2 else lacking[0]
     return url, sha, f"{' and '.join(reasons)}, so the event has no {what}"
 
 
@@ -210,5 +217,7 @@ def _git_checked(cwd: str | os.PathLike[str] | None, *args: str) -> str:
         message = message.removeprefix("fatal: ").strip() or f"git {args[0]} failed"
         if "not a git repository" in message:
             message = "not a git repository"
+        elif "dubious ownership" in message:
+            message += " (mark it safe with: git config --global --add safe.directory DIR)"
         raise _GitFailed(scrub(message))
     return done.stdout.strip()

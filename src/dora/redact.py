@@ -9,9 +9,10 @@ database URLs carry passwords. Two functions, one reading of a URL:
 * ``scrub`` masks the user-info and secret query values of every URL inside free text (log
   lines, error messages, settings shown to the user, free-text fields of an event).
 
-The user-info of a URL is everything between ``://`` and the last ``@`` of its authority. A
-password may itself hold ``@``, ``/``, ``?`` or ``#`` when a tool did not escape it, so an
-``@`` after one of those still ends the user-info when what precedes it reads as
+The user-info of a URL is everything between ``://`` and the last ``@`` of its authority
+(which ends at the first ``/``, ``?`` or ``#``). A password may itself hold ``/``, ``?`` or
+``#`` when a tool did not escape it, cutting the authority short; so when the authority has
+no ``@``, the first ``@`` after it still ends the user-info if what precedes it reads as
 ``user:password`` rather than ``host:port/path``.
 """
 
@@ -21,8 +22,11 @@ import re
 
 _SCHEME_URL = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*)://(\S+)")
 _AUTHORITY_END = re.compile(r"[/?#]")
-# "user:..." where what follows the colon is not a port number and a path
-_USER_AND_PASSWORD = re.compile(r"[^/?#:@]*:(?![0-9]*(?:[/?#]|$))")
+_USER_AND_PASSWORD = re.compile(r"[^/?#:@]+:")
+# a host with a port: a dotted name, localhost or an IP literal, then up to five digits
+_HOST_AND_PORT = re.compile(
+    r"(?:localhost|[^/?#:@]*\.[^/?#:@]*|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}(?:[/?#]|$)"
+)
 _SECRET_QUERY = re.compile(
     r"([?&;][^=&;#\s]*(?:pass|token|secret|key|auth|signature|sig)[^=&;#\s]*=)[^&;#\s]*",
     re.IGNORECASE,
@@ -32,13 +36,19 @@ _SSH_SCHEMES = ("ssh", "git+ssh", "ssh+git")
 
 def _userinfo_end(rest: str) -> int:
     """Index in ``rest`` (what follows ``://``) of the ``@`` that ends the user-info, or -1."""
-    at = rest.rfind("@")
+    cut = _AUTHORITY_END.search(rest)
+    authority = rest[: cut.start()] if cut else rest
+    if "@" in authority:
+        return authority.rfind("@")
+    # No "@" in the authority: an unescaped "/", "?" or "#" in a password may have cut it
+    # short. "user:secret/more@host/..." reads so; "host:8443/path/@x" does not.
+    at = rest.find("@")
     if at < 0:
         return -1
     candidate = rest[:at]
-    if not _AUTHORITY_END.search(candidate) or _USER_AND_PASSWORD.match(candidate):
+    if _USER_AND_PASSWORD.match(candidate) and not _HOST_AND_PORT.match(candidate):
         return at
-    return -1  # an "@" in the path, such as https://host/@scope/package
+    return -1
 
 
 def strip_credentials(url: str) -> str:

@@ -26,6 +26,12 @@ def api_body(event: Event, out: IO[str]) -> None:
     out.write("\n")
 
 
+def duration(incident: Incident) -> str:
+    """How long an incident lasted (``1h 20m``), or has lasted so far if still open."""
+    end = incident.finished_at or timeparse.now()
+    return timeparse.format_duration(end - incident.started_at)
+
+
 def affects(incident: Incident) -> str:
     """What an incident hit, in a few words: ``api, web (team edge)``, ``team edge``."""
     services = ", ".join(incident.services)
@@ -63,9 +69,9 @@ def incidents_table(incidents: Sequence[Incident], out: IO[str]) -> None:
     table.add_column("NAME", min_width=8, overflow="fold")
     for incident in incidents:
         if incident.is_open:
-            state = f"[bold red]open[/] {incident.duration_text}"
+            state = f"[bold red]open[/] {duration(incident)}"
         else:
-            state = f"[green]took[/] {incident.duration_text}"
+            state = f"[green]took[/] {duration(incident)}"
         table.add_row(
             incident.id,
             incident.started_at.strftime("%Y-%m-%d %H:%M"),

@@ -156,8 +156,9 @@ def format_iso(moment: datetime) -> str:
 
 
 def format_duration(delta: timedelta) -> str:
-    """A short human duration: ``45s``, ``12m``, ``3h 20m``, ``2d 4h``."""
-    seconds = int(delta.total_seconds())
+    """A short human duration: ``45s``, ``12m``, ``3h 20m``, ``2d 4h``; never negative (a
+    start within the allowed clock skew may lie a little ahead of now)."""
+    seconds = max(0, int(delta.total_seconds()))
     if seconds < 60:
         return f"{seconds}s"
     minutes, _ = divmod(seconds, 60)

@@ -14,7 +14,6 @@ from dora.cli._runtime import DoraGroup, print_help
 app = typer.Typer(
     name="dora",
     cls=DoraGroup,
-    help="Record deployments and incidents, and report DORA metrics.",
     epilog="Docs: README.md. Exit status: 0 ok, 1 failure, 2 bad usage, 130 interrupted.",
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
@@ -43,6 +42,14 @@ def _root(
 
     Events go to a local SQLite store (no set-up needed). Run 'dora COMMAND --help' for
     each command's options and examples.
+
+    Examples:
+
+        dora deployment --service api --env prod --started-at -10m
+
+        ID=$(dora incident open --service api --name "checkout 500s")
+
+        dora incident resolve "$ID"
     """
     if ctx.invoked_subcommand is None:
         print_help(ctx)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -140,16 +142,24 @@ def parse_time(flag: str, value: str) -> datetime:
         raise UsageError(f"{flag}: {exc}") from None
 
 
-def build_event(model: type[E], data: dict[str, Any], labels: dict[str, str] | None = None) -> E:
-    """Validate the options into an event; a bad one is a usage error naming where it came
-    from: its flag, or the ``labels`` entry for a value read from elsewhere."""
-    from dora.events import build
-
+@contextmanager
+def naming_fields(labels: dict[str, str] | None = None) -> Iterator[None]:
+    """Turn an invalid event field into a usage error naming where the value came from: its
+    flag, or the ``labels`` entry for a value read from elsewhere."""
     try:
-        return build(model, data)
+        yield
     except InvalidEvent as exc:
         name = (labels or {}).get(exc.field) or FLAGS.get(exc.field, exc.field)
         raise UsageError(f"{name}: {exc.problem}") from None
+
+
+def build_event(model: type[E], data: dict[str, Any], labels: dict[str, str] | None = None) -> E:
+    """Validate the options into an event; a bad one is a usage error naming its source."""
+    from dora.events import build
+
+    with naming_fields(labels):
+        event = build(model, data)
+    return event  # noqa: RET504 - the context manager may turn the error into another
 
 
 def setting_labels(settings: Settings, *names: str) -> dict[str, str]:
@@ -165,17 +175,18 @@ def build_with_git(
     repository_url: str | None,
     commit_sha: str | None,
     skip_git: bool,
-) -> E:
+) -> tuple[E, tuple[str, ...]]:
     """Validate the options, then fill in git data (unless skipped) and validate again.
 
-    Checking the flags first means a typo fails fast, before git is asked anything; git's
-    warnings are shown only once the event is known to be valid.
+    Checking the flags first means a typo fails fast, before git is asked anything. Returns
+    the event and git's warnings, for ``record`` to show once the event is safely kept (a
+    failure stays one line).
     """
     given = {"repository_url": repository_url, "commit_sha": commit_sha}
-    git = given if repository_url or commit_sha else None
+    git = None if repository_url is None and commit_sha is None else given
     event = build_event(model, {**data, "git": git}, labels)
     if skip_git:
-        return event
+        return event, ()
     from dora import gitmeta
 
     found = gitmeta.resolve(repository_url, commit_sha)
@@ -187,24 +198,40 @@ def build_with_git(
         }
         named = {f: s for f, s in sources.items() if s and s not in ("flag", "git")}
         event = build_event(model, {**data, "git": git}, {**labels, **named})
-    for warning in found.warnings:
-        log.warning("%s", warning)
-    return event
+    return event, found.warnings
 
 
-def record(event: Event, settings: Settings, *, dry_run: bool) -> str | None:
-    """Store ``event`` (or, for a dry run, print its API body); return where it went."""
+def check_store(settings: Settings, *, dry_run: bool) -> None:
+    """Fail on an unusable store setting before git is asked anything (a dry run needs none)."""
+    if not dry_run:
+        from dora.store import check_target
+
+        check_target(settings.get("db") or "")
+
+
+def record(
+    event: Event, settings: Settings, *, dry_run: bool, warnings: tuple[str, ...] = ()
+) -> str | None:
+    """Store ``event`` (or, for a dry run, print its API body), then show ``warnings``;
+    return where the event went."""
     if dry_run:
         from dora import render
 
         render.api_body(event, sys.stdout)
+        _warn(warnings)
         status(f"Dry run: this body would be posted to {event.api_path}; nothing was recorded.")
         return None
     from dora.store import open_store
 
     with open_store(settings.get("db") or "") as store:
         store.save(event)
-        return store.location
+    _warn(warnings)
+    return store.location
+
+
+def _warn(warnings: tuple[str, ...]) -> None:
+    for warning in warnings:
+        log.warning("%s", warning)
 
 
 def describe(service: str | None, env: str | None) -> str:

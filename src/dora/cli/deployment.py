@@ -65,7 +65,8 @@ def deployment(
         raise UsageError("--service: required (or set DD_SERVICE)")
     if started_at is None:
         raise UsageError("--started-at: required")
-    event = opt.build_with_git(
+    opt.check_store(settings, dry_run=dry_run)
+    event, warnings = opt.build_with_git(
         Deployment,
         {
             "id": id,
@@ -74,7 +75,7 @@ def deployment(
             "team": settings.get("team"),
             "version": version,
             "started_at": started_at,
-            "finished_at": finished_at or "now",
+            "finished_at": "now" if finished_at is None else finished_at,
             "custom_tags": custom_tags,
         },
         labels=opt.setting_labels(settings, "service", "env", "team"),
@@ -82,7 +83,7 @@ def deployment(
         commit_sha=git_commit_sha,
         skip_git=skip_git,
     )
-    where = opt.record(event, settings, dry_run=dry_run)
+    where = opt.record(event, settings, dry_run=dry_run, warnings=warnings)
     if where is not None:
         status(
             f"Recorded deployment {event.id} ({opt.describe(event.service, event.env)}) in {where}"

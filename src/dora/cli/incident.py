@@ -11,15 +11,22 @@ import typer
 from dora.cli import _common as opt
 from dora.cli._runtime import print_help, status
 from dora.config import Settings
-from dora.errors import InvalidEvent, UsageError
 
-app = typer.Typer(
-    name="incident", help="Open, resolve and list incidents (Datadog calls them failures)."
-)
+app = typer.Typer(name="incident")
 
 
 @app.callback(invoke_without_command=True)
 def _incident(ctx: typer.Context) -> None:
+    """Open, resolve and list incidents (Datadog calls them failures).
+
+    Examples:
+
+        dora incident open --service api --env prod --name "checkout 500s"
+
+        dora incident list --open
+
+        dora incident resolve 01M86639QTJ6ND0C40
+    """
     if ctx.invoked_subcommand is None:
         print_help(ctx)
 
@@ -80,8 +87,9 @@ def open_(
     from dora.events import Incident
 
     settings = Settings({"db": db, "env": env, "team": team})
+    opt.check_store(settings, dry_run=dry_run)
     services = service or ([s] if (s := settings.get("service")) else [])
-    event = opt.build_with_git(
+    event, warnings = opt.build_with_git(
         Incident,
         {
             "id": id,
@@ -91,7 +99,7 @@ def open_(
             "name": name,
             "severity": severity,
             "version": version,
-            "started_at": started_at or "now",
+            "started_at": "now" if started_at is None else started_at,
             "finished_at": finished_at,
             "custom_tags": custom_tags,
         },
@@ -103,7 +111,7 @@ def open_(
         commit_sha=git_commit_sha,
         skip_git=skip_git,
     )
-    where = opt.record(event, settings, dry_run=dry_run)
+    where = opt.record(event, settings, dry_run=dry_run, warnings=warnings)
     if where is not None:
         what = "Recorded resolved" if event.finished_at else "Opened"
         from dora.render import affects
@@ -138,15 +146,16 @@ def resolve(
     from dora.store import open_store
 
     settings = Settings({"db": db})
-    finish = opt.parse_time("--finished-at", finished_at or "now")  # before touching the store
+    finish = opt.parse_time(
+        "--finished-at", "now" if finished_at is None else finished_at
+    )  # before touching the store
     with open_store(settings.get("db") or "", create=False) as store:
-        try:
+        with opt.naming_fields({"id": "ID"}):
             incident = store.resolve_incident(incident_id, finish)
-        except InvalidEvent as exc:
-            flag = "ID" if exc.field == "id" else opt.FLAGS.get(exc.field, exc.field)
-            raise UsageError(f"{flag}: {exc.problem}") from None
+        from dora import render
+
         status(
-            f"Resolved incident {incident.id} after {incident.duration_text} in {store.location}"
+            f"Resolved incident {incident.id} after {render.duration(incident)} in {store.location}"
         )
 
 
@@ -169,7 +178,9 @@ def list_(
     ] = None,
     limit: Annotated[
         int,
-        typer.Option("--limit", "-L", min=0, metavar="N", help="Show at most N (0: all)."),
+        typer.Option(
+            "--limit", "-L", min=0, max=1_000_000, metavar="N", help="Show at most N (0: all)."
+        ),
     ] = 30,
     format: Annotated[
         ListFormat, typer.Option("--format", help="Output format.", case_sensitive=False)

@@ -7,7 +7,16 @@ from pathlib import Path
 from dora.errors import UsageError
 from dora.store.base import Store
 
-__all__ = ["Store", "open_store"]
+__all__ = ["Store", "check_target", "open_store"]
+
+
+def check_target(target: str | Path) -> None:
+    """Refuse a store target this version cannot open, before any work is done for it."""
+    if "://" in str(target):
+        scheme = str(target).partition("://")[0]
+        raise UsageError(
+            f"{scheme}:// stores are not supported yet; the store must be an SQLite file path"
+        )
 
 
 def open_store(target: str | Path, *, create: bool = True) -> Store:
@@ -16,11 +25,7 @@ def open_store(target: str | Path, *, create: bool = True) -> Store:
     With ``create`` (for commands that record) a missing store is made; without it (for
     commands that only read or change what is there) a missing store raises ``NotFound``.
     """
-    if "://" in str(target):
-        scheme = str(target).partition("://")[0]
-        raise UsageError(
-            f"{scheme}:// stores are not supported yet; the store must be an SQLite file path"
-        )
+    check_target(target)
     from dora.store.sqlite import SQLiteStore
 
     return SQLiteStore(target, create=create)

@@ -14,6 +14,8 @@ from dora.errors import DoraError, InvalidEvent, NotFound
 from dora.events import Deployment, Event, GitInfo, Incident, build
 
 _ID_PREFIX = re.compile(r"[A-Za-z0-9._:-]+")
+#: The shortest prefix that may name an incident, as with git's short SHAs.
+MIN_PREFIX = 4
 
 
 class Store(ABC):
@@ -62,7 +64,11 @@ class Store(ABC):
             matches = self.incidents_by_prefix(ref.upper(), limit=6)
         if not matches:
             raise NotFound(f"no incident with an id starting with '{ref}' in {self.location}")
-        if matches[0].id in (ref, ref.upper()) or len(matches) == 1:
+        if matches[0].id in (ref, ref.upper()):
+            return matches[0]
+        if len(ref) < MIN_PREFIX:
+            raise InvalidEvent("id", f"give at least {MIN_PREFIX} characters of the id")
+        if len(matches) == 1:
             return matches[0]
         shown = ", ".join(m.id for m in matches[:5]) + (", ..." if len(matches) > 5 else "")
         raise InvalidEvent("id", f"'{ref}' matches several incidents ({shown}); give more of it")
@@ -130,12 +136,8 @@ def _common_fields(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def deployment_from_row(row: Mapping[str, Any]) -> Deployment:
-    """Stored rows were validated on the way in; they are not validated again."""
-    return Deployment.model_construct(service=row["service"], **_common_fields(row))
-
-
 def incident_from_row(row: Mapping[str, Any], services: list[str]) -> Incident:
+    """Stored rows were validated on the way in; they are not validated again."""
     return Incident.model_construct(
         services=services, name=row["name"], severity=row["severity"], **_common_fields(row)
     )

@@ -172,6 +172,10 @@ def _open(path: Path) -> sqlite3.Connection:
     """Open (creating if need be) a dora store; never touch a file that is not one."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise StoreError(
+            f"cannot create the store at {path}: part of its path is a file, not a directory"
+        ) from None
     except OSError as exc:
         raise _store_error(path, "cannot create", exc) from exc
     if path.is_dir():
