@@ -58,7 +58,9 @@ def open_(
     finished_at: Annotated[
         str | None,
         opt.time_option(
-            "--finished-at", "When it ended, to record an incident that is already over."
+            "--finished-at",
+            "When it ended, to record an incident that is already over. "
+            "Same forms as --started-at.",
         ),
     ] = None,
     version: opt.Version = None,
