@@ -8,6 +8,7 @@ import typer
 
 from dora.cli import _common as opt
 from dora.cli._runtime import status
+from dora.config import Settings
 from dora.errors import UsageError
 
 
@@ -56,7 +57,6 @@ def deployment(
 
         dora deployment --service api --started-at 1732440600 --dry-run
     """
-    from dora.config import Settings
     from dora.events import Deployment
 
     settings = Settings({"db": db, "service": service, "env": env, "team": team})
