@@ -635,6 +635,8 @@ def test_config_shows_each_setting_and_its_source(dora, monkeypatch, tmp_path):
         ["service", "api", "env", "DD_SERVICE"],
         ["env", "-", "unset"],
         ["team", "payments", "config", "file"],
+        ["backend", "local", "default"],
+        ["retry_budget", "30", "default"],
     ]
     assert "hunter2" not in result.stdout + result.stderr
 
@@ -642,7 +644,10 @@ def test_config_shows_each_setting_and_its_source(dora, monkeypatch, tmp_path):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("colour = 'red'\n", "unknown setting 'colour' (known: db, service, env, team)"),
+        (
+            "colour = 'red'\n",
+            "unknown setting 'colour' (known: db, service, env, team, backend, retry_budget)",
+        ),
         ("service = 3\n", "'service' must be a string"),
         ("service = \n", "invalid TOML: "),
     ],
@@ -707,7 +712,7 @@ def test_every_command_has_help_with_an_example(dora, path, command):
 
 
 def test_an_unexpected_error_is_one_line_without_verbose(dora, db_path, monkeypatch):
-    def explode(self, event):
+    def explode(self, event, **kwargs):
         raise RuntimeError("kaboom")
 
     monkeypatch.setattr("dora.store.sqlite.SQLiteStore.save", explode)
@@ -724,7 +729,7 @@ def test_an_unexpected_error_is_one_line_without_verbose(dora, db_path, monkeypa
 
 @pytest.mark.parametrize("how", [["--verbose"], ["-v"], ["DORA_DEBUG"]])
 def test_verbose_lets_the_traceback_through(dora, db_path, monkeypatch, how):
-    def explode(self, event):
+    def explode(self, event, **kwargs):
         raise RuntimeError("kaboom")
 
     monkeypatch.setattr("dora.store.sqlite.SQLiteStore.save", explode)
@@ -834,7 +839,7 @@ def test_unusable_config_values_are_usage_errors(dora, monkeypatch, tmp_path, co
 
 
 def test_ctrl_c_is_one_line_and_exit_130(dora, db_path, monkeypatch):
-    def interrupt(self, event):
+    def interrupt(self, event, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr("dora.store.sqlite.SQLiteStore.save", interrupt)

@@ -34,7 +34,10 @@ def test_a_new_store_is_created_with_its_directories_in_wal_mode(tmp_path):
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert db.execute("PRAGMA application_id").fetchone() == (m.APPLICATION_ID,)
-        assert db.execute("SELECT name FROM dora_migrations").fetchall() == [("m001_initial",)]
+        assert db.execute("SELECT name FROM dora_migrations").fetchall() == [
+            ("m001_initial",),
+            ("m002_outbox",),
+        ]
 
 
 def test_an_old_store_upgrades_in_place_with_nothing_lost(tmp_path):
@@ -66,8 +69,8 @@ def test_an_old_store_upgrades_in_place_with_nothing_lost(tmp_path):
 def test_migrations_apply_in_order_each_with_its_record(tmp_path):
     applied_in: list[str] = []
 
-    def m002(db):
-        applied_in.append("m002")
+    def m900(db):
+        applied_in.append("m900")
         db.execute("ALTER TABLE deployments ADD COLUMN note TEXT")
 
     def m003_fails(db):
@@ -78,16 +81,16 @@ def test_migrations_apply_in_order_each_with_its_record(tmp_path):
     SQLiteStore(path).close()
     db = sqlite3.connect(path, isolation_level=None)
 
-    assert m.migrate(db, [*m.MIGRATIONS, ("m002_note", m002)]) == ["m002_note"]
-    assert m.migrate(db, [*m.MIGRATIONS, ("m002_note", m002)]) == []
+    assert m.migrate(db, [*m.MIGRATIONS, ("m900_note", m900)]) == ["m900_note"]
+    assert m.migrate(db, [*m.MIGRATIONS, ("m900_note", m900)]) == []
     with pytest.raises(RuntimeError, match="boom"):
-        m.migrate(db, [*m.MIGRATIONS, ("m002_note", m002), ("m003", m003_fails)])
+        m.migrate(db, [*m.MIGRATIONS, ("m900_note", m900), ("m901", m003_fails)])
 
     columns = [r[1] for r in db.execute("PRAGMA table_info(deployments)")]
     assert "note" in columns
     assert "other" not in columns  # the failed migration rolled back with its record
-    assert m.applied(db) == {"m001_initial", "m002_note"}
-    assert applied_in == ["m002"]
+    assert m.applied(db) == {*(name for name, _ in m.MIGRATIONS), "m900_note"}
+    assert applied_in == ["m900"]
 
 
 def test_a_store_from_a_newer_dora_is_refused(tmp_path):

@@ -36,8 +36,21 @@ KEYS: dict[str, Key] = {
         Key("service", "--service", ("DD_SERVICE",), "default service of an event"),
         Key("env", "--env", ("DD_ENV",), "default environment of an event"),
         Key("team", "--team", ("DORA_TEAM",), "default team of an event"),
+        Key("backend", "--backend", ("DORA_BACKEND",), "where events go besides the store"),
+        Key(
+            "retry_budget",
+            "--retry-budget",
+            ("DORA_RETRY_BUDGET",),
+            "seconds a command may spend sending",
+        ),
     )
 }
+
+
+def _default(name: str) -> str | None:
+    if name == "db":
+        return str(default_db_path())
+    return {"backend": "local", "retry_budget": "30"}.get(name)
 
 
 @dataclass(frozen=True)
@@ -102,8 +115,8 @@ class Settings:
                 return Setting(key, value, f"env {var}")
         if name in self.file:
             return Setting(key, self.file[name].strip(), "config file")
-        if name == "db":
-            return Setting(key, str(default_db_path()), "default")
+        if (default := _default(name)) is not None:
+            return Setting(key, default, "default")
         return Setting(key, None, "unset")
 
     def all(self) -> list[Setting]:

@@ -11,13 +11,15 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from dora.cli._runtime import set_verbose, status
-from dora.errors import InvalidEvent, UsageError
+from dora.errors import DoraError, InvalidEvent, UsageError
 
 if TYPE_CHECKING:  # the event models load pydantic: only commands that record pay for it
     from datetime import datetime
 
+    from dora.backends.datadog import Endpoint, RetryPolicy
     from dora.config import Settings
     from dora.events import Event
+    from dora.store import Store
 
 TIME_FORMS = (
     "ISO 8601 (2026-11-24T09:30:00Z; without Z or an offset it is local time), "
@@ -99,6 +101,15 @@ SkipGit = Annotated[
     typer.Option(
         "--skip-git",
         help="Look up no git data: only --git-repository-url and --git-commit-sha are recorded.",
+    ),
+]
+Backend = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        metavar="local|datadog",
+        help="Also send the event to Datadog's DORA API (env DORA_BACKEND; default local).",
+        show_default=False,
     ),
 ]
 CustomTags = Annotated[
@@ -209,24 +220,91 @@ def check_store(settings: Settings, *, dry_run: bool) -> None:
         check_target(settings.get("db") or "")
 
 
+def backend_endpoint(settings: Settings, *, dry_run: bool) -> Endpoint | None:
+    """Where to send events besides the store: None for the local backend. The datadog
+    backend needs an API key, except for a dry run."""
+    setting = settings.setting("backend")
+    name = (setting.value or "local").lower()
+    if name == "local":
+        return None
+    if name != "datadog":
+        raise UsageError(f"{setting.label}: '{name}' is not a backend; use local or datadog")
+    import os
+
+    from dora.backends.datadog import endpoint
+
+    return endpoint(os.environ, need_key=not dry_run)
+
+
+def datadog_endpoint() -> Endpoint:
+    """The Datadog API from the environment; it needs an API key."""
+    import os
+
+    from dora.backends.datadog import endpoint
+
+    return endpoint(os.environ)
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    from dora.backends.datadog import RetryPolicy
+
+    setting = settings.setting("retry_budget")
+    try:
+        budget = float(setting.value or "30")
+    except ValueError:
+        budget = -1
+    if not 0 < budget <= 3600:
+        raise UsageError(f"{setting.label}: give a number of seconds from 1 to 3600")
+    return RetryPolicy(budget=budget)
+
+
 def record(
-    event: Event, settings: Settings, *, dry_run: bool, warnings: tuple[str, ...] = ()
-) -> str | None:
-    """Store ``event`` (or, for a dry run, print its API body), then show ``warnings``;
-    return where the event went."""
+    event: Event,
+    settings: Settings,
+    *,
+    summary: str,
+    dry_run: bool,
+    endpoint: Endpoint | None = None,
+    warnings: tuple[str, ...] = (),
+) -> None:
+    """Keep ``event`` in the store (queued for ``endpoint`` if there is one), say so, print
+    its id, then send it; for a dry run, print the request body instead.
+
+    ``summary`` is the status line's subject: ``Recorded deployment ID (api, env prod)``.
+    """
     if dry_run:
         from dora import render
 
         render.api_body(event, sys.stdout)
         _warn(warnings)
-        status(f"Dry run: this body would be posted to {event.api_path}; nothing was recorded.")
-        return None
+        target = f"{endpoint.base_url}{event.api_path}" if endpoint else event.api_path
+        status(f"Dry run: this body would be posted to {target}; nothing was recorded.")
+        return
     from dora.store import open_store
 
     with open_store(settings.get("db") or "") as store:
-        store.save(event)
-    _warn(warnings)
-    return store.location
+        store.save(event, queue=endpoint is not None)
+        _warn(warnings)
+        status(f"{summary} in {store.location}")
+        print(event.id, flush=True)  # the id is the caller's, whatever delivery does next
+        if endpoint is not None:
+            send(store, event, endpoint, retry_policy(settings))
+
+
+def send(store: Store, event: Event, endpoint: Endpoint, policy: RetryPolicy) -> None:
+    """Deliver an event that is already in the outbox; a failure says it is kept."""
+    from dora.backends.datadog import DatadogBackend, DeliveryError
+    from dora.backends.outbox import deliver
+
+    with DatadogBackend(endpoint, policy) as backend:
+        try:
+            code = deliver(store, backend, event)
+        except DeliveryError as exc:
+            raise DoraError(
+                f"{exc.message}\nthe {event.kind} is kept in {store.location}; "
+                "'dora push' will send it"
+            ) from exc
+        status(f"Sent {event.kind} {event.id} to {backend.url(event)} ({code})")
 
 
 def _warn(warnings: tuple[str, ...]) -> None:

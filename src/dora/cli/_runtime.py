@@ -54,7 +54,12 @@ def status(message: str) -> None:
 
 
 def error_line(message: str) -> None:
-    sys.stderr.write(f"dora: error: {scrub(message)}\n")
+    """``dora: error: ...``; a second line of the message (what happens next) follows as
+    ``dora: ...``."""
+    first, *rest = scrub(message).splitlines() or [""]
+    sys.stderr.write(f"dora: error: {first}\n")
+    for line in rest:
+        sys.stderr.write(f"dora: {line}\n")
 
 
 class _Formatter(logging.Formatter):

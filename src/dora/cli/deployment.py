@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from dora.cli import _common as opt
-from dora.cli._runtime import status
 from dora.config import Settings
 from dora.errors import UsageError
 
@@ -39,6 +38,7 @@ def deployment(
     skip_git: opt.SkipGit = False,
     custom_tags: opt.CustomTags = None,
     dry_run: opt.DryRun = False,
+    backend: opt.Backend = None,
     db: opt.Db = None,
     verbose: opt.Verbose = False,
 ) -> None:
@@ -59,13 +59,16 @@ def deployment(
     """
     from dora.events import Deployment
 
-    settings = Settings({"db": db, "service": service, "env": env, "team": team})
+    settings = Settings(
+        {"db": db, "service": service, "env": env, "team": team, "backend": backend}
+    )
     service = settings.get("service")
     if not service:
         raise UsageError("--service: required (or set DD_SERVICE)")
     if started_at is None:
         raise UsageError("--started-at: required")
     opt.check_store(settings, dry_run=dry_run)
+    endpoint = opt.backend_endpoint(settings, dry_run=dry_run)
     event, warnings = opt.build_with_git(
         Deployment,
         {
@@ -83,9 +86,11 @@ def deployment(
         commit_sha=git_commit_sha,
         skip_git=skip_git,
     )
-    where = opt.record(event, settings, dry_run=dry_run, warnings=warnings)
-    if where is not None:
-        status(
-            f"Recorded deployment {event.id} ({opt.describe(event.service, event.env)}) in {where}"
-        )
-        print(event.id)  # after the status: if stdout fails, the status has been said
+    opt.record(
+        event,
+        settings,
+        summary=f"Recorded deployment {event.id} ({opt.describe(event.service, event.env)})",
+        dry_run=dry_run,
+        endpoint=endpoint,
+        warnings=warnings,
+    )

@@ -70,6 +70,7 @@ def open_(
     skip_git: opt.SkipGit = False,
     custom_tags: opt.CustomTags = None,
     dry_run: opt.DryRun = False,
+    backend: opt.Backend = None,
     db: opt.Db = None,
     verbose: opt.Verbose = False,
 ) -> None:
@@ -88,8 +89,9 @@ def open_(
     """
     from dora.events import Incident
 
-    settings = Settings({"db": db, "env": env, "team": team})
+    settings = Settings({"db": db, "env": env, "team": team, "backend": backend})
     opt.check_store(settings, dry_run=dry_run)
+    endpoint = opt.backend_endpoint(settings, dry_run=dry_run)
     services = service or ([s] if (s := settings.get("service")) else [])
     event, warnings = opt.build_with_git(
         Incident,
@@ -113,13 +115,17 @@ def open_(
         commit_sha=git_commit_sha,
         skip_git=skip_git,
     )
-    where = opt.record(event, settings, dry_run=dry_run, warnings=warnings)
-    if where is not None:
-        what = "Recorded resolved" if event.finished_at else "Opened"
-        from dora.render import affects
+    from dora.render import affects
 
-        status(f"{what} incident {event.id} ({opt.describe(affects(event), event.env)}) in {where}")
-        print(event.id)  # after the status: if stdout fails, the status has been said
+    what = "Recorded resolved" if event.finished_at else "Opened"
+    opt.record(
+        event,
+        settings,
+        summary=f"{what} incident {event.id} ({opt.describe(affects(event), event.env)})",
+        dry_run=dry_run,
+        endpoint=endpoint,
+        warnings=warnings,
+    )
 
 
 @app.command()
@@ -134,10 +140,14 @@ def resolve(
         str | None,
         opt.time_option("--finished-at", f"When it ended (default: now): {opt.TIME_FORMS}."),
     ] = None,
+    backend: opt.Backend = None,
     db: opt.Db = None,
     verbose: opt.Verbose = False,
 ) -> None:
     """Record that an open incident is over.
+
+    With the datadog backend, the failure is posted again with the same id and its finish
+    (Datadog updates it by id).
 
     Examples:
 
@@ -145,20 +155,21 @@ def resolve(
 
         dora incident resolve 01JDQ3ZK5R8W --finished-at -5m
     """
+    from dora import render
     from dora.store import open_store
 
-    settings = Settings({"db": db})
-    finish = opt.parse_time(
-        "--finished-at", "now" if finished_at is None else finished_at
-    )  # before touching the store
+    settings = Settings({"db": db, "backend": backend})
+    # check the input before touching the store
+    finish = opt.parse_time("--finished-at", "now" if finished_at is None else finished_at)
+    endpoint = opt.backend_endpoint(settings, dry_run=False)
     with open_store(settings.get("db") or "", create=False) as store:
         with opt.naming_fields({"id": "ID"}):
-            incident = store.resolve_incident(incident_id, finish)
-        from dora import render
-
+            incident = store.resolve_incident(incident_id, finish, queue=endpoint is not None)
         status(
             f"Resolved incident {incident.id} after {render.duration(incident)} in {store.location}"
         )
+        if endpoint is not None:
+            opt.send(store, incident, endpoint, opt.retry_policy(settings))
 
 
 class ListFormat(str, Enum):

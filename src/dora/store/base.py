@@ -6,6 +6,7 @@ import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -25,8 +26,9 @@ class Store(ABC):
     location: str
 
     @abstractmethod
-    def save(self, event: Event) -> None:
-        """Insert ``event``, or replace the stored event with the same kind and id."""
+    def save(self, event: Event, *, queue: bool = False) -> None:
+        """Insert ``event``, or replace the stored event with the same kind and id; with
+        ``queue``, put it in the outbox as pending, in the same transaction."""
 
     @abstractmethod
     def incidents_by_prefix(self, prefix: str, limit: int) -> list[Incident]:
@@ -39,9 +41,24 @@ class Store(ABC):
         """Incidents, newest start first."""
 
     @abstractmethod
-    def finish_incident(self, incident_id: str, finished_at: datetime) -> bool:
+    def finish_incident(
+        self, incident_id: str, finished_at: datetime, *, queue: bool = False
+    ) -> bool:
         """Set the finish of the incident if it is still open, atomically; return whether
-        it was (False: another process resolved it first)."""
+        it was (False: another process resolved it first). With ``queue``, put it back in
+        the outbox as pending, in the same transaction."""
+
+    @abstractmethod
+    def undelivered(self) -> list[Pending]:
+        """Events in the outbox that are pending or failed, oldest queued first."""
+
+    @abstractmethod
+    def mark_delivered(self, event: Event) -> None:
+        """Record that the backend accepted ``event``."""
+
+    @abstractmethod
+    def mark_failed(self, event: Event, error: str) -> None:
+        """Record a failed delivery of ``event`` and why; it stays in the outbox."""
 
     @abstractmethod
     def close(self) -> None: ...
@@ -73,7 +90,7 @@ class Store(ABC):
         shown = ", ".join(m.id for m in matches[:5]) + (", ..." if len(matches) > 5 else "")
         raise InvalidEvent("id", f"'{ref}' matches several incidents ({shown}); give more of it")
 
-    def resolve_incident(self, ref: str, finished_at: datetime) -> Incident:
+    def resolve_incident(self, ref: str, finished_at: datetime, *, queue: bool = False) -> Incident:
         """Record the end of an open incident; return it as stored.
 
         Of several processes resolving one incident at once, exactly one succeeds.
@@ -82,7 +99,7 @@ class Store(ABC):
         if incident.is_open:
             data = incident.model_dump(exclude={"finished_at"}, exclude_none=True)
             resolved = build(Incident, {**data, "finished_at": finished_at})
-            if self.finish_incident(incident.id, finished_at):
+            if self.finish_incident(incident.id, finished_at, queue=queue):
                 return resolved
             incident = self.find_incident(incident.id)
         assert incident.finished_at is not None  # noqa: S101 - narrowed by is_open
@@ -90,6 +107,16 @@ class Store(ABC):
             f"incident {incident.id} is already resolved "
             f"(at {timeparse.format_iso(incident.finished_at)})"
         )
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An event waiting in the outbox, and how its deliveries have gone so far."""
+
+    event: Event
+    state: str  # "pending" (never tried since queued) or "failed"
+    attempts: int
+    last_error: str | None
 
 
 # Rows <-> events. Engines store timestamps as integer UTC nanoseconds, custom tags as a JSON
@@ -134,6 +161,11 @@ def _common_fields(row: Mapping[str, Any]) -> dict[str, Any]:
         "git": git,
         "custom_tags": json.loads(row["custom_tags"]),
     }
+
+
+def deployment_from_row(row: Mapping[str, Any]) -> Deployment:
+    """Stored rows were validated on the way in; they are not validated again."""
+    return Deployment.model_construct(service=row["service"], **_common_fields(row))
 
 
 def incident_from_row(row: Mapping[str, Any], services: list[str]) -> Incident:

@@ -77,7 +77,32 @@ def m001_initial(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX incident_services_service ON incident_services (service)")
 
 
-MIGRATIONS: tuple[Migration, ...] = (("m001_initial", m001_initial),)
+def m002_outbox(db: sqlite3.Connection) -> None:
+    """Delivery state of events bound for a backend: the outbox ``dora push`` drains.
+
+    An event recorded for the local backend only has no row here.
+    """
+    db.execute(
+        """
+        CREATE TABLE outbox (
+            kind TEXT NOT NULL CHECK (kind IN ('deployment', 'incident')),
+            event_id TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            queued_at INTEGER NOT NULL,
+            delivered_at INTEGER,
+            PRIMARY KEY (kind, event_id)
+        )
+        """
+    )
+    db.execute("CREATE INDEX outbox_undelivered ON outbox (state, queued_at)")
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    ("m001_initial", m001_initial),
+    ("m002_outbox", m002_outbox),
+)
 
 
 def applied(db: sqlite3.Connection) -> set[str]:

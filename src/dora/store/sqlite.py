@@ -15,7 +15,13 @@ from dora import timeparse
 from dora.errors import NotFound, StoreError
 from dora.events import Deployment, Event, Incident
 from dora.store import migrations
-from dora.store.base import Store, event_row, incident_from_row
+from dora.store.base import (
+    Pending,
+    Store,
+    deployment_from_row,
+    event_row,
+    incident_from_row,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +50,12 @@ class SQLiteStore(Store):
     def close(self) -> None:
         self._db.close()
 
-    def save(self, event: Event) -> None:
+    def save(self, event: Event, *, queue: bool = False) -> None:
         row = event_row(event)
         row["recorded_at"] = time.time_ns()
         with self._write() as db:
+            if queue:
+                _queue(db, event.kind, event.id)
             if isinstance(event, Deployment):
                 _upsert(db, "deployments", row)
             elif isinstance(event, Incident):
@@ -61,13 +69,57 @@ class SQLiteStore(Store):
             else:  # pragma: no cover - the event types are closed
                 raise TypeError(f"cannot store {type(event).__name__}")
 
-    def finish_incident(self, incident_id: str, finished_at: datetime) -> bool:
+    def finish_incident(
+        self, incident_id: str, finished_at: datetime, *, queue: bool = False
+    ) -> bool:
         with self._write() as db:
             done = db.execute(
                 "UPDATE incidents SET finished_at = ? WHERE id = ? AND finished_at IS NULL",
                 (timeparse.to_ns(finished_at), incident_id),
             )
+            if done.rowcount == 1 and queue:
+                _queue(db, "incident", incident_id)
             return done.rowcount == 1
+
+    def undelivered(self) -> list[Pending]:
+        outbox = self._read(
+            "SELECT kind, event_id, state, attempts, last_error FROM outbox "
+            "WHERE state != 'delivered' ORDER BY queued_at, kind, event_id",
+            (),
+        )
+        pending = []
+        for entry in outbox:
+            event = self._event(entry["kind"], entry["event_id"])
+            if event is not None:
+                pending.append(
+                    Pending(event, entry["state"], entry["attempts"], entry["last_error"])
+                )
+        return pending
+
+    def mark_delivered(self, event: Event) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, "
+                "last_error = NULL, delivered_at = ? WHERE kind = ? AND event_id = ?",
+                (time.time_ns(), event.kind, event.id),
+            )
+
+    def mark_failed(self, event: Event, error: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ? "
+                "WHERE kind = ? AND event_id = ?",
+                (error, event.kind, event.id),
+            )
+
+    def _event(self, kind: str, event_id: str) -> Event | None:
+        if kind == "deployment":
+            rows = self._read("SELECT * FROM deployments WHERE id = ?", (event_id,))
+            return deployment_from_row(rows[0]) if rows else None
+        incidents = self._incidents(
+            f"SELECT {_INCIDENT_COLUMNS} FROM incidents i WHERE i.id = ?", (event_id,)
+        )
+        return incidents[0] if incidents else None
 
     def incidents_by_prefix(self, prefix: str, limit: int) -> list[Incident]:
         # GLOB is case-sensitive and can use the primary key; ids hold no GLOB metacharacters.
@@ -148,6 +200,16 @@ def _rollback(db: sqlite3.Connection) -> None:
     if db.in_transaction:
         with contextlib.suppress(sqlite3.Error):
             db.execute("ROLLBACK")
+
+
+def _queue(db: sqlite3.Connection, kind: str, event_id: str) -> None:
+    """Put an event (back) in the outbox as pending, keeping its count of attempts."""
+    db.execute(
+        "INSERT INTO outbox (kind, event_id, state, queued_at) VALUES (?, ?, 'pending', ?) "
+        "ON CONFLICT (kind, event_id) DO UPDATE SET state = 'pending', "
+        "queued_at = excluded.queued_at, delivered_at = NULL",
+        (kind, event_id, time.time_ns()),
+    )
 
 
 def _upsert(db: sqlite3.Connection, table: str, row: dict[str, Any]) -> None:

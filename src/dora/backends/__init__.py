@@ -1,0 +1,1 @@
+"""Where events go besides the local store: a Datadog-compatible DORA Metrics API."""

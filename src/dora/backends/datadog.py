@@ -1,0 +1,250 @@
+"""Delivery of events to a Datadog-compatible DORA Metrics API (v2).
+
+``POST {base}/api/v2/dora/deployment`` and ``{base}/api/v2/dora/failure`` with the event's
+``api_body()``, the API key in the ``DD-API-KEY`` header. ``base`` is ``DORA_API_URL`` when
+set, otherwise ``https://api.{site}``.
+
+Every command gets one retry budget (``RetryPolicy.budget``, 30 s by default) for all its
+attempts and waits, so that a CI step never hangs. Connection errors, timeouts, 408, 429
+(honouring ``Retry-After``) and 5xx are retried with exponential backoff and full jitter;
+any other 4xx is final at once. ``send`` returns only after a 2xx; every failure raises
+``DeliveryError``, whose message never holds the API key.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from dora import __version__
+from dora.errors import DoraError, UsageError
+from dora.redact import scrub
+
+if TYPE_CHECKING:
+    import httpx
+
+    from dora.events import Event
+
+SITES = (
+    "datadoghq.com",
+    "us3.datadoghq.com",
+    "us5.datadoghq.com",
+    "datadoghq.eu",
+    "ap1.datadoghq.com",
+    "ap2.datadoghq.com",
+    "uk1.datadoghq.com",
+)
+GOVERNMENT_SITES = ("ddog-gov.com", "us2.ddog-gov.com")
+DEFAULT_SITE = "datadoghq.com"
+KEY_VARIABLES = ("DATADOG_API_KEY", "DD_API_KEY")
+SITE_VARIABLES = ("DATADOG_SITE", "DD_SITE")
+
+
+class DeliveryError(DoraError):
+    """The backend did not accept an event. ``retryable``: a later ``dora push`` may
+    succeed as it is; otherwise the event itself or the credentials must change."""
+
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
+        super().__init__(scrub(message))
+        self.retryable = retryable
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    base_url: str
+    api_key: str | None = field(default=None, repr=False)
+
+
+def endpoint(env: Mapping[str, str], *, need_key: bool = True) -> Endpoint:
+    """The API to post to and the key to post with, from the environment."""
+    key = next((env[name].strip() for name in KEY_VARIABLES if env.get(name, "").strip()), None)
+    if need_key and key is None:
+        raise UsageError("the datadog backend needs an API key: set DATADOG_API_KEY or DD_API_KEY")
+    if api_url := env.get("DORA_API_URL", "").strip():
+        if not api_url.startswith(("http://", "https://")):
+            raise UsageError(f"DORA_API_URL: '{api_url}' is not an http:// or https:// URL")
+        return Endpoint(api_url.rstrip("/"), key)
+    variable, site = next(
+        ((name, env[name].strip()) for name in SITE_VARIABLES if env.get(name, "").strip()),
+        ("default", DEFAULT_SITE),
+    )
+    site = site.lower().removeprefix("https://").removeprefix("app.").rstrip("/")
+    if site in GOVERNMENT_SITES:
+        raise UsageError(
+            f"{variable}: Datadog does not offer DORA Metrics on {site} (Datadog for Government)"
+        )
+    if site not in SITES:
+        raise UsageError(
+            f"{variable}: '{site}' is not a Datadog site; use one of {', '.join(SITES)}"
+        )
+    return Endpoint(f"https://api.{site}", key)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    budget: float = 30.0  # seconds for every attempt and wait of one command
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+
+
+_RETRYABLE = {408, 429, 500, 502, 503, 504}
+
+
+class DatadogBackend:
+    """One HTTP client for one command run; use it as a context manager."""
+
+    def __init__(
+        self,
+        where: Endpoint,
+        policy: RetryPolicy | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        import httpx
+
+        self.endpoint = where
+        self.policy = policy or RetryPolicy()
+        self._sleep, self._clock = sleep, clock
+        self._deadline = clock() + self.policy.budget
+        headers = {"User-Agent": f"dora/{__version__}", "Accept": "application/json"}
+        if where.api_key:
+            headers["DD-API-KEY"] = where.api_key
+        self._client = httpx.Client(
+            base_url=where.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(self.policy.read_timeout, connect=self.policy.connect_timeout),
+            trust_env=True,  # HTTPS_PROXY, HTTP_PROXY, NO_PROXY
+        )
+
+    def __enter__(self) -> DatadogBackend:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._client.close()
+
+    def url(self, event: Event) -> str:
+        return f"{self.endpoint.base_url}{event.api_path}"
+
+    def send(self, event: Event) -> int:
+        """Post ``event``; return the 2xx status, or raise ``DeliveryError``."""
+        import httpx
+
+        body = json.dumps(event.api_body()).encode()
+        attempts = 0
+        started = self._clock()
+        while True:
+            remaining = self._deadline - self._clock()
+            if remaining <= 0:
+                raise DeliveryError(
+                    f"no time left to send the {event.kind} to {self.url(event)} "
+                    f"(retry budget of {self.policy.budget:g}s used up)",
+                    retryable=True,
+                )
+            attempts += 1
+            try:
+                response = self._client.post(
+                    event.api_path,
+                    content=body,
+                    headers={"Content-Type": "application/json"},
+                    timeout=httpx.Timeout(
+                        min(self.policy.read_timeout, remaining),
+                        connect=min(self.policy.connect_timeout, remaining),
+                    ),
+                )
+            except httpx.TimeoutException as exc:
+                problem, status, wait = f"timed out ({type(exc).__name__})", None, None
+            except httpx.TransportError as exc:
+                problem, status, wait = _transport_problem(exc), None, None
+            else:
+                if response.is_success:
+                    return response.status_code
+                status = response.status_code
+                problem = _answer(response)
+                if status not in _RETRYABLE:
+                    raise DeliveryError(
+                        _final_message(event, self.url(event), status, problem),
+                        retryable=False,
+                        status=status,
+                    )
+                wait = _retry_after(response)
+            delay = wait if wait is not None else self._backoff(attempts)
+            if self._clock() + delay >= self._deadline:
+                took = self._clock() - started
+                raise DeliveryError(
+                    f"Datadog did not accept the {event.kind} after {attempts} "
+                    f"attempt{'s' if attempts > 1 else ''} in {took:.1f}s: {problem}",
+                    retryable=True,
+                    status=status,
+                )
+            self._sleep(delay)
+
+    def _backoff(self, attempts: int) -> float:
+        ceiling = min(self.policy.max_delay, self.policy.base_delay * 2 ** (attempts - 1))
+        return random.uniform(0, ceiling)  # noqa: S311 - jitter, not cryptography
+
+
+def _answer(response: httpx.Response) -> str:
+    """``503 Service Unavailable: <the server's own errors>``, on one line."""
+    text = f"{response.status_code} {response.reason_phrase}".strip()
+    errors = _errors(response)
+    return f"{text}: {errors}" if errors else text
+
+
+def _errors(response: httpx.Response) -> str:
+    try:
+        data: Any = response.json()
+    except ValueError:
+        return " ".join(response.text.split())[:200]
+    items = data.get("errors", []) if isinstance(data, dict) else []
+    parts = []
+    for item in items if isinstance(items, list) else [items]:
+        if isinstance(item, dict):
+            item = item.get("detail") or item.get("title") or json.dumps(item)
+        parts.append(" ".join(str(item).split()))
+    return "; ".join(parts)[:300]
+
+
+def _final_message(event: Event, url: str, status: int, problem: str) -> str:
+    if status in (401, 403):
+        return (
+            f"Datadog refused the API key ({problem}); check DATADOG_API_KEY or DD_API_KEY, "
+            "and that DATADOG_SITE is your account's site"
+        )
+    if status == 404:
+        return f"no DORA API at {url} ({problem}); check DORA_API_URL or DATADOG_SITE"
+    if status == 413:
+        return f"Datadog found the {event.kind} too large ({problem}); shorten its tags"
+    return f"Datadog rejected the {event.kind} ({problem}); fix the field it names"
+
+
+def _transport_problem(exc: Exception) -> str:
+    name = type(exc).__name__
+    detail = " ".join(str(exc).split())
+    return f"{name}: {detail}" if detail else name
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds from a ``Retry-After`` header (a number or an HTTP date), if there is one."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    from datetime import datetime, timezone
+
+    return max(0.0, (moment - datetime.now(timezone.utc)).total_seconds())

@@ -1,0 +1,49 @@
+"""The outbox: events are kept in the store first, then delivered, and delivery is recorded.
+
+Whatever happens to the process or the network between the two steps, the event is in the
+store and marked pending or failed, so ``dora push`` delivers it later, once, by its id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dora.backends.datadog import DatadogBackend, DeliveryError
+from dora.events import Event
+from dora.store import Store
+
+
+def deliver(store: Store, backend: DatadogBackend, event: Event) -> int:
+    """Send one event already in the outbox; record the outcome; return the 2xx status."""
+    try:
+        status = backend.send(event)
+    except DeliveryError as exc:
+        store.mark_failed(event, exc.message)
+        raise
+    store.mark_delivered(event)
+    return status
+
+
+@dataclass
+class PushReport:
+    delivered: list[tuple[Event, int]] = field(default_factory=list)
+    failed: list[tuple[Event, DeliveryError]] = field(default_factory=list)
+    remaining: int = 0
+
+
+def push(store: Store, backend: DatadogBackend) -> PushReport:
+    """Deliver every pending or failed event, oldest first.
+
+    An event the API rejects as it is (a 4xx) stays failed and the push goes on; when the
+    API cannot be reached or keeps failing, the push stops and the rest waits in the outbox.
+    """
+    report = PushReport()
+    for item in store.undelivered():
+        try:
+            report.delivered.append((item.event, deliver(store, backend, item.event)))
+        except DeliveryError as exc:
+            report.failed.append((item.event, exc))
+            if exc.retryable:
+                break
+    report.remaining = len(store.undelivered())
+    return report

@@ -1,0 +1,76 @@
+"""``dora push``: deliver every event still waiting in the outbox."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from dora.cli import _common as opt
+from dora.cli._runtime import error_line, status
+from dora.config import Settings
+from dora.errors import DoraError, NotFound
+
+
+def push(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be sent; send nothing.")
+    ] = False,
+    db: opt.Db = None,
+    verbose: opt.Verbose = False,
+) -> None:
+    """Send every pending or failed event to the Datadog DORA API, oldest first.
+
+    Events recorded with the datadog backend wait in the store until Datadog accepts them.
+    Each is sent once, by its id. Exits 1 if any remain.
+
+    Examples:
+
+        dora push
+
+        dora push --dry-run
+
+        DORA_RETRY_BUDGET=120 dora push
+    """
+    from dora.backends import outbox
+    from dora.backends.datadog import DatadogBackend
+    from dora.store import open_store
+
+    settings = Settings({"db": db})
+    where = settings.get("db") or ""
+    endpoint = None if dry_run else opt.datadog_endpoint()
+    try:
+        store = open_store(where, create=False)
+    except NotFound:
+        status(f"Nothing to push: no store at {where}.")
+        return
+    with store:
+        if dry_run:
+            waiting = store.undelivered()
+            for item in waiting:
+                tried = f"{item.attempts} attempt{'s' * (item.attempts != 1)}"
+                sys.stdout.write(
+                    f"{item.event.kind}\t{item.event.id}\t{item.event.api_path}\t"
+                    f"{item.state}\t{tried}\n"
+                )
+            status(f"{len(waiting)} event{'s' * (len(waiting) != 1)} would be sent.")
+            return
+        assert endpoint is not None  # noqa: S101 - set whenever this is not a dry run
+        with DatadogBackend(endpoint, opt.retry_policy(settings)) as backend:
+            report = outbox.push(store, backend)
+        for event, code in report.delivered:
+            status(f"Sent {event.kind} {event.id} ({code})")
+        for event, exc in report.failed:
+            error_line(f"{event.kind} {event.id}: {exc.message}")
+    sent = len(report.delivered)
+    if report.remaining:
+        raise DoraError(
+            f"delivered {sent}; {report.remaining} remain in {store.location}, "
+            "'dora push' will try them again"
+        )
+    status(
+        f"Delivered {sent} event{'s' * (sent != 1)}; nothing remains."
+        if sent
+        else "Nothing to push: every event is delivered."
+    )
