@@ -1,0 +1,254 @@
+"""Delivery as a CI step meets it: the installed command against a real HTTP server on
+127.0.0.1 that fails, stalls or hangs up, then recovers for ``dora push``."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from conftest import rows
+from test_e2e import dora_command
+
+API_KEY = "dd-api-key-5ecr3t-0123456789"
+
+
+@dataclass
+class Request:
+    path: str
+    event_id: str
+    api_key: str | None
+    answer: str
+
+
+@dataclass
+class FakeDatadog:
+    """A DORA API whose answers are scripted: "202", "500", "stall" (no answer for longer
+    than the client waits) or "close" (hang up mid-request). The last one repeats."""
+
+    script: list[str] = field(default_factory=lambda: ["202"])
+    requests: list[Request] = field(default_factory=list)
+    url: str = ""
+
+    def accepted(self) -> list[str]:
+        return [r.event_id for r in self.requests if r.answer.startswith("2")]
+
+
+@pytest.fixture
+def fake_datadog() -> Iterator[FakeDatadog]:
+    fake = FakeDatadog()
+    release = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            answer = fake.script.pop(0) if len(fake.script) > 1 else fake.script[0]
+            fake.requests.append(
+                Request(
+                    self.path,
+                    body["data"]["attributes"]["id"],
+                    self.headers.get("DD-API-KEY"),
+                    answer,
+                )
+            )
+            if answer == "stall":
+                release.wait(10)
+                return
+            if answer == "close":
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+            status = int(answer)
+            payload = {"errors": ["Internal error, try again"]} if status >= 400 else {}
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+
+
+def run(fake: FakeDatadog, *args: str, budget: str = "30") -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "DORA_API_URL": fake.url,
+        "DATADOG_API_KEY": API_KEY,
+        "DORA_BACKEND": "datadog",
+        "DORA_RETRY_BUDGET": budget,
+        "NO_PROXY": "127.0.0.1",
+    }
+    return subprocess.run(
+        [*dora_command(), *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def deploy(fake: FakeDatadog, *extra: str, budget: str = "30") -> subprocess.CompletedProcess[str]:
+    return run(
+        fake,
+        "deployment",
+        "--service",
+        "api",
+        "--started-at",
+        "-5m",
+        "--skip-git",
+        *extra,
+        budget=budget,
+    )
+
+
+def outbox(db: Path) -> list[dict]:
+    return rows(db, "SELECT kind, event_id, state, attempts FROM outbox ORDER BY queued_at")
+
+
+def test_a_server_that_fails_twice_then_accepts_gets_the_event_once(fake_datadog, db_path):
+    fake_datadog.script = ["500", "503", "202"]
+
+    done = deploy(fake_datadog)
+
+    assert done.returncode == 0, done.stderr
+    event_id = done.stdout.strip()
+    assert [(r.path, r.event_id, r.answer) for r in fake_datadog.requests] == [
+        ("/api/v2/dora/deployment", event_id, "500"),
+        ("/api/v2/dora/deployment", event_id, "503"),
+        ("/api/v2/dora/deployment", event_id, "202"),
+    ]
+    assert done.stderr.splitlines()[-1] == (
+        f"Sent deployment {event_id} to {fake_datadog.url}/api/v2/dora/deployment (202)"
+    )
+    assert outbox(db_path) == [
+        {"kind": "deployment", "event_id": event_id, "state": "delivered", "attempts": 1}
+    ]
+
+
+@pytest.mark.parametrize("trouble", ["stall", "close", "503"])
+def test_an_event_the_server_never_takes_is_kept_for_push(fake_datadog, db_path, trouble):
+    fake_datadog.script = [trouble]
+
+    done = deploy(fake_datadog, budget="2")
+
+    assert done.returncode == 1
+    event_id = done.stdout.strip()
+    recorded, error, kept = done.stderr.splitlines()
+    assert recorded.startswith(f"Recorded deployment {event_id} (api) in {db_path}")
+    assert error.startswith("dora: error: ")
+    assert "Sent" not in done.stderr
+    assert kept == f"dora: the deployment is kept in {db_path}; 'dora push' will send it"
+    assert outbox(db_path) == [
+        {"kind": "deployment", "event_id": event_id, "state": "failed", "attempts": 1}
+    ]
+    assert fake_datadog.accepted() == []
+
+
+def test_push_after_recovery_delivers_each_event_exactly_once(fake_datadog, db_path):
+    fake_datadog.script = ["503"]
+    first = deploy(fake_datadog, budget="1").stdout.strip()
+    fake_datadog.script = ["close"]
+    second = deploy(fake_datadog, budget="1").stdout.strip()
+    fake_datadog.script = ["stall"]
+    incident = run(
+        fake_datadog, "incident", "open", "--service", "api", "--skip-git", budget="1"
+    ).stdout.strip()
+    assert [r["state"] for r in outbox(db_path)] == ["failed", "failed", "failed"]
+    fake_datadog.script = ["202"]
+    fake_datadog.requests.clear()
+
+    pushed = run(fake_datadog, "push")
+    again = run(fake_datadog, "push")
+
+    assert pushed.returncode == 0, pushed.stderr
+    assert [r.event_id for r in fake_datadog.requests] == [first, second, incident]
+    assert pushed.stderr.splitlines()[-1] == "Delivered 3 events; nothing remains."
+    assert (again.returncode, again.stderr) == (0, "Nothing to push: every event is delivered.\n")
+    assert [r["state"] for r in outbox(db_path)] == ["delivered"] * 3
+
+
+def test_push_exits_1_while_events_remain(fake_datadog, db_path):
+    fake_datadog.script = ["503"]
+    event_id = deploy(fake_datadog, budget="1").stdout.strip()
+
+    pushed = run(fake_datadog, "push", budget="1")
+
+    assert pushed.returncode == 1
+    assert pushed.stderr.splitlines()[-1] == (
+        f"dora: error: delivered 0; 1 remain in {db_path}, 'dora push' will try them again"
+    )
+    assert outbox(db_path)[0]["event_id"] == event_id
+
+
+def test_resolve_posts_the_failure_again_with_its_finish(fake_datadog, db_path):
+    opened = run(fake_datadog, "incident", "open", "--service", "api", "--skip-git")
+    incident_id = opened.stdout.strip()
+    fake_datadog.requests.clear()
+
+    resolved = run(fake_datadog, "incident", "resolve", incident_id, "--finished-at", "now")
+
+    assert resolved.returncode == 0, resolved.stderr
+    [request] = fake_datadog.requests
+    assert (request.path, request.event_id) == ("/api/v2/dora/failure", incident_id)
+    assert outbox(db_path)[0]["state"] == "delivered"
+
+
+def test_the_api_key_appears_nowhere(fake_datadog, db_path):
+    fake_datadog.script = ["500"]
+
+    failed = deploy(fake_datadog, "--verbose", budget="1")
+    pushed = run(fake_datadog, "--verbose", "push", budget="1")
+    dry = run(fake_datadog, "push", "--dry-run")
+
+    assert failed.returncode == pushed.returncode == 1
+    assert {r.api_key for r in fake_datadog.requests} == {API_KEY}  # it was sent...
+    for done in (failed, pushed, dry):  # ...and shown nowhere
+        assert API_KEY not in done.stdout + done.stderr
+    for path in db_path.parent.glob("dora.db*"):
+        assert API_KEY.encode() not in path.read_bytes()
+
+
+def test_a_dry_run_needs_no_key_and_sends_nothing(fake_datadog, db_path):
+    env_less = {k: v for k, v in os.environ.items() if k not in ("DATADOG_API_KEY", "DD_API_KEY")}
+    done = subprocess.run(
+        [
+            *dora_command(),
+            "deployment",
+            "--service",
+            "api",
+            "--started-at",
+            "-5m",
+            "--skip-git",
+            "--backend",
+            "datadog",
+            "--dry-run",
+        ],
+        env={**env_less, "DORA_API_URL": fake_datadog.url},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.endswith(
+        f"posted to {fake_datadog.url}/api/v2/dora/deployment; nothing was recorded.\n"
+    )
+    assert fake_datadog.requests == []
+    assert not db_path.exists()
