@@ -625,6 +625,7 @@ def test_config_shows_each_setting_and_its_source(dora, monkeypatch, tmp_path):
     monkeypatch.setenv("DORA_CONFIG", str(config))
     monkeypatch.delenv("DORA_DB")
     monkeypatch.setenv("DD_SERVICE", "api")
+    monkeypatch.setenv("DD_API_KEY", "k3y-value")
 
     result = dora("config")
 
@@ -637,7 +638,11 @@ def test_config_shows_each_setting_and_its_source(dora, monkeypatch, tmp_path):
         ["team", "payments", "config", "file"],
         ["backend", "local", "default"],
         ["retry_budget", "30", "default"],
+        ["site", "-", "unset"],
+        ["api_url", "-", "unset"],
+        ["api_key", "***", "env", "DD_API_KEY"],
     ]
+    assert "k3y-value" not in result.stdout
     assert "hunter2" not in result.stdout + result.stderr
 
 
@@ -646,7 +651,8 @@ def test_config_shows_each_setting_and_its_source(dora, monkeypatch, tmp_path):
     [
         (
             "colour = 'red'\n",
-            "unknown setting 'colour' (known: db, service, env, team, backend, retry_budget)",
+            "unknown setting 'colour' "
+            "(known: db, service, env, team, backend, retry_budget, site, api_url)",
         ),
         ("service = 3\n", "'service' must be a string"),
         ("service = \n", "invalid TOML: "),
@@ -822,7 +828,14 @@ def test_blank_variables_count_as_unset(dora, monkeypatch, isolated):
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(b'db = ""\n', "'db' must not be empty"), (b'service = "\xff"\n', "not UTF-8 text")],
+    [
+        (b'db = ""\n', "'db' must not be empty"),
+        (b'service = "\xff"\n', "not UTF-8 text"),
+        (
+            b'api_key = "abc"\n',
+            "'api_key' is a secret; set DATADOG_API_KEY or DD_API_KEY instead",
+        ),
+    ],
 )
 def test_unusable_config_values_are_usage_errors(dora, monkeypatch, tmp_path, content, message):
     config = tmp_path / "c.toml"

@@ -27,6 +27,8 @@ class Key:
     flag: str
     env: tuple[str, ...]
     help: str
+    #: never shown, and never read from the config file (a file's permissions are no vault)
+    secret: bool = False
 
 
 KEYS: dict[str, Key] = {
@@ -43,6 +45,9 @@ KEYS: dict[str, Key] = {
             ("DORA_RETRY_BUDGET",),
             "seconds a command may spend sending",
         ),
+        Key("site", "", ("DATADOG_SITE", "DD_SITE"), "Datadog site, e.g. datadoghq.eu"),
+        Key("api_url", "", ("DORA_API_URL",), "a Datadog-compatible API instead of the site"),
+        Key("api_key", "", ("DATADOG_API_KEY", "DD_API_KEY"), "Datadog API key", secret=True),
     )
 }
 
@@ -66,11 +71,13 @@ class Setting:
             return self.source.removeprefix("env ")
         if self.source == "config file":
             return f"'{self.key.name}' in the config file"
-        return self.key.flag
+        return self.key.flag or self.key.env[0]
 
     def shown(self) -> str:
-        """The value as it may be printed: credentials in URLs masked."""
-        return "" if self.value is None else scrub(self.value)
+        """The value as it may be printed: secrets hidden, credentials in URLs masked."""
+        if self.value is None:
+            return ""
+        return "***" if self.key.secret else scrub(self.value)
 
 
 def config_path(env: Mapping[str, str] | None = None) -> Path:
@@ -155,8 +162,13 @@ class Settings:
                 raise ConfigError(f"config file {self.path}: {exc.strerror}") from None
         settings: dict[str, str] = {}
         for name, value in data.items():
+            if name in KEYS and KEYS[name].secret:
+                variables = " or ".join(KEYS[name].env)
+                raise ConfigError(
+                    f"config file {self.path}: '{name}' is a secret; set {variables} instead"
+                )
             if name not in KEYS:
-                known = ", ".join(KEYS)
+                known = ", ".join(key.name for key in KEYS.values() if not key.secret)
                 raise ConfigError(
                     f"config file {self.path}: unknown setting '{name}' (known: {known})"
                 )

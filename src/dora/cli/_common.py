@@ -229,20 +229,21 @@ def backend_endpoint(settings: Settings, *, dry_run: bool) -> Endpoint | None:
         return None
     if name != "datadog":
         raise UsageError(f"{setting.label}: '{name}' is not a backend; use local or datadog")
-    import os
+    return datadog_endpoint(settings, need_key=not dry_run)
 
+
+def datadog_endpoint(settings: Settings, *, need_key: bool = True) -> Endpoint:
+    """The Datadog API the settings name (environment or config file)."""
     from dora.backends.datadog import endpoint
 
-    return endpoint(os.environ, need_key=not dry_run)
-
-
-def datadog_endpoint() -> Endpoint:
-    """The Datadog API from the environment; it needs an API key."""
-    import os
-
-    from dora.backends.datadog import endpoint
-
-    return endpoint(os.environ)
+    found = {name: settings.setting(name) for name in ("site", "api_url", "api_key")}
+    # endpoint() reads variables: hand it each setting under the variable it came from
+    env = {
+        s.source.removeprefix("env ") if s.source.startswith("env ") else s.key.env[0]: s.value
+        for s in found.values()
+        if s.value is not None
+    }
+    return endpoint(env, need_key=need_key)
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:

@@ -39,7 +39,7 @@ def push(
 
     settings = Settings({"db": db})
     where = settings.get("db") or ""
-    endpoint = None if dry_run else opt.datadog_endpoint()
+    endpoint = None if dry_run else opt.datadog_endpoint(settings)
     try:
         store = open_store(where, create=False)
     except NotFound:
