@@ -50,9 +50,16 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     work.mkdir()
     monkeypatch.chdir(work)  # not a git repository unless a test makes it one
     monkeypatch.setattr(_runtime.state, "reraise", True)  # a bug is a traceback, not exit 1
-    with respx.mock(assert_all_mocked=True, assert_all_called=False):
-        yield tmp_path
+    yield tmp_path
     time.tzset()
+
+
+@pytest.fixture(autouse=True)
+def respx_router() -> Iterator[respx.MockRouter]:
+    """No test reaches the network: a request no route matches fails the test. Add routes
+    with ``respx_router.post(url).mock(...)``."""
+    with respx.mock(assert_all_mocked=True, assert_all_called=False) as router:
+        yield router
 
 
 @pytest.fixture

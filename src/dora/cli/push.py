@@ -39,15 +39,17 @@ def push(
 
     settings = Settings({"db": db})
     where = settings.get("db") or ""
-    endpoint = None if dry_run else opt.datadog_endpoint(settings)
     try:
         store = open_store(where, create=False)
     except NotFound:
         status(f"Nothing to push: no store at {where}.")
         return
     with store:
+        waiting = store.undelivered()
+        if not waiting:
+            status("Nothing to push: every event is delivered.")
+            return
         if dry_run:
-            waiting = store.undelivered()
             for item in waiting:
                 tried = f"{item.attempts} attempt{'s' * (item.attempts != 1)}"
                 sys.stdout.write(
@@ -56,7 +58,7 @@ def push(
                 )
             status(f"{len(waiting)} event{'s' * (len(waiting) != 1)} would be sent.")
             return
-        assert endpoint is not None  # noqa: S101 - set whenever this is not a dry run
+        endpoint = opt.datadog_endpoint(settings)  # only now is an API key needed
         with DatadogBackend(endpoint, opt.retry_policy(settings)) as backend:
             report = outbox.push(store, backend)
         for event, code in report.delivered:
@@ -69,8 +71,4 @@ def push(
             f"delivered {sent}; {report.remaining} remain in {store.location}, "
             "'dora push' will try them again"
         )
-    status(
-        f"Delivered {sent} event{'s' * (sent != 1)}; nothing remains."
-        if sent
-        else "Nothing to push: every event is delivered."
-    )
+    status(f"Delivered {sent} event{'s' * (sent != 1)}; nothing remains.")

@@ -1,0 +1,147 @@
+"""The datadog backend through the commands: settings, usage errors, what goes over the wire."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from conftest import rows
+from dora import timeparse
+
+API = "https://api.datadoghq.eu"
+KEY = "0123456789abcdef-key"
+
+
+@pytest.fixture
+def datadog(monkeypatch):
+    monkeypatch.setenv("DATADOG_SITE", "datadoghq.eu")
+    monkeypatch.setenv("DATADOG_API_KEY", KEY)
+    monkeypatch.setenv("DORA_BACKEND", "datadog")
+
+
+def test_a_deployment_is_posted_after_it_is_kept(respx_router, dora, db_path, datadog, frozen_now):
+    route = respx_router.post(f"{API}/api/v2/dora/deployment").mock(
+        return_value=httpx.Response(202)
+    )
+
+    result = dora("deployment", "--service", "api", "--started-at", "-5m", "--skip-git")
+
+    assert result.exit_code == 0, result.stderr
+    event_id = result.stdout.strip()
+    [call] = route.calls
+    assert call.request.headers["DD-API-KEY"] == KEY
+    assert json.loads(call.request.content)["data"]["attributes"]["id"] == event_id
+    assert result.stderr.splitlines() == [
+        f"Recorded deployment {event_id} (api) in {db_path}",
+        f"Sent deployment {event_id} to {API}/api/v2/dora/deployment (202)",
+    ]
+    assert rows(db_path, "SELECT state FROM outbox") == [{"state": "delivered"}]
+
+
+def test_a_rejected_event_says_what_to_fix_and_stays_failed(
+    respx_router, dora, db_path, datadog, frozen_now
+):
+    body = {"errors": ["Invalid value for attribute 'service'"]}
+    route = respx_router.post(f"{API}/api/v2/dora/deployment").mock(
+        return_value=httpx.Response(400, json=body)
+    )
+
+    result = dora("deployment", "--service", "api", "--started-at", "-5m", "--skip-git")
+
+    assert result.exit_code == 1
+    assert len(route.calls) == 1  # a 400 is not retried
+    assert result.stderr.splitlines()[1:] == [
+        "dora: error: Datadog rejected the deployment (400 Bad Request: "
+        "Invalid value for attribute 'service'); fix the field it names",
+        f"dora: the deployment is kept in {db_path}; 'dora push' will send it",
+    ]
+    assert rows(db_path, "SELECT state, attempts FROM outbox") == [
+        {"state": "failed", "attempts": 1}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"DATADOG_API_KEY": ""},
+            "the datadog backend needs an API key: set DATADOG_API_KEY or DD_API_KEY",
+        ),
+        (
+            {"DATADOG_SITE": "datadoghq.con"},
+            "DATADOG_SITE: 'datadoghq.con' is not a Datadog site; use one of datadoghq.com, "
+            "us3.datadoghq.com, us5.datadoghq.com, datadoghq.eu, ap1.datadoghq.com, "
+            "ap2.datadoghq.com, uk1.datadoghq.com",
+        ),
+        (
+            {"DATADOG_SITE": "ddog-gov.com"},
+            "DATADOG_SITE: Datadog does not offer DORA Metrics on ddog-gov.com "
+            "(Datadog for Government)",
+        ),
+        (
+            {"DORA_BACKEND": "splunk"},
+            "DORA_BACKEND: 'splunk' is not a backend; use local or datadog",
+        ),
+    ],
+)
+def test_backend_settings_are_checked_before_anything_is_written(
+    dora, db_path, datadog, monkeypatch, env, message
+):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    result = dora("deployment", "--service", "api", "--started-at", "-5m", "--skip-git")
+
+    assert (result.exit_code, result.stderr) == (2, f"dora: error: {message}\n")
+    assert not db_path.exists()
+
+
+def test_dry_run_needs_no_key_and_names_the_full_url(dora, db_path, datadog, monkeypatch):
+    monkeypatch.delenv("DATADOG_API_KEY")
+
+    result = dora(
+        "deployment", "--service", "api", "--started-at", "-5m", "--skip-git", "--dry-run"
+    )
+
+    assert result.exit_code == 0
+    assert result.stderr == (
+        f"Dry run: this body would be posted to {API}/api/v2/dora/deployment; "
+        "nothing was recorded.\n"
+    )
+
+
+def test_push_with_nothing_to_send_needs_no_key(dora, db_path, frozen_now, monkeypatch):
+    assert (
+        dora("deployment", "--service", "api", "--started-at", "-5m", "--skip-git").exit_code == 0
+    )
+
+    result = dora("push")
+
+    assert (result.exit_code, result.stderr) == (0, "Nothing to push: every event is delivered.\n")
+
+
+def test_the_local_backend_queues_nothing(dora, db_path, frozen_now):
+    assert (
+        dora("deployment", "--service", "api", "--started-at", "-5m", "--skip-git").exit_code == 0
+    )
+
+    assert rows(db_path, "SELECT * FROM outbox") == []
+
+
+def test_resolving_with_the_datadog_backend_posts_the_finish(
+    respx_router, dora, db_path, frozen_now, datadog
+):
+    route = respx_router.post(f"{API}/api/v2/dora/failure").mock(return_value=httpx.Response(202))
+    opened = dora("incident", "open", "--service", "api", "--started-at", "-1h", "--skip-git")
+    incident_id = opened.stdout.strip()
+
+    resolved = dora("incident", "resolve", incident_id, "--finished-at", "-10m")
+
+    assert resolved.exit_code == 0, resolved.stderr
+    bodies = [json.loads(call.request.content)["data"]["attributes"] for call in route.calls]
+    assert [b["id"] for b in bodies] == [incident_id, incident_id]
+    assert "finished_at" not in bodies[0]
+    finished = timeparse.to_ns(timeparse.parse_timestamp("2026-11-24T11:50:00Z"))
+    assert bodies[1]["finished_at"] == finished
