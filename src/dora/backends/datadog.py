@@ -95,7 +95,8 @@ class RetryPolicy:
     max_delay: float = 8.0
 
 
-_RETRYABLE = {408, 429, 500, 502, 503, 504}
+def _retryable(status: int) -> bool:
+    return status in (408, 429) or status >= 500
 
 
 class DatadogBackend:
@@ -168,15 +169,17 @@ class DatadogBackend:
                 if response.is_success:
                     return response.status_code
                 status = response.status_code
-                problem = _answer(response)
-                if status not in _RETRYABLE:
+                problem = self._hide(_answer(response))
+                if not _retryable(status):
                     raise DeliveryError(
-                        _final_message(event, self.url(event), status, problem),
+                        _final_message(event, self.url(event), response, problem),
                         retryable=False,
                         status=status,
                     )
                 wait = _retry_after(response)
-            delay = wait if wait is not None else self._backoff(attempts)
+            # Retry-After is the least to wait; backing off still applies, so that a
+            # server answering "0" again and again is not hammered
+            delay = max(wait or 0.0, self._backoff(attempts))
             if self._clock() + delay >= self._deadline:
                 took = self._clock() - started
                 raise DeliveryError(
@@ -186,6 +189,11 @@ class DatadogBackend:
                     status=status,
                 )
             self._sleep(delay)
+
+    def _hide(self, text: str) -> str:
+        """``text`` without the API key, should a server quote it back."""
+        key = self.endpoint.api_key
+        return text.replace(key, "***") if key else text
 
     def _backoff(self, attempts: int) -> float:
         ceiling = min(self.policy.max_delay, self.policy.base_delay * 2 ** (attempts - 1))
@@ -213,7 +221,11 @@ def _errors(response: httpx.Response) -> str:
     return "; ".join(parts)[:300]
 
 
-def _final_message(event: Event, url: str, status: int, problem: str) -> str:
+def _final_message(event: Event, url: str, response: httpx.Response, problem: str) -> str:
+    status = response.status_code
+    if response.is_redirect:
+        target = response.headers.get("Location", "elsewhere")
+        return f"{url} redirects to {target} ({problem}); set DORA_API_URL to where it points"
     if status in (401, 403):
         return (
             f"Datadog refused the API key ({problem}); check DATADOG_API_KEY or DD_API_KEY, "
