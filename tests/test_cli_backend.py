@@ -145,3 +145,54 @@ def test_resolving_with_the_datadog_backend_posts_the_finish(
     assert "finished_at" not in bodies[0]
     finished = timeparse.to_ns(timeparse.parse_timestamp("2026-11-24T11:50:00Z"))
     assert bodies[1]["finished_at"] == finished
+
+
+@pytest.mark.parametrize(
+    ("status", "exit_code", "state", "attempts"),
+    [
+        (202, 0, "delivered", 1),
+        (400, 1, "failed", 1),
+        (403, 1, "failed", 1),
+        (404, 1, "failed", 1),
+        (413, 1, "failed", 1),
+        (408, 1, "failed", None),
+        (429, 1, "failed", None),
+        (500, 1, "failed", None),
+        (502, 1, "failed", None),
+        (503, 1, "failed", None),
+    ],
+)
+def test_each_answer_gives_its_exit_code_and_delivery_state(
+    respx_router, dora, db_path, datadog, monkeypatch, status, exit_code, state, attempts
+):
+    monkeypatch.setenv("DORA_RETRY_BUDGET", "1")
+    route = respx_router.post(f"{API}/api/v2/dora/deployment").mock(
+        return_value=httpx.Response(status, json={"errors": ["server says no"]})
+    )
+
+    result = dora("deployment", "--service", "api", "--started-at", "-5m", "--skip-git")
+
+    assert result.exit_code == exit_code
+    assert rows(db_path, "SELECT state FROM outbox") == [{"state": state}]
+    if attempts is not None:  # final answers are not retried
+        assert len(route.calls) == attempts
+    else:  # retryable answers are retried until the budget is spent
+        assert len(route.calls) >= 2
+    if exit_code:
+        assert "server says no" in result.stderr
+        assert "Sent" not in result.stderr
+
+
+def test_push_dry_run_lists_what_would_be_sent(respx_router, dora, db_path, datadog, monkeypatch):
+    monkeypatch.setenv("DORA_RETRY_BUDGET", "1")
+    respx_router.post(f"{API}/api/v2/dora/deployment").mock(return_value=httpx.Response(500))
+    event_id = dora("deployment", "--service", "api", "--started-at", "-5m", "--skip-git").stdout
+    monkeypatch.delenv("DATADOG_API_KEY")
+
+    result = dora("push", "--dry-run")
+
+    assert result.exit_code == 0
+    assert result.stdout == (
+        f"deployment\t{event_id.strip()}\t/api/v2/dora/deployment\tfailed\t1 attempt\n"
+    )
+    assert result.stderr == "1 event would be sent.\n"

@@ -252,3 +252,37 @@ def test_a_dry_run_needs_no_key_and_sends_nothing(fake_datadog, db_path):
     )
     assert fake_datadog.requests == []
     assert not db_path.exists()
+
+
+def test_proxy_variables_are_honoured(fake_datadog, db_path):
+    # The fake server stands in for a proxy: an HTTP proxy receives the absolute URL.
+    env = {
+        **os.environ,
+        "DORA_API_URL": "http://dora-api.invalid",
+        "DATADOG_API_KEY": API_KEY,
+        "HTTP_PROXY": fake_datadog.url,
+        "NO_PROXY": "",
+    }
+    done = subprocess.run(
+        [
+            *dora_command(),
+            "deployment",
+            "--service",
+            "api",
+            "--started-at",
+            "-1m",
+            "--skip-git",
+            "--backend",
+            "datadog",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert [r.path for r in fake_datadog.requests] == [
+        "http://dora-api.invalid/api/v2/dora/deployment"
+    ]
