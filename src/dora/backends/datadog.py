@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     import httpx
 
     from dora.events import Event
+
+log = logging.getLogger(__name__)
 
 SITES = (
     "datadoghq.com",
@@ -167,6 +170,9 @@ class DatadogBackend:
                 problem, status, wait = _transport_problem(exc), None, None
             else:
                 if response.is_success:
+                    log.debug(
+                        "POST %s attempt %d: %s", self.url(event), attempts, response.status_code
+                    )
                     return response.status_code
                 status = response.status_code
                 problem = self._hide(_answer(response))
@@ -180,6 +186,13 @@ class DatadogBackend:
             # Retry-After is the least to wait; backing off still applies, so that a
             # server answering "0" again and again is not hammered
             delay = max(wait or 0.0, self._backoff(attempts))
+            log.debug(
+                "POST %s attempt %d: %s; next try in %.1fs",
+                self.url(event),
+                attempts,
+                problem,
+                delay,
+            )
             if self._clock() + delay >= self._deadline:
                 took = self._clock() - started
                 raise DeliveryError(
