@@ -119,7 +119,10 @@ def test_push_with_nothing_to_send_needs_no_key(dora, db_path, frozen_now, monke
 
     result = dora("push")
 
-    assert (result.exit_code, result.stderr) == (0, "Nothing to push: every event is delivered.\n")
+    assert (result.exit_code, result.stderr) == (
+        0,
+        "Nothing to push: no event is waiting in the outbox.\n",
+    )
 
 
 def test_the_local_backend_queues_nothing(dora, db_path, frozen_now):
@@ -196,3 +199,87 @@ def test_push_dry_run_lists_what_would_be_sent(respx_router, dora, db_path, data
         f"deployment\t{event_id.strip()}\t/api/v2/dora/deployment\tfailed\t1 attempt\n"
     )
     assert result.stderr == "1 event would be sent.\n"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"DATADOG_API_KEY": "abc\ndef"},
+            "DATADOG_API_KEY: an API key is printable ASCII without spaces",
+        ),
+        (
+            {"DATADOG_API_KEY": "somé-key"},
+            "DATADOG_API_KEY: an API key is printable ASCII without spaces",
+        ),
+        ({"DORA_RETRY_BUDGET": "0"}, "DORA_RETRY_BUDGET: give a number of seconds from 1 to 3600"),
+        (
+            {"DORA_RETRY_BUDGET": "0.5"},
+            "DORA_RETRY_BUDGET: give a number of seconds from 1 to 3600",
+        ),
+        (
+            {"DORA_RETRY_BUDGET": "nan"},
+            "DORA_RETRY_BUDGET: give a number of seconds from 1 to 3600",
+        ),
+        (
+            {"DORA_RETRY_BUDGET": "abc"},
+            "DORA_RETRY_BUDGET: give a number of seconds from 1 to 3600",
+        ),
+    ],
+)
+def test_bad_delivery_settings_stop_before_anything_is_written(
+    dora, db_path, datadog, monkeypatch, env, message
+):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    result = dora("deployment", "--service", "api", "--started-at", "-5m", "--skip-git")
+
+    assert (result.exit_code, result.stderr) == (2, f"dora: error: {message}\n")
+    assert not db_path.exists()
+
+
+def test_an_unusable_proxy_stops_before_anything_is_written(dora, db_path, datadog, monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "ftp://proxy.example.com")
+
+    result = dora("deployment", "--service", "api", "--started-at", "-5m", "--skip-git")
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"dora: error: cannot use {API} as configured (")
+    assert not db_path.exists()
+
+
+def test_push_stops_at_a_refused_key_instead_of_trying_every_event(
+    respx_router, dora, db_path, datadog, monkeypatch
+):
+    monkeypatch.setenv("DORA_RETRY_BUDGET", "1")
+    route = respx_router.post(f"{API}/api/v2/dora/deployment").mock(
+        return_value=httpx.Response(503)
+    )
+    for _ in range(3):
+        dora("deployment", "--service", "api", "--started-at", "-5m", "--skip-git")
+    route.mock(return_value=httpx.Response(403, json={"errors": ["Forbidden"]}))
+    before = len(route.calls)
+
+    result = dora("push")
+
+    assert result.exit_code == 1
+    assert len(route.calls) - before == 1
+    assert result.stderr.splitlines()[-1].endswith(
+        "3 remain in " + str(db_path) + ", 'dora push' will try them again"
+    )
+
+
+def test_server_text_is_one_clean_line(respx_router, dora, db_path, datadog, monkeypatch):
+    body = {"errors": ["bad \x1b[31mred\x1b[0m\x07 field\nsecond line " + "x" * 400]}
+    respx_router.post(f"{API}/api/v2/dora/deployment").mock(
+        return_value=httpx.Response(400, json=body)
+    )
+
+    result = dora("deployment", "--service", "api", "--started-at", "-5m", "--skip-git")
+
+    error = result.stderr.splitlines()[1]
+    assert "\x1b" not in result.stderr
+    assert "\x07" not in result.stderr
+    assert "bad [31mred [0m field second line" in error
+    assert "…" in error

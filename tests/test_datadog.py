@@ -1043,3 +1043,36 @@ def test_a_redirect_is_final_and_says_where_it_points(respx_router, make_backend
     assert error.value.retryable is False
     assert "redirects to https://api.example.com/x" in error.value.message
     assert "DORA_API_URL" in error.value.message
+
+
+def test_a_zone_less_retry_after_date_is_read_as_utc(respx_router, make_backend, fake_time):
+    route = respx_router.post(DEPLOYMENT_URL).mock(
+        side_effect=answers(
+            httpx.Response(503, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 -0000"}), 202
+        )
+    )
+
+    assert make_backend().send(deployment()) == 202
+    assert len(route.calls) == 2
+
+
+def test_a_broken_response_body_is_a_retryable_failure_not_a_crash(
+    respx_router, make_backend, fake_time
+):
+    route = respx_router.post(DEPLOYMENT_URL).mock(
+        side_effect=[httpx.DecodingError("bad gzip"), httpx.Response(202)]
+    )
+
+    assert make_backend().send(deployment()) == 202
+    assert len(route.calls) == 2
+
+
+def test_a_redirect_never_shows_the_key(respx_router, make_backend):
+    respx_router.post(DEPLOYMENT_URL).mock(
+        return_value=httpx.Response(302, headers={"Location": f"https://x.example.com/{KEY}/y"})
+    )
+
+    with pytest.raises(DeliveryError) as error:
+        make_backend().send(deployment())
+
+    assert KEY not in error.value.message

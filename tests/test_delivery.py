@@ -180,7 +180,10 @@ def test_push_after_recovery_delivers_each_event_exactly_once(fake_datadog, db_p
     assert pushed.returncode == 0, pushed.stderr
     assert [r.event_id for r in fake_datadog.requests] == [first, second, incident]
     assert pushed.stderr.splitlines()[-1] == "Delivered 3 events; nothing remains."
-    assert (again.returncode, again.stderr) == (0, "Nothing to push: every event is delivered.\n")
+    assert (again.returncode, again.stderr) == (
+        0,
+        "Nothing to push: no event is waiting in the outbox.\n",
+    )
     assert [r["state"] for r in outbox(db_path)] == ["delivered"] * 3
 
 

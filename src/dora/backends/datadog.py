@@ -17,6 +17,7 @@ import email.utils
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -48,6 +49,10 @@ KEY_VARIABLES = ("DATADOG_API_KEY", "DD_API_KEY")
 SITE_VARIABLES = ("DATADOG_SITE", "DD_SITE")
 
 
+_KEY = re.compile(r"[!-~]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
 class DeliveryError(DoraError):
     """The backend did not accept an event. ``retryable``: a later ``dora push`` may
     succeed as it is; otherwise the event itself or the credentials must change."""
@@ -56,6 +61,12 @@ class DeliveryError(DoraError):
         super().__init__(scrub(message))
         self.retryable = retryable
         self.status = status
+
+    @property
+    def about_the_endpoint(self) -> bool:
+        """True when every event would fail the same way (down, bad key, wrong URL), so a
+        push should stop; False when only this event was refused."""
+        return self.retryable or self.status in (401, 403, 404) or 300 <= (self.status or 0) < 400
 
 
 @dataclass(frozen=True)
@@ -66,9 +77,14 @@ class Endpoint:
 
 def endpoint(env: Mapping[str, str], *, need_key: bool = True) -> Endpoint:
     """The API to post to and the key to post with, from the environment."""
-    key = next((env[name].strip() for name in KEY_VARIABLES if env.get(name, "").strip()), None)
-    if need_key and key is None:
+    found = next(
+        ((name, env[name].strip()) for name in KEY_VARIABLES if env.get(name, "").strip()), None
+    )
+    if need_key and found is None:
         raise UsageError("the datadog backend needs an API key: set DATADOG_API_KEY or DD_API_KEY")
+    if found is not None and not _KEY.fullmatch(found[1]):
+        raise UsageError(f"{found[0]}: an API key is printable ASCII without spaces")
+    key = found[1] if found else None
     if api_url := env.get("DORA_API_URL", "").strip():
         if not api_url.startswith(("http://", "https://")):
             raise UsageError(f"DORA_API_URL: '{api_url}' is not an http:// or https:// URL")
@@ -166,8 +182,8 @@ class DatadogBackend:
                 )
             except httpx.TimeoutException as exc:
                 problem, status, wait = f"timed out ({type(exc).__name__})", None, None
-            except httpx.TransportError as exc:
-                problem, status, wait = _transport_problem(exc), None, None
+            except httpx.HTTPError as exc:  # connection, protocol, decoding...
+                problem, status, wait = self._hide(_transport_problem(exc)), None, None
             else:
                 if response.is_success:
                     log.debug(
@@ -221,23 +237,31 @@ def _answer(response: httpx.Response) -> str:
 
 
 def _errors(response: httpx.Response) -> str:
+    """The server's own error text: one line, no control characters, at most 300 long."""
     try:
         data: Any = response.json()
     except ValueError:
-        return " ".join(response.text.split())[:200]
+        return _one_line(response.text)
     items = data.get("errors", []) if isinstance(data, dict) else []
     parts = []
     for item in items if isinstance(items, list) else [items]:
         if isinstance(item, dict):
             item = item.get("detail") or item.get("title") or json.dumps(item)
-        parts.append(" ".join(str(item).split()))
-    return "; ".join(parts)[:300]
+        parts.append(str(item))
+    return _one_line("; ".join(parts))
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(_CONTROL.sub(" ", text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _final_message(event: Event, url: str, response: httpx.Response, problem: str) -> str:
     status = response.status_code
     if response.is_redirect:
         target = response.headers.get("Location", "elsewhere")
+        if key := response.request.headers.get("DD-API-KEY"):
+            target = target.replace(key, "***")
         return f"{url} redirects to {target} ({problem}); set DORA_API_URL to where it points"
     if status in (401, 403):
         return (
@@ -272,4 +296,6 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
     from datetime import datetime, timezone
 
+    if moment.tzinfo is None:  # "-0000" and zone-less dates: HTTP dates are in UTC
+        moment = moment.replace(tzinfo=timezone.utc)
     return max(0.0, (moment - datetime.now(timezone.utc)).total_seconds())

@@ -43,7 +43,7 @@ def push(store: Store, backend: DatadogBackend) -> PushReport:
             report.delivered.append((item.event, deliver(store, backend, item.event)))
         except DeliveryError as exc:
             report.failed.append((item.event, exc))
-            if exc.retryable:
+            if exc.about_the_endpoint:
                 break
     report.remaining = len(store.undelivered())
     return report

@@ -16,7 +16,7 @@ from dora.errors import DoraError, InvalidEvent, UsageError
 if TYPE_CHECKING:  # the event models load pydantic: only commands that record pay for it
     from datetime import datetime
 
-    from dora.backends.datadog import Endpoint, RetryPolicy
+    from dora.backends.datadog import DatadogBackend, Endpoint, RetryPolicy
     from dora.config import Settings
     from dora.events import Event
     from dora.store import Store
@@ -254,9 +254,26 @@ def retry_policy(settings: Settings) -> RetryPolicy:
         budget = float(setting.value or "30")
     except ValueError:
         budget = -1
-    if not 0 < budget <= 3600:
+    if not 1 <= budget <= 3600:  # also refuses nan and inf
         raise UsageError(f"{setting.label}: give a number of seconds from 1 to 3600")
     return RetryPolicy(budget=budget)
+
+
+def connect(settings: Settings, endpoint: Endpoint) -> DatadogBackend:
+    """The client for ``endpoint``, made before anything is written, so that a bad retry
+    budget, API URL or proxy setting is a usage error and not a half-done command."""
+    import httpx
+
+    from dora.backends.datadog import DatadogBackend
+
+    policy = retry_policy(settings)
+    try:
+        return DatadogBackend(endpoint, policy)
+    except (ValueError, ImportError, httpx.InvalidURL) as exc:
+        raise UsageError(
+            f"cannot use {endpoint.base_url} as configured ({exc}); "
+            "check DORA_API_URL and the proxy variables"
+        ) from None
 
 
 def record(
@@ -266,6 +283,7 @@ def record(
     summary: str,
     dry_run: bool,
     endpoint: Endpoint | None = None,
+    backend: DatadogBackend | None = None,
     warnings: tuple[str, ...] = (),
 ) -> None:
     """Keep ``event`` in the store (queued for ``endpoint`` if there is one), say so, print
@@ -284,20 +302,20 @@ def record(
     from dora.store import open_store
 
     with open_store(settings.get("db") or "") as store:
-        store.save(event, queue=endpoint is not None)
+        store.save(event, queue=backend is not None)
         _warn(warnings)
         status(f"{summary} in {store.location}")
         print(event.id, flush=True)  # the id is the caller's, whatever delivery does next
-        if endpoint is not None:
-            send(store, event, endpoint, retry_policy(settings))
+        if backend is not None:
+            send(store, event, backend)
 
 
-def send(store: Store, event: Event, endpoint: Endpoint, policy: RetryPolicy) -> None:
+def send(store: Store, event: Event, backend: DatadogBackend) -> None:
     """Deliver an event that is already in the outbox; a failure says it is kept."""
-    from dora.backends.datadog import DatadogBackend, DeliveryError
+    from dora.backends.datadog import DeliveryError
     from dora.backends.outbox import deliver
 
-    with DatadogBackend(endpoint, policy) as backend:
+    with backend:
         try:
             code = deliver(store, backend, event)
         except DeliveryError as exc:
@@ -305,6 +323,9 @@ def send(store: Store, event: Event, endpoint: Endpoint, policy: RetryPolicy) ->
                 f"{exc.message}\nthe {event.kind} is kept in {store.location}; "
                 "'dora push' will send it"
             ) from exc
+        except KeyboardInterrupt:
+            status(f"the {event.kind} is kept in {store.location}; 'dora push' will send it")
+            raise
         status(f"Sent {event.kind} {event.id} to {backend.url(event)} ({code})")
 
 

@@ -69,6 +69,7 @@ def deployment(
         raise UsageError("--started-at: required")
     opt.check_store(settings, dry_run=dry_run)
     endpoint = opt.backend_endpoint(settings, dry_run=dry_run)
+    sender = opt.connect(settings, endpoint) if endpoint and not dry_run else None
     event, warnings = opt.build_with_git(
         Deployment,
         {
@@ -92,5 +93,6 @@ def deployment(
         summary=f"Recorded deployment {event.id} ({opt.describe(event.service, event.env)})",
         dry_run=dry_run,
         endpoint=endpoint,
+        backend=sender,
         warnings=warnings,
     )

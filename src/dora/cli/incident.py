@@ -92,6 +92,7 @@ def open_(
     settings = Settings({"db": db, "env": env, "team": team, "backend": backend})
     opt.check_store(settings, dry_run=dry_run)
     endpoint = opt.backend_endpoint(settings, dry_run=dry_run)
+    sender = opt.connect(settings, endpoint) if endpoint and not dry_run else None
     services = service or ([s] if (s := settings.get("service")) else [])
     event, warnings = opt.build_with_git(
         Incident,
@@ -124,6 +125,7 @@ def open_(
         summary=f"{what} incident {event.id} ({opt.describe(affects(event), event.env)})",
         dry_run=dry_run,
         endpoint=endpoint,
+        backend=sender,
         warnings=warnings,
     )
 
@@ -162,14 +164,15 @@ def resolve(
     # check the input before touching the store
     finish = opt.parse_time("--finished-at", "now" if finished_at is None else finished_at)
     endpoint = opt.backend_endpoint(settings, dry_run=False)
+    sender = opt.connect(settings, endpoint) if endpoint else None
     with open_store(settings.get("db") or "", create=False) as store:
         with opt.naming_fields({"id": "ID"}):
-            incident = store.resolve_incident(incident_id, finish, queue=endpoint is not None)
+            incident = store.resolve_incident(incident_id, finish, queue=sender is not None)
         status(
             f"Resolved incident {incident.id} after {render.duration(incident)} in {store.location}"
         )
-        if endpoint is not None:
-            opt.send(store, incident, endpoint, opt.retry_policy(settings))
+        if sender is not None:
+            opt.send(store, incident, sender)
 
 
 class ListFormat(str, Enum):

@@ -34,7 +34,6 @@ def push(
         DORA_RETRY_BUDGET=120 dora push
     """
     from dora.backends import outbox
-    from dora.backends.datadog import DatadogBackend
     from dora.store import open_store
 
     settings = Settings({"db": db})
@@ -47,7 +46,7 @@ def push(
     with store:
         waiting = store.undelivered()
         if not waiting:
-            status("Nothing to push: every event is delivered.")
+            status("Nothing to push: no event is waiting in the outbox.")
             return
         if dry_run:
             for item in waiting:
@@ -58,8 +57,8 @@ def push(
                 )
             status(f"{len(waiting)} event{'s' * (len(waiting) != 1)} would be sent.")
             return
-        endpoint = opt.datadog_endpoint(settings)  # only now is an API key needed
-        with DatadogBackend(endpoint, opt.retry_policy(settings)) as backend:
+        # only now is an API key needed
+        with opt.connect(settings, opt.datadog_endpoint(settings)) as backend:
             report = outbox.push(store, backend)
         for event, code in report.delivered:
             status(f"Sent {event.kind} {event.id} ({code})")
