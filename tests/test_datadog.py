@@ -194,13 +194,41 @@ def test_dora_api_url_may_be_https_with_a_path():
     assert endpoint(env).base_url == "https://proxy.example.com/datadog"
 
 
-@pytest.mark.parametrize("value", ["api.datadoghq.com", "ftp://example.com", "localhost:8126"])
+@pytest.mark.parametrize(
+    "value",
+    ["api.datadoghq.com", "ftp://example.com", "localhost:8126", "http://", "http://h:99999"],
+)
 def test_a_dora_api_url_that_is_not_http_is_a_usage_error(value):
     with pytest.raises(UsageError) as raised:
         endpoint({"DORA_API_URL": value, "DATADOG_API_KEY": KEY})
 
-    assert raised.value.message == f"DORA_API_URL: '{value}' is not an http:// or https:// URL"
+    assert raised.value.message == (
+        f"DORA_API_URL: '{value}' is not an http:// or https:// URL with a host"
+    )
     assert raised.value.exit_code == 2
+
+
+@pytest.mark.parametrize("value", ["http://127.0.0.1:8126?x=1", "http://h.example.com/#f"])
+def test_a_dora_api_url_with_a_query_is_a_usage_error(value):
+    with pytest.raises(UsageError, match="must not have a query, fragment or space"):
+        endpoint({"DORA_API_URL": value, "DATADOG_API_KEY": KEY})
+
+
+def test_push_gives_each_event_its_own_budget(respx_router, make_backend, fake_time, tmp_path):
+    from dora.backends import outbox
+    from dora.store import open_store
+
+    def slow_accept(request):
+        fake_time.now += 20  # each answer takes 20 s of a 30 s budget
+        return httpx.Response(202)
+
+    respx_router.post(DEPLOYMENT_URL).mock(side_effect=slow_accept)
+    with open_store(tmp_path / "d.db") as store:
+        for _ in range(3):
+            store.save(deployment(), queue=True)
+        report = outbox.push(store, make_backend())
+
+    assert (len(report.delivered), report.remaining) == (3, 0)
 
 
 def test_without_a_site_the_api_is_datadoghq_com():

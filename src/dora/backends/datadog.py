@@ -86,9 +86,7 @@ def endpoint(env: Mapping[str, str], *, need_key: bool = True) -> Endpoint:
         raise UsageError(f"{found[0]}: an API key is printable ASCII without spaces")
     key = found[1] if found else None
     if api_url := env.get("DORA_API_URL", "").strip():
-        if not api_url.startswith(("http://", "https://")):
-            raise UsageError(f"DORA_API_URL: '{api_url}' is not an http:// or https:// URL")
-        return Endpoint(api_url.rstrip("/"), key)
+        return Endpoint(_check_api_url(api_url), key)
     variable, site = next(
         ((name, env[name].strip()) for name in SITE_VARIABLES if env.get(name, "").strip()),
         ("default", DEFAULT_SITE),
@@ -103,6 +101,23 @@ def endpoint(env: Mapping[str, str], *, need_key: bool = True) -> Endpoint:
             f"{variable}: '{site}' is not a Datadog site; use one of {', '.join(SITES)}"
         )
     return Endpoint(f"https://api.{site}", key)
+
+
+def _check_api_url(api_url: str) -> str:
+    """``DORA_API_URL`` as a base for the API paths: http(s), a host, no query or fragment."""
+    from urllib.parse import urlsplit
+
+    problem = f"DORA_API_URL: '{api_url}' is not an http:// or https:// URL with a host"
+    try:
+        parts = urlsplit(api_url)
+        port = parts.port  # raises on a port out of range
+    except ValueError:
+        raise UsageError(problem) from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or port == 0:
+        raise UsageError(problem)
+    if parts.query or parts.fragment or " " in api_url:
+        raise UsageError(f"DORA_API_URL: '{api_url}' must not have a query, fragment or space")
+    return api_url.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -150,6 +165,11 @@ class DatadogBackend:
 
     def __exit__(self, *exc_info: object) -> None:
         self._client.close()
+
+    def renew_budget(self) -> None:
+        """Start a fresh retry budget: ``dora push`` gives each event its own, so that a long
+        backlog drains while a failing API still stops it within one budget."""
+        self._deadline = self._clock() + self.policy.budget
 
     def url(self, event: Event) -> str:
         return f"{self.endpoint.base_url}{event.api_path}"
@@ -202,14 +222,8 @@ class DatadogBackend:
             # Retry-After is the least to wait; backing off still applies, so that a
             # server answering "0" again and again is not hammered
             delay = max(wait or 0.0, self._backoff(attempts))
-            log.debug(
-                "POST %s attempt %d: %s; next try in %.1fs",
-                self.url(event),
-                attempts,
-                problem,
-                delay,
-            )
             if self._clock() + delay >= self._deadline:
+                log.debug("POST %s attempt %d: %s; giving up", self.url(event), attempts, problem)
                 took = self._clock() - started
                 raise DeliveryError(
                     f"Datadog did not accept the {event.kind} after {attempts} "
@@ -217,6 +231,13 @@ class DatadogBackend:
                     retryable=True,
                     status=status,
                 )
+            log.debug(
+                "POST %s attempt %d: %s; next try in %.1fs",
+                self.url(event),
+                attempts,
+                problem,
+                delay,
+            )
             self._sleep(delay)
 
     def _hide(self, text: str) -> str:

@@ -39,6 +39,7 @@ def push(store: Store, backend: DatadogBackend) -> PushReport:
     """
     report = PushReport()
     for item in store.undelivered():
+        backend.renew_budget()
         try:
             report.delivered.append((item.event, deliver(store, backend, item.event)))
         except DeliveryError as exc:
