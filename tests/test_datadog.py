@@ -1104,3 +1104,34 @@ def test_a_redirect_never_shows_the_key(respx_router, make_backend):
         make_backend().send(deployment())
 
     assert KEY not in error.value.message
+
+
+def test_an_event_changed_while_it_was_sent_is_sent_again_in_its_new_version(
+    respx_router, make_backend, tmp_path
+):
+    from dora.backends import outbox
+    from dora.store import open_store
+
+    path = tmp_path / "d.db"
+    incident = build(
+        Incident, {"id": "incident-000000000077", "services": ["api"], "started_at": ago(60)}
+    )
+    bodies = []
+
+    with open_store(path) as store:
+        store.save(incident, queue=True)
+
+        def accept_and_resolve_meanwhile(request):
+            bodies.append(json.loads(request.content)["data"]["attributes"])
+            if len(bodies) == 1:  # another process resolves it while the first send is out
+                with open_store(path) as other:
+                    other.resolve_incident(incident.id, incident.started_at + timedelta(minutes=5))
+            return httpx.Response(202)
+
+        respx_router.post(FAILURE_URL).mock(side_effect=accept_and_resolve_meanwhile)
+        report = outbox.push(store, make_backend())
+
+    assert len(report.delivered) == 1
+    assert "finished_at" not in bodies[0]
+    assert "finished_at" in bodies[1]  # the API ends with the resolved version
+    assert len(bodies) == 2

@@ -14,14 +14,23 @@ from dora.store import Store
 
 
 def deliver(store: Store, backend: DatadogBackend, event: Event) -> int:
-    """Send one event already in the outbox; record the outcome; return the 2xx status."""
-    try:
-        status = backend.send(event)
-    except DeliveryError as exc:
-        store.mark_failed(event, exc.message)
-        raise
-    store.mark_delivered(event)
-    return status
+    """Send one event already in the outbox; record the outcome; return the 2xx status.
+
+    If the stored event changed while it was being sent (an incident resolved meanwhile by
+    another process), the newer version is sent too, so that the API ends with the latest
+    and the outbox never calls a stale send a delivery.
+    """
+    while True:
+        try:
+            status = backend.send(event)
+        except DeliveryError as exc:
+            store.mark_failed(event, exc.message)
+            raise
+        current = store.get(event.kind, event.id)
+        if current is None or current.api_body() == event.api_body():
+            store.mark_delivered(event)
+            return status
+        event = current
 
 
 @dataclass

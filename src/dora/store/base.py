@@ -53,6 +53,10 @@ class Store(ABC):
         """Events in the outbox that are pending or failed, oldest queued first."""
 
     @abstractmethod
+    def get(self, kind: str, event_id: str) -> Event | None:
+        """The stored event of that kind and id, if there is one."""
+
+    @abstractmethod
     def mark_delivered(self, event: Event) -> None:
         """Record that the backend accepted ``event``."""
 

@@ -89,7 +89,7 @@ class SQLiteStore(Store):
         )
         pending = []
         for entry in outbox:
-            event = self._event(entry["kind"], entry["event_id"])
+            event = self.get(entry["kind"], entry["event_id"])
             if event is not None:
                 pending.append(
                     Pending(event, entry["state"], entry["attempts"], entry["last_error"])
@@ -112,7 +112,7 @@ class SQLiteStore(Store):
                 (error, event.kind, event.id),
             )
 
-    def _event(self, kind: str, event_id: str) -> Event | None:
+    def get(self, kind: str, event_id: str) -> Event | None:
         if kind == "deployment":
             rows = self._read("SELECT * FROM deployments WHERE id = ?", (event_id,))
             return deployment_from_row(rows[0]) if rows else None
