@@ -50,6 +50,7 @@ SITE_VARIABLES = ("DATADOG_SITE", "DD_SITE")
 
 
 _KEY = re.compile(r"[!-~]+")
+_MAX_ANSWER = 64 * 1024  # bytes of an answer worth reading: Datadog's errors are short
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
@@ -191,15 +192,7 @@ class DatadogBackend:
                 )
             attempts += 1
             try:
-                response = self._client.post(
-                    event.api_path,
-                    content=body,
-                    headers={"Content-Type": "application/json"},
-                    timeout=httpx.Timeout(
-                        min(self.policy.read_timeout, remaining),
-                        connect=min(self.policy.connect_timeout, remaining),
-                    ),
-                )
+                response = self._post(event.api_path, body, remaining)
             except httpx.TimeoutException as exc:
                 problem, status, wait = f"timed out ({type(exc).__name__})", None, None
             except httpx.HTTPError as exc:  # connection, protocol, decoding...
@@ -239,6 +232,43 @@ class DatadogBackend:
                 delay,
             )
             self._sleep(delay)
+
+    def _post(self, path: str, body: bytes, remaining: float) -> httpx.Response:
+        """One POST whose answer is read within the budget and kept to ``_MAX_ANSWER`` bytes:
+        a server that trickles its answer cannot hold the command past its budget."""
+        import httpx
+
+        request = self._client.build_request(
+            "POST",
+            path,
+            content=body,
+            headers={"Content-Type": "application/json"},
+            timeout=httpx.Timeout(
+                min(self.policy.read_timeout, remaining),
+                connect=min(self.policy.connect_timeout, remaining),
+            ),
+        )
+        response = self._client.send(request, stream=True)
+        kept, size = [], 0
+        try:
+            for chunk in response.iter_bytes():
+                if size < _MAX_ANSWER:
+                    kept.append(chunk[: _MAX_ANSWER - size])
+                size += len(chunk)
+                if self._clock() > self._deadline:
+                    raise httpx.ReadTimeout(
+                        "the answer outlasted the retry budget", request=request
+                    )
+        finally:
+            response.close()
+        headers = [
+            (name, value)
+            for name, value in response.headers.multi_items()
+            if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return httpx.Response(
+            response.status_code, headers=headers, content=b"".join(kept), request=request
+        )
 
     def _hide(self, text: str) -> str:
         """``text`` without the API key, should a server quote it back."""
