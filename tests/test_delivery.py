@@ -56,12 +56,15 @@ def fake_datadog() -> Iterator[FakeDatadog]:
                     self.path,
                     body["data"]["attributes"]["id"],
                     self.headers.get("DD-API-KEY"),
-                    answer,
+                    "202" if answer == "slow" else answer,
                 )
             )
             if answer == "stall":
                 release.wait(10)
                 return
+            if answer == "slow":  # a 202 that takes a moment
+                release.wait(0.5)
+                answer = "202"
             if answer == "drip":  # an answer that never quite ends: a byte now and then
                 self.send_response(200)
                 self.send_header("Content-Length", "1000")
@@ -302,3 +305,28 @@ def test_proxy_variables_are_honoured(fake_datadog, db_path):
     assert [r.path for r in fake_datadog.requests] == [
         "http://dora-api.invalid/api/v2/dora/deployment"
     ]
+
+
+def test_two_pushes_at_once_send_each_event_once(fake_datadog, db_path):
+    fake_datadog.script = ["503"]
+    kept = [deploy(fake_datadog, budget="1").stdout.strip() for _ in range(3)]
+    fake_datadog.script = ["slow"]
+    fake_datadog.requests.clear()
+    env = {
+        **os.environ,
+        "DORA_API_URL": fake_datadog.url,
+        "DATADOG_API_KEY": API_KEY,
+        "NO_PROXY": "127.0.0.1",
+    }
+
+    pushes = [
+        subprocess.Popen(
+            [*dora_command(), "push"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    for push in pushes:
+        push.communicate(timeout=30)
+
+    assert sorted(fake_datadog.accepted()) == sorted(kept)  # each id once, between the two
+    assert [r["state"] for r in outbox(db_path)] == ["delivered"] * 3

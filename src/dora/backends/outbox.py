@@ -13,13 +13,16 @@ from dora.events import Event
 from dora.store import Store
 
 
-def deliver(store: Store, backend: DatadogBackend, event: Event) -> int:
-    """Send one event already in the outbox; record the outcome; return the 2xx status.
+def deliver(store: Store, backend: DatadogBackend, event: Event) -> int | None:
+    """Send one event already in the outbox; record the outcome; return the 2xx status, or
+    None when another process is sending it (two pushes never send one event twice).
 
     If the stored event changed while it was being sent (an incident resolved meanwhile by
     another process), the newer version is sent too, so that the API ends with the latest
     and the outbox never calls a stale send a delivery.
     """
+    if not store.claim(event, backend.policy.budget + _LEASE_MARGIN):
+        return None
     while True:
         try:
             status = backend.send(event)
@@ -33,10 +36,16 @@ def deliver(store: Store, backend: DatadogBackend, event: Event) -> int:
         event = current
 
 
+#: How much longer than its retry budget a sender keeps its claim on an event (a process
+#: killed mid-send frees the event for the next push after that).
+_LEASE_MARGIN = 30.0
+
+
 @dataclass
 class PushReport:
     delivered: list[tuple[Event, int]] = field(default_factory=list)
     failed: list[tuple[Event, DeliveryError]] = field(default_factory=list)
+    busy: list[Event] = field(default_factory=list)  # being sent by another process
     remaining: int = 0
 
 
@@ -50,10 +59,15 @@ def push(store: Store, backend: DatadogBackend) -> PushReport:
     for item in store.undelivered():
         backend.renew_budget()
         try:
-            report.delivered.append((item.event, deliver(store, backend, item.event)))
+            status = deliver(store, backend, item.event)
         except DeliveryError as exc:
             report.failed.append((item.event, exc))
             if exc.about_the_endpoint:
                 break
+            continue
+        if status is None:
+            report.busy.append(item.event)
+        else:
+            report.delivered.append((item.event, status))
     report.remaining = len(store.undelivered())
     return report

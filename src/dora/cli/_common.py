@@ -326,7 +326,10 @@ def send(store: Store, event: Event, backend: DatadogBackend) -> None:
         except KeyboardInterrupt:
             status(f"the {event.kind} is kept in {store.location}; 'dora push' will send it")
             raise
-        status(f"Sent {event.kind} {event.id} to {backend.url(event)} ({code})")
+        if code is None:
+            status(f"A 'dora push' running now is sending {event.kind} {event.id}.")
+        else:
+            status(f"Sent {event.kind} {event.id} to {backend.url(event)} ({code})")
 
 
 def _warn(warnings: tuple[str, ...]) -> None:

@@ -65,6 +65,8 @@ def push(
         for event, exc in report.failed:
             error_line(f"{event.kind} {event.id}: {exc.message}")
     sent = len(report.delivered)
+    if report.busy:
+        status(f"{len(report.busy)} being sent by another 'dora push' now; left to it.")
     if report.remaining:
         raise DoraError(
             f"delivered {sent}; {report.remaining} remain in {store.location}, "

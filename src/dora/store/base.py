@@ -57,6 +57,11 @@ class Store(ABC):
         """The stored event of that kind and id, if there is one."""
 
     @abstractmethod
+    def claim(self, event: Event, seconds: float) -> bool:
+        """Take the right to send ``event`` for ``seconds``, unless another process holds
+        it; return whether it was taken. Marking the event delivered or failed releases it."""
+
+    @abstractmethod
     def mark_delivered(self, event: Event) -> None:
         """Record that the backend accepted ``event``."""
 

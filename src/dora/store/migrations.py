@@ -92,6 +92,7 @@ def m002_outbox(db: sqlite3.Connection) -> None:
             last_error TEXT,
             queued_at INTEGER NOT NULL,
             delivered_at INTEGER,
+            claimed_until INTEGER,
             PRIMARY KEY (kind, event_id)
         )
         """

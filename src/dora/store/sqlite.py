@@ -96,19 +96,30 @@ class SQLiteStore(Store):
                 )
         return pending
 
+    def claim(self, event: Event, seconds: float) -> bool:
+        now = time.time_ns()
+        with self._write() as db:
+            taken = db.execute(
+                "UPDATE outbox SET claimed_until = ? WHERE kind = ? AND event_id = ? "
+                "AND state != 'delivered' AND (claimed_until IS NULL OR claimed_until < ?)",
+                (now + int(seconds * 1e9), event.kind, event.id, now),
+            )
+            return taken.rowcount == 1
+
     def mark_delivered(self, event: Event) -> None:
         with self._write() as db:
             db.execute(
                 "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, "
-                "last_error = NULL, delivered_at = ? WHERE kind = ? AND event_id = ?",
+                "last_error = NULL, delivered_at = ?, claimed_until = NULL "
+                "WHERE kind = ? AND event_id = ?",
                 (time.time_ns(), event.kind, event.id),
             )
 
     def mark_failed(self, event: Event, error: str) -> None:
         with self._write() as db:
             db.execute(
-                "UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ? "
-                "WHERE kind = ? AND event_id = ?",
+                "UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ?, "
+                "claimed_until = NULL WHERE kind = ? AND event_id = ?",
                 (error, event.kind, event.id),
             )
 
