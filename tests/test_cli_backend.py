@@ -283,3 +283,16 @@ def test_server_text_is_one_clean_line(respx_router, dora, db_path, datadog, mon
     assert "\x07" not in result.stderr
     assert "bad [31mred [0m field second line" in error
     assert "…" in error
+
+
+def test_an_incident_sent_once_is_queued_again_when_resolved_locally(
+    respx_router, dora, db_path, datadog, monkeypatch, frozen_now
+):
+    respx_router.post(f"{API}/api/v2/dora/failure").mock(return_value=httpx.Response(202))
+    incident_id = dora("incident", "open", "--service", "api", "--started-at", "-1h", "--skip-git")
+    monkeypatch.setenv("DORA_BACKEND", "local")
+
+    resolved = dora("incident", "resolve", incident_id.stdout.strip())
+
+    assert resolved.exit_code == 0
+    assert rows(db_path, "SELECT state FROM outbox") == [{"state": "pending"}]

@@ -54,8 +54,7 @@ class SQLiteStore(Store):
         row = event_row(event)
         row["recorded_at"] = time.time_ns()
         with self._write() as db:
-            if queue:
-                _queue(db, event.kind, event.id)
+            _queue(db, event.kind, event.id, insert=queue)
             if isinstance(event, Deployment):
                 _upsert(db, "deployments", row)
             elif isinstance(event, Incident):
@@ -77,8 +76,8 @@ class SQLiteStore(Store):
                 "UPDATE incidents SET finished_at = ? WHERE id = ? AND finished_at IS NULL",
                 (timeparse.to_ns(finished_at), incident_id),
             )
-            if done.rowcount == 1 and queue:
-                _queue(db, "incident", incident_id)
+            if done.rowcount == 1:
+                _queue(db, "incident", incident_id, insert=queue)
             return done.rowcount == 1
 
     def undelivered(self) -> list[Pending]:
@@ -213,14 +212,26 @@ def _rollback(db: sqlite3.Connection) -> None:
             db.execute("ROLLBACK")
 
 
-def _queue(db: sqlite3.Connection, kind: str, event_id: str) -> None:
-    """Put an event (back) in the outbox as pending, keeping its count of attempts."""
-    db.execute(
-        "INSERT INTO outbox (kind, event_id, state, queued_at) VALUES (?, ?, 'pending', ?) "
-        "ON CONFLICT (kind, event_id) DO UPDATE SET state = 'pending', "
-        "queued_at = excluded.queued_at, delivered_at = NULL",
-        (kind, event_id, time.time_ns()),
-    )
+def _queue(db: sqlite3.Connection, kind: str, event_id: str, *, insert: bool) -> None:
+    """Put a changed event (back) in the outbox as pending, keeping its count of attempts.
+
+    Without ``insert`` only an event already in the outbox goes back: one that was sent to a
+    backend once is sent again when it changes, whatever backend the change was made with.
+    """
+    now = time.time_ns()
+    if insert:
+        db.execute(
+            "INSERT INTO outbox (kind, event_id, state, queued_at) VALUES (?, ?, 'pending', ?) "
+            "ON CONFLICT (kind, event_id) DO UPDATE SET state = 'pending', "
+            "queued_at = excluded.queued_at, delivered_at = NULL",
+            (kind, event_id, now),
+        )
+    else:
+        db.execute(
+            "UPDATE outbox SET state = 'pending', queued_at = ?, delivered_at = NULL "
+            "WHERE kind = ? AND event_id = ?",
+            (now, kind, event_id),
+        )
 
 
 def _upsert(db: sqlite3.Connection, table: str, row: dict[str, Any]) -> None:
