@@ -553,7 +553,8 @@ def test_a_retry_after_beyond_the_budget_gives_up_at_once(respx_router, make_bac
     assert len(route.calls) == 1
     assert fake_time.sleeps == []
     assert raised.value.message == (
-        "Datadog did not accept the deployment after 1 attempt in 0.0s: 429 Too Many Requests"
+        "Datadog did not accept the deployment after 1 attempt in 0.0s: 429 Too Many Requests; "
+        "it asked to wait 120s, past the retry budget"
     )
     assert (raised.value.retryable, raised.value.status) == (True, 429)
 
@@ -603,7 +604,7 @@ def test_connection_refused_forever_names_the_transport_error(
     assert len(route.calls) == 3  # waits 0.5 s and 1 s; 2 s more would pass the budget
     assert fake_time.sleeps == [0.5, 1.0]
     assert raised.value.message == (
-        "Datadog did not accept the deployment after 3 attempts in 1.5s: "
+        f"could not reach {DEPLOYMENT_URL} after 3 attempts in 1.5s: "
         "ConnectError: [Errno 111] Connection refused"
     )
     assert (raised.value.retryable, raised.value.status) == (True, None)
@@ -633,7 +634,7 @@ def test_read_timeouts_are_retried_and_the_last_wait_is_cut_to_the_budget(
     assert fake_time.sleeps == [0.5, 1.0]
     assert fake_time.now - 1000.0 == 30.0
     assert raised.value.message == (
-        "Datadog did not accept the deployment after 3 attempts in 30.0s: timed out (ReadTimeout)"
+        f"could not reach {DEPLOYMENT_URL} after 3 attempts in 30.0s: timed out (ReadTimeout)"
     )
     assert raised.value.retryable is True
 

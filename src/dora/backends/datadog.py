@@ -92,14 +92,16 @@ def endpoint(env: Mapping[str, str], *, need_key: bool = True) -> Endpoint:
         ((name, env[name].strip()) for name in SITE_VARIABLES if env.get(name, "").strip()),
         ("default", DEFAULT_SITE),
     )
-    site = site.lower().removeprefix("https://").removeprefix("app.").rstrip("/")
+    given = site
+    site = site.lower().removeprefix("https://").removeprefix("http://").rstrip("/")
+    site = site.removeprefix("app.").removeprefix("api.")  # a pasted address, not a site
     if site in GOVERNMENT_SITES:
         raise UsageError(
             f"{variable}: Datadog does not offer DORA Metrics on {site} (Datadog for Government)"
         )
     if site not in SITES:
         raise UsageError(
-            f"{variable}: '{site}' is not a Datadog site; use one of {', '.join(SITES)}"
+            f"{variable}: '{given}' is not a Datadog site; use one of {', '.join(SITES)}"
         )
     return Endpoint(f"https://api.{site}", key)
 
@@ -218,12 +220,14 @@ class DatadogBackend:
             if self._clock() + delay >= self._deadline:
                 log.debug("POST %s attempt %d: %s; giving up", self.url(event), attempts, problem)
                 took = self._clock() - started
-                raise DeliveryError(
-                    f"Datadog did not accept the {event.kind} after {attempts} "
-                    f"attempt{'s' if attempts > 1 else ''} in {took:.1f}s: {problem}",
-                    retryable=True,
-                    status=status,
-                )
+                tries = f"{attempts} attempt{'s' if attempts > 1 else ''} in {took:.1f}s"
+                if status is None:  # never an answer: the network, a proxy or the server
+                    message = f"could not reach {self.url(event)} after {tries}: {problem}"
+                else:
+                    message = f"Datadog did not accept the {event.kind} after {tries}: {problem}"
+                if wait is not None and wait > delay - 1e-9 and wait > 0:
+                    message += f"; it asked to wait {wait:g}s, past the retry budget"
+                raise DeliveryError(message, retryable=True, status=status)
             log.debug(
                 "POST %s attempt %d: %s; next try in %.1fs",
                 self.url(event),
