@@ -84,6 +84,27 @@ def test_a_rejected_event_says_what_to_fix_and_stays_failed(
             {"DORA_BACKEND": "splunk"},
             "DORA_BACKEND: 'splunk' is not a backend; use local or datadog",
         ),
+        (
+            {"DATADOG_API_KEY": "abc\ndef"},
+            "DATADOG_API_KEY: an API key is printable ASCII without spaces",
+        ),
+        (
+            {"DATADOG_API_KEY": "somé-key"},
+            "DATADOG_API_KEY: an API key is printable ASCII without spaces",
+        ),
+        ({"DORA_RETRY_BUDGET": "0"}, "DORA_RETRY_BUDGET: give a number of seconds from 1 to 3600"),
+        (
+            {"DORA_RETRY_BUDGET": "0.5"},
+            "DORA_RETRY_BUDGET: give a number of seconds from 1 to 3600",
+        ),
+        (
+            {"DORA_RETRY_BUDGET": "nan"},
+            "DORA_RETRY_BUDGET: give a number of seconds from 1 to 3600",
+        ),
+        (
+            {"DORA_RETRY_BUDGET": "abc"},
+            "DORA_RETRY_BUDGET: give a number of seconds from 1 to 3600",
+        ),
     ],
 )
 def test_backend_settings_are_checked_before_anything_is_written(
@@ -199,44 +220,6 @@ def test_push_dry_run_lists_what_would_be_sent(respx_router, dora, db_path, data
         f"deployment\t{event_id.strip()}\t/api/v2/dora/deployment\tfailed\t1 attempt\n"
     )
     assert result.stderr == "1 event would be sent.\n"
-
-
-@pytest.mark.parametrize(
-    ("env", "message"),
-    [
-        (
-            {"DATADOG_API_KEY": "abc\ndef"},
-            "DATADOG_API_KEY: an API key is printable ASCII without spaces",
-        ),
-        (
-            {"DATADOG_API_KEY": "somé-key"},
-            "DATADOG_API_KEY: an API key is printable ASCII without spaces",
-        ),
-        ({"DORA_RETRY_BUDGET": "0"}, "DORA_RETRY_BUDGET: give a number of seconds from 1 to 3600"),
-        (
-            {"DORA_RETRY_BUDGET": "0.5"},
-            "DORA_RETRY_BUDGET: give a number of seconds from 1 to 3600",
-        ),
-        (
-            {"DORA_RETRY_BUDGET": "nan"},
-            "DORA_RETRY_BUDGET: give a number of seconds from 1 to 3600",
-        ),
-        (
-            {"DORA_RETRY_BUDGET": "abc"},
-            "DORA_RETRY_BUDGET: give a number of seconds from 1 to 3600",
-        ),
-    ],
-)
-def test_bad_delivery_settings_stop_before_anything_is_written(
-    dora, db_path, datadog, monkeypatch, env, message
-):
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-
-    result = dora("deployment", "--service", "api", "--started-at", "-5m", "--skip-git")
-
-    assert (result.exit_code, result.stderr) == (2, f"dora: error: {message}\n")
-    assert not db_path.exists()
 
 
 def test_an_unusable_proxy_stops_before_anything_is_written(dora, db_path, datadog, monkeypatch):
