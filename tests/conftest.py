@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -97,7 +98,7 @@ def rows(db: Path, sql: str, params: tuple = ()) -> list[dict]:
     """What is in the store, read with plain sqlite3."""
     if not db.exists():
         return []
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn, conn:
         conn.row_factory = sqlite3.Row
         return [dict(row) for row in conn.execute(sql, params)]
 
@@ -105,7 +106,7 @@ def rows(db: Path, sql: str, params: tuple = ()) -> list[dict]:
 def count(db: Path, table: str) -> int:
     if not db.exists():
         return 0
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn, conn:
         return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ def test_a_new_store_is_created_with_its_directories_in_wal_mode(tmp_path):
     with open_store(path) as store:
         store.save(deployment())
 
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert db.execute("PRAGMA application_id").fetchone() == (m.APPLICATION_ID,)
         assert db.execute("SELECT name FROM dora_migrations").fetchall() == [
@@ -51,9 +52,8 @@ def test_an_old_store_upgrades_in_place_with_nothing_lost(tmp_path):
         incident = store.find_incident("incident-v1-fixture-01")
         store.save(deployment(id="deploy-after-upgrade-1"))
 
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)  # was "delete"
-    db.close()
     assert {r["name"] for r in rows(path, "SELECT name FROM dora_migrations")} == {
         name for name, _ in m.MIGRATIONS
     }
@@ -79,24 +79,23 @@ def test_migrations_apply_in_order_each_with_its_record(tmp_path):
 
     path = tmp_path / "dora.db"
     SQLiteStore(path).close()
-    db = sqlite3.connect(path, isolation_level=None)
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        assert m.migrate(db, [*m.MIGRATIONS, ("m900_note", m900)]) == ["m900_note"]
+        assert m.migrate(db, [*m.MIGRATIONS, ("m900_note", m900)]) == []
+        with pytest.raises(RuntimeError, match="boom"):
+            m.migrate(db, [*m.MIGRATIONS, ("m900_note", m900), ("m901", m003_fails)])
 
-    assert m.migrate(db, [*m.MIGRATIONS, ("m900_note", m900)]) == ["m900_note"]
-    assert m.migrate(db, [*m.MIGRATIONS, ("m900_note", m900)]) == []
-    with pytest.raises(RuntimeError, match="boom"):
-        m.migrate(db, [*m.MIGRATIONS, ("m900_note", m900), ("m901", m003_fails)])
-
-    columns = [r[1] for r in db.execute("PRAGMA table_info(deployments)")]
-    assert "note" in columns
-    assert "other" not in columns  # the failed migration rolled back with its record
-    assert m.applied(db) == {*(name for name, _ in m.MIGRATIONS), "m900_note"}
-    assert applied_in == ["m900"]
+        columns = [r[1] for r in db.execute("PRAGMA table_info(deployments)")]
+        assert "note" in columns
+        assert "other" not in columns  # the failed migration rolled back with its record
+        assert m.applied(db) == {*(name for name, _ in m.MIGRATIONS), "m900_note"}
+        assert applied_in == ["m900"]
 
 
 def test_a_store_from_a_newer_dora_is_refused(tmp_path):
     path = tmp_path / "dora.db"
     SQLiteStore(path).close()
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         db.execute("INSERT INTO dora_migrations VALUES ('m999_future', 0)")
 
     with pytest.raises(StoreError) as error:
@@ -143,7 +142,7 @@ def test_recorded_at_keeps_the_first_recording(tmp_path):
 def test_windows_are_read_through_indexes(tmp_path):
     path = tmp_path / "dora.db"
     SQLiteStore(path).close()
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         plans = {
             sql: " ".join(r[3] for r in db.execute(f"EXPLAIN QUERY PLAN {sql}", (0, 1)))
             for sql in (
@@ -178,10 +177,9 @@ def test_a_file_that_is_not_a_store_is_left_untouched(tmp_path, content, message
 
 def test_another_apps_sqlite_database_is_left_untouched(tmp_path):
     path = tmp_path / "other.db"
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         db.execute("CREATE TABLE things (x)")
         db.execute("INSERT INTO things VALUES (1)")
-    db.close()
     before = path.read_bytes()
 
     with pytest.raises(StoreError) as error:
@@ -239,9 +237,8 @@ def test_a_failed_write_is_one_line_and_loses_nothing(dora, db_path, frozen_now,
 
 def test_another_apps_empty_database_is_left_untouched(tmp_path):
     path = tmp_path / "other.db"
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         db.execute("PRAGMA user_version = 7")
-    db.close()
     before = path.read_bytes()
 
     with pytest.raises(StoreError, match="is an SQLite database but not a dora one"):
