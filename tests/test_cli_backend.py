@@ -279,3 +279,18 @@ def test_an_incident_sent_once_is_queued_again_when_resolved_locally(
 
     assert resolved.exit_code == 0
     assert rows(db_path, "SELECT state FROM outbox") == [{"state": "pending"}]
+
+
+def test_a_bad_site_in_the_config_file_is_named_as_such(dora, db_path, monkeypatch, tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('backend = "datadog"\nsite = "datadoghq.con"\n')
+    monkeypatch.setenv("DORA_CONFIG", str(config))
+    monkeypatch.setenv("DATADOG_API_KEY", KEY)
+
+    result = dora("deployment", "--service", "api", "--started-at", "-5m", "--skip-git")
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        "dora: error: 'site' in the config file: 'datadoghq.con' is not a Datadog site"
+    )
+    assert not db_path.exists()

@@ -76,8 +76,14 @@ class Endpoint:
     api_key: str | None = field(default=None, repr=False)
 
 
-def endpoint(env: Mapping[str, str], *, need_key: bool = True) -> Endpoint:
-    """The API to post to and the key to post with, from the environment."""
+def endpoint(
+    env: Mapping[str, str], *, need_key: bool = True, labels: Mapping[str, str] | None = None
+) -> Endpoint:
+    """The API to post to and the key to post with, from the environment.
+
+    ``labels`` renames a variable in error messages, for a value that came from elsewhere
+    (``'site' in the config file``)."""
+    labels = labels or {}
     found = next(
         ((name, env[name].strip()) for name in KEY_VARIABLES if env.get(name, "").strip()), None
     )
@@ -87,7 +93,7 @@ def endpoint(env: Mapping[str, str], *, need_key: bool = True) -> Endpoint:
         raise UsageError(f"{found[0]}: an API key is printable ASCII without spaces")
     key = found[1] if found else None
     if api_url := env.get("DORA_API_URL", "").strip():
-        return Endpoint(_check_api_url(api_url), key)
+        return Endpoint(_check_api_url(api_url, labels.get("DORA_API_URL", "DORA_API_URL")), key)
     variable, site = next(
         ((name, env[name].strip()) for name in SITE_VARIABLES if env.get(name, "").strip()),
         ("default", DEFAULT_SITE),
@@ -95,6 +101,7 @@ def endpoint(env: Mapping[str, str], *, need_key: bool = True) -> Endpoint:
     given = site
     site = site.lower().removeprefix("https://").removeprefix("http://").rstrip("/")
     site = site.removeprefix("app.").removeprefix("api.")  # a pasted address, not a site
+    variable = labels.get(variable, variable)
     if site in GOVERNMENT_SITES:
         raise UsageError(
             f"{variable}: Datadog does not offer DORA Metrics on {site} (Datadog for Government)"
@@ -106,11 +113,11 @@ def endpoint(env: Mapping[str, str], *, need_key: bool = True) -> Endpoint:
     return Endpoint(f"https://api.{site}", key)
 
 
-def _check_api_url(api_url: str) -> str:
+def _check_api_url(api_url: str, label: str) -> str:
     """``DORA_API_URL`` as a base for the API paths: http(s), a host, no query or fragment."""
     from urllib.parse import urlsplit
 
-    problem = f"DORA_API_URL: '{api_url}' is not an http:// or https:// URL with a host"
+    problem = f"{label}: '{api_url}' is not an http:// or https:// URL with a host"
     try:
         parts = urlsplit(api_url)
         port = parts.port  # raises on a port out of range
@@ -119,7 +126,7 @@ def _check_api_url(api_url: str) -> str:
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname or port == 0:
         raise UsageError(problem)
     if parts.query or parts.fragment or " " in api_url:
-        raise UsageError(f"DORA_API_URL: '{api_url}' must not have a query, fragment or space")
+        raise UsageError(f"{label}: '{api_url}' must not have a query, fragment or space")
     return api_url.rstrip("/")
 
 

@@ -236,14 +236,19 @@ def datadog_endpoint(settings: Settings, *, need_key: bool = True) -> Endpoint:
     """The Datadog API the settings name (environment or config file)."""
     from dora.backends.datadog import endpoint
 
-    found = {name: settings.setting(name) for name in ("site", "api_url", "api_key")}
-    # endpoint() reads variables: hand it each setting under the variable it came from
-    env = {
-        s.source.removeprefix("env ") if s.source.startswith("env ") else s.key.env[0]: s.value
-        for s in found.values()
-        if s.value is not None
-    }
-    return endpoint(env, need_key=need_key)
+    found = [settings.setting(name) for name in ("site", "api_url", "api_key")]
+    # endpoint() reads variables: hand it each setting under the variable it came from, and
+    # name a config-file value as such in errors
+    env, labels = {}, {}
+    for setting in found:
+        if setting.value is None:
+            continue
+        variable = setting.source.removeprefix("env ")
+        if variable not in setting.key.env:
+            variable = setting.key.env[0]
+            labels[variable] = setting.label
+        env[variable] = setting.value
+    return endpoint(env, need_key=need_key, labels=labels)
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
