@@ -159,7 +159,7 @@ class DatadogBackend:
         self.endpoint = where
         self.policy = policy or RetryPolicy()
         self._sleep, self._clock = sleep, clock
-        self._deadline = clock() + self.policy.budget
+        self.renew_budget()
         headers = {"User-Agent": f"dora/{__version__}", "Accept": "application/json"}
         if where.api_key:
             headers["DD-API-KEY"] = where.api_key

@@ -212,12 +212,17 @@ def build_with_git(
     return event, found.warnings
 
 
-def check_store(settings: Settings, *, dry_run: bool) -> None:
-    """Fail on an unusable store setting before git is asked anything (a dry run needs none)."""
+def prepare(settings: Settings, *, dry_run: bool) -> tuple[Endpoint | None, DatadogBackend | None]:
+    """Check the store and backend settings before git is asked or anything is written:
+    the endpoint events go to besides the store (None: local backend), and the client that
+    sends them (None as well for a dry run, which needs neither a store nor an API key)."""
     if not dry_run:
         from dora.store import check_target
 
         check_target(settings.get("db") or "")
+    endpoint = backend_endpoint(settings, dry_run=dry_run)
+    sender = connect(settings, endpoint) if endpoint and not dry_run else None
+    return endpoint, sender
 
 
 def backend_endpoint(settings: Settings, *, dry_run: bool) -> Endpoint | None:

@@ -67,9 +67,7 @@ def deployment(
         raise UsageError("--service: required (or set DD_SERVICE)")
     if started_at is None:
         raise UsageError("--started-at: required")
-    opt.check_store(settings, dry_run=dry_run)
-    endpoint = opt.backend_endpoint(settings, dry_run=dry_run)
-    sender = opt.connect(settings, endpoint) if endpoint and not dry_run else None
+    endpoint, sender = opt.prepare(settings, dry_run=dry_run)
     event, warnings = opt.build_with_git(
         Deployment,
         {

@@ -90,9 +90,7 @@ def open_(
     from dora.events import Incident
 
     settings = Settings({"db": db, "env": env, "team": team, "backend": backend})
-    opt.check_store(settings, dry_run=dry_run)
-    endpoint = opt.backend_endpoint(settings, dry_run=dry_run)
-    sender = opt.connect(settings, endpoint) if endpoint and not dry_run else None
+    endpoint, sender = opt.prepare(settings, dry_run=dry_run)
     services = service or ([s] if (s := settings.get("service")) else [])
     event, warnings = opt.build_with_git(
         Incident,
@@ -163,8 +161,7 @@ def resolve(
     settings = Settings({"db": db, "backend": backend})
     # check the input before touching the store
     finish = opt.parse_time("--finished-at", "now" if finished_at is None else finished_at)
-    endpoint = opt.backend_endpoint(settings, dry_run=False)
-    sender = opt.connect(settings, endpoint) if endpoint else None
+    _, sender = opt.prepare(settings, dry_run=False)
     with open_store(settings.get("db") or "", create=False) as store:
         with opt.naming_fields({"id": "ID"}):
             incident = store.resolve_incident(incident_id, finish, queue=sender is not None)
