@@ -104,9 +104,8 @@ def fake_datadog() -> Iterator[FakeDatadog]:
         server.server_close()
 
 
-def run(fake: FakeDatadog, *args: str, budget: str = "30") -> subprocess.CompletedProcess[str]:
-    """The installed command against ``fake``; a run that outlasts its budget by far fails
-    the test (a CI step must never hang)."""
+def dora_env(fake: FakeDatadog, budget: str = "30", **changes: str | None) -> dict[str, str]:
+    """The environment of a CI step sending to ``fake``; a change to None unsets a variable."""
     env = {
         **os.environ,
         "DORA_API_URL": fake.url,
@@ -114,24 +113,30 @@ def run(fake: FakeDatadog, *args: str, budget: str = "30") -> subprocess.Complet
         "DORA_BACKEND": "datadog",
         "DORA_RETRY_BUDGET": budget,
         "NO_PROXY": "127.0.0.1",
+        **changes,
     }
+    return {name: value for name, value in env.items() if value is not None}
+
+
+def run(
+    fake: FakeDatadog, *args: str, budget: str = "30", **changes: str | None
+) -> subprocess.CompletedProcess[str]:
+    """The installed command against ``fake``; a run that outlasts its budget by far fails
+    the test (a CI step must never hang)."""
     return subprocess.run(
-        [*dora_command(), *args], env=env, capture_output=True, text=True, timeout=20
+        [*dora_command(), *args],
+        env=dora_env(fake, budget, **changes),
+        capture_output=True,
+        text=True,
+        timeout=20,
     )
 
 
-def deploy(fake: FakeDatadog, *extra: str, budget: str = "30") -> subprocess.CompletedProcess[str]:
-    return run(
-        fake,
-        "deployment",
-        "--service",
-        "api",
-        "--started-at",
-        "-5m",
-        "--skip-git",
-        *extra,
-        budget=budget,
-    )
+def deploy(
+    fake: FakeDatadog, *extra: str, budget: str = "30", **changes: str | None
+) -> subprocess.CompletedProcess[str]:
+    deployment = ["deployment", "--service", "api", "--started-at", "-5m", "--skip-git"]
+    return run(fake, *deployment, *extra, budget=budget, **changes)
 
 
 def outbox(db: Path) -> list[dict]:
@@ -245,25 +250,7 @@ def test_the_api_key_appears_nowhere(fake_datadog, db_path):
 
 
 def test_a_dry_run_needs_no_key_and_sends_nothing(fake_datadog, db_path):
-    env_less = {k: v for k, v in os.environ.items() if k not in ("DATADOG_API_KEY", "DD_API_KEY")}
-    done = subprocess.run(
-        [
-            *dora_command(),
-            "deployment",
-            "--service",
-            "api",
-            "--started-at",
-            "-5m",
-            "--skip-git",
-            "--backend",
-            "datadog",
-            "--dry-run",
-        ],
-        env={**env_less, "DORA_API_URL": fake_datadog.url},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = deploy(fake_datadog, "--dry-run", DATADOG_API_KEY=None, DD_API_KEY=None)
 
     assert done.returncode == 0, done.stderr
     assert done.stderr.endswith(
@@ -275,30 +262,11 @@ def test_a_dry_run_needs_no_key_and_sends_nothing(fake_datadog, db_path):
 
 def test_proxy_variables_are_honoured(fake_datadog, db_path):
     # The fake server stands in for a proxy: an HTTP proxy receives the absolute URL.
-    env = {
-        **os.environ,
-        "DORA_API_URL": "http://dora-api.invalid",
-        "DATADOG_API_KEY": API_KEY,
-        "HTTP_PROXY": fake_datadog.url,
-        "NO_PROXY": "",
-    }
-    done = subprocess.run(
-        [
-            *dora_command(),
-            "deployment",
-            "--service",
-            "api",
-            "--started-at",
-            "-1m",
-            "--skip-git",
-            "--backend",
-            "datadog",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = deploy(
+        fake_datadog,
+        DORA_API_URL="http://dora-api.invalid",
+        HTTP_PROXY=fake_datadog.url,
+        NO_PROXY="",
     )
 
     assert done.returncode == 0, done.stderr
@@ -312,16 +280,12 @@ def test_two_pushes_at_once_send_each_event_once(fake_datadog, db_path):
     kept = [deploy(fake_datadog, budget="1").stdout.strip() for _ in range(3)]
     fake_datadog.script = ["slow"]
     fake_datadog.requests.clear()
-    env = {
-        **os.environ,
-        "DORA_API_URL": fake_datadog.url,
-        "DATADOG_API_KEY": API_KEY,
-        "NO_PROXY": "127.0.0.1",
-    }
-
     pushes = [
         subprocess.Popen(
-            [*dora_command(), "push"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            [*dora_command(), "push"],
+            env=dora_env(fake_datadog),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         for _ in range(2)
     ]
