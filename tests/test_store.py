@@ -38,6 +38,7 @@ def test_a_new_store_is_created_with_its_directories_in_wal_mode(tmp_path):
         assert db.execute("SELECT name FROM dora_migrations").fetchall() == [
             ("m001_initial",),
             ("m002_outbox",),
+            ("m003_deployment_commits",),
         ]
 
 

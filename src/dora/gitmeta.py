@@ -20,6 +20,8 @@ import re
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
 
 from dora.redact import scrub, strip_credentials
 
@@ -178,6 +180,73 @@ def _from_git(
         return url, sha, None
     what = "git data" if len(lacking) == 2 else lacking[0]
     return url, sha, f"{' and '.join(reasons)}, so the event has no {what}"
+
+
+#: The most commits one deployment records; a longer history is cut to the newest ones.
+MAX_COMMITS = 5000
+
+
+class Commit(NamedTuple):
+    sha: str
+    committed_at: datetime  # the committer date: when the change landed on its branch
+
+
+def shipped_commits(
+    sha: str, previous: str | None, *, cwd: str | os.PathLike[str] | None = None
+) -> tuple[list[Commit] | None, str | None]:
+    """The commits a deployment of ``sha`` ships after one of ``previous``: reachable from
+    ``sha`` and not from ``previous``, merges skipped, newest first, at most MAX_COMMITS.
+
+    Returns the commits and at most one warning. With no ``previous`` (a first deployment)
+    there is nothing to measure against: no commits. When they cannot be listed, the
+    commits are None (unknown, as opposed to none): when ``sha`` is not in the repository at
+    ``cwd`` or there is none (the deployment was recorded from elsewhere; no warning), or
+    when this clone lacks ``previous`` (a shallow clone, usually; a warning).
+    """
+    from dora import timeparse
+
+    if previous is None or previous == sha:
+        return [], None
+    try:
+        if not _has_commit(cwd, sha):
+            log.debug("commit %s is not in this repository: no commits recorded", sha)
+            return None, None
+        if not _has_commit(cwd, previous):
+            return None, (
+                f"the previous deployment's commit {previous[:12]} is not in this clone "
+                "(a shallow clone? fetch with full history), so no lead time is recorded"
+            )
+        listing = _git_checked(
+            cwd,
+            "log",
+            "--no-merges",
+            f"--max-count={MAX_COMMITS}",
+            "--format=%H %ct",
+            sha,
+            f"^{previous}",
+            "--",
+        )
+    except FileNotFoundError:
+        return None, None
+    except _GitFailed as exc:
+        return None, f"cannot list the commits deployed ({exc}), so no lead time is recorded"
+    commits = []
+    for line in listing.splitlines():
+        commit_sha, _, stamp = line.partition(" ")
+        try:  # %ct is whole seconds; a commit git cannot date (empty, negative) is left out
+            seconds = int(stamp)
+            if seconds < 0:
+                raise ValueError(stamp)
+            commits.append(Commit(commit_sha, timeparse.from_ns(seconds * 10**9)))
+        except (ValueError, OverflowError):
+            log.debug("commit %s has no usable commit date (%r); left out", commit_sha, stamp)
+    if len(commits) == MAX_COMMITS:
+        log.debug("the deployment ships more than %d commits; the newest are kept", MAX_COMMITS)
+    return commits, None
+
+
+def _has_commit(cwd: str | os.PathLike[str] | None, sha: str) -> bool:
+    return _run_git(cwd, "cat-file", "-e", f"{sha}^{{commit}}").returncode == 0
 
 
 class _GitFailed(Exception):

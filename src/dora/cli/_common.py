@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # the event models load pydantic: only commands that record p
     from dora.backends.datadog import DatadogBackend, Endpoint, RetryPolicy
     from dora.config import Settings
     from dora.events import Event
+    from dora.gitmeta import Commit
     from dora.store import Store
 
 TIME_FORMS = (
@@ -100,7 +101,8 @@ SkipGit = Annotated[
     bool,
     typer.Option(
         "--skip-git",
-        help="Look up no git data: only --git-repository-url and --git-commit-sha are recorded.",
+        help="Look up no git data: only --git-repository-url and --git-commit-sha are "
+        "recorded, and no commits (for lead time).",
     ),
 ]
 Backend = Annotated[
@@ -143,12 +145,12 @@ E = TypeVar("E", bound="Event")
 log = logging.getLogger("dora")
 
 
-def parse_time(flag: str, value: str) -> datetime:
+def parse_time(flag: str, value: str, *, naive_utc: bool = False) -> datetime:
     """A time option's value, or a usage error naming the flag."""
     from dora.timeparse import parse_timestamp
 
     try:
-        return parse_timestamp(value)
+        return parse_timestamp(value, naive_utc=naive_utc)
     except ValueError as exc:
         raise UsageError(f"{flag}: {exc}") from None
 
@@ -295,11 +297,13 @@ def record(
     endpoint: Endpoint | None = None,
     backend: DatadogBackend | None = None,
     warnings: tuple[str, ...] = (),
+    list_commits: bool = False,
 ) -> None:
     """Keep ``event`` in the store (queued for ``endpoint`` if there is one), say so, print
     its id, then send it; for a dry run, print the request body instead.
 
     ``summary`` is the status line's subject: ``Recorded deployment ID (api, env prod)``.
+    With ``list_commits``, git is asked which commits a deployment ships, for lead time.
     """
     if dry_run:
         from dora import render
@@ -312,12 +316,33 @@ def record(
     from dora.store import open_store
 
     with open_store(settings.get("db") or "") as store:
-        store.save(event, queue=backend is not None)
+        commits, warning = shipped_commits(store, event, look=list_commits)
+        warnings += (warning,) if warning else ()
+        store.save(event, queue=backend is not None, commits=commits)
         _warn(warnings)
         status(f"{summary} in {store.location}")
         print(event.id, flush=True)  # the id is the caller's, whatever delivery does next
         if backend is not None:
             send(store, event, backend)
+
+
+def shipped_commits(
+    store: Store, event: Event, *, look: bool
+) -> tuple[list[Commit] | None, str | None]:
+    """The commits a deployment ships since the previous deployment of its service and env,
+    asking git in the working directory if ``look``, and a warning. None leaves the commits
+    already stored (for an event recorded again) as they are; a deployment without a commit
+    SHA ships none that are known."""
+    from dora import gitmeta
+    from dora.events import Deployment
+
+    if not isinstance(event, Deployment):
+        return None, None
+    if event.git is None or not event.git.commit_sha:
+        return [], None
+    if not look:
+        return None, None
+    return gitmeta.shipped_commits(event.git.commit_sha, store.previous_commit(event))
 
 
 def send(store: Store, event: Event, backend: DatadogBackend) -> None:

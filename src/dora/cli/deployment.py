@@ -46,8 +46,9 @@ def deployment(
 
     Run it as the last step of a deploy job. The git repository URL and commit SHA come
     from the flags, DD_GIT_* variables, the CI provider's variables, or git in the current
-    directory, each on its own; credentials in URLs are removed. Prints the new event's id
-    on stdout.
+    directory, each on its own; credentials in URLs are removed. Run inside the repository,
+    it also records the commits the deployment ships since the previous deployment of the
+    service and env, for lead time ('dora metrics'). Prints the new event's id on stdout.
 
     Examples:
 
@@ -93,4 +94,5 @@ def deployment(
         endpoint=endpoint,
         backend=sender,
         warnings=warnings,
+        list_commits=not skip_git,
     )

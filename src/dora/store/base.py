@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dora import timeparse
 from dora.errors import DoraError, InvalidEvent, NotFound
 from dora.events import Deployment, Event, GitInfo, Incident, build
+
+if TYPE_CHECKING:
+    from dora.gitmeta import Commit
 
 _ID_PREFIX = re.compile(r"[A-Za-z0-9._:-]+")
 #: The shortest prefix that may name an incident, as with git's short SHAs.
@@ -26,9 +30,32 @@ class Store(ABC):
     location: str
 
     @abstractmethod
-    def save(self, event: Event, *, queue: bool = False) -> None:
+    def save(
+        self, event: Event, *, queue: bool = False, commits: Sequence[Commit] | None = None
+    ) -> None:
         """Insert ``event``, or replace the stored event with the same kind and id; with
-        ``queue``, put it in the outbox as pending, in the same transaction."""
+        ``queue``, put it in the outbox as pending, in the same transaction.
+
+        ``commits`` (deployments only) replace the commits the deployment shipped; None
+        keeps those already stored.
+        """
+
+    @abstractmethod
+    def previous_commit(self, deployment: Deployment) -> str | None:
+        """The commit SHA of the latest other deployment of the same service and env that
+        finished before ``deployment`` did, if one was recorded with a SHA."""
+
+    @abstractmethod
+    def snapshot(self) -> AbstractContextManager[None]:
+        """Read everything inside the block from one consistent state of the store, however
+        other processes write meanwhile."""
+
+    @abstractmethod
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Sequence[Any]]:
+        """Run a read-only query and yield its rows as they come, without loading them all.
+
+        The SQL uses ``?`` placeholders and what SQLite and PostgreSQL both understand.
+        """
 
     @abstractmethod
     def incidents_by_prefix(self, prefix: str, limit: int) -> list[Incident]:

@@ -100,9 +100,30 @@ def m002_outbox(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX outbox_undelivered ON outbox (state, queued_at)")
 
 
+def m003_deployment_commits(db: sqlite3.Connection) -> None:
+    """The commits each deployment shipped, with their commit times: what lead time for
+    changes is measured from. A deployment recorded without git data has none."""
+    db.execute(
+        """
+        CREATE TABLE deployment_commits (
+            deployment_id TEXT NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
+            sha TEXT NOT NULL,
+            committed_at INTEGER NOT NULL,
+            PRIMARY KEY (deployment_id, sha)
+        )
+        """
+    )
+    db.execute("CREATE INDEX deployment_commits_sha ON deployment_commits (sha)")
+    db.execute(
+        "CREATE INDEX deployments_service_env_finished_at "
+        "ON deployments (service, env, finished_at)"
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     ("m001_initial", m001_initial),
     ("m002_outbox", m002_outbox),
+    ("m003_deployment_commits", m003_deployment_commits),
 )
 
 

@@ -6,10 +6,10 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dora import timeparse
 from dora.errors import NotFound, StoreError
@@ -22,6 +22,9 @@ from dora.store.base import (
     event_row,
     incident_from_row,
 )
+
+if TYPE_CHECKING:
+    from dora.gitmeta import Commit
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +53,25 @@ class SQLiteStore(Store):
     def close(self) -> None:
         self._db.close()
 
-    def save(self, event: Event, *, queue: bool = False) -> None:
+    def save(
+        self, event: Event, *, queue: bool = False, commits: Sequence[Commit] | None = None
+    ) -> None:
         row = event_row(event)
         row["recorded_at"] = time.time_ns()
         with self._write() as db:
             _queue(db, event.kind, event.id, insert=queue)
             if isinstance(event, Deployment):
                 _upsert(db, "deployments", row)
+                if commits is not None:
+                    db.execute(
+                        "DELETE FROM deployment_commits WHERE deployment_id = ?", (event.id,)
+                    )
+                    db.executemany(
+                        "INSERT OR IGNORE INTO deployment_commits "
+                        "(deployment_id, sha, committed_at) VALUES (?, ?, ?)",
+                        [(event.id, c.sha, timeparse.to_ns(c.committed_at)) for c in commits],
+                    )
+                    _credit_once(db, event, [c.sha for c in commits])
             elif isinstance(event, Incident):
                 _upsert(db, "incidents", row)
                 db.execute("DELETE FROM incident_services WHERE incident_id = ?", (event.id,))
@@ -67,6 +82,40 @@ class SQLiteStore(Store):
                 )
             else:  # pragma: no cover - the event types are closed
                 raise TypeError(f"cannot store {type(event).__name__}")
+
+    def previous_commit(self, deployment: Deployment) -> str | None:
+        found = self._read(
+            "SELECT commit_sha FROM deployments WHERE service = ? AND env IS ? "
+            "AND (finished_at, id) < (?, ?) AND commit_sha IS NOT NULL "
+            "ORDER BY finished_at DESC, id DESC LIMIT 1",
+            (
+                deployment.service,
+                deployment.env,
+                timeparse.to_ns(deployment.finished_at),
+                deployment.id,
+            ),
+        )
+        return str(found[0]["commit_sha"]) if found else None
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        # a WAL reader sees the database as of its transaction's first read
+        try:
+            self._db.execute("BEGIN")
+        except sqlite3.Error as exc:
+            raise _store_error(self.path, "cannot read", exc) from exc
+        try:
+            yield
+        finally:
+            _rollback(self._db)
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Sequence[Any]]:
+        try:
+            cursor = self._db.execute(sql, params)
+            while batch := cursor.fetchmany(1000):
+                yield from batch
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the store at {self.path}: {exc}") from exc
 
     def finish_incident(
         self, incident_id: str, finished_at: datetime, *, queue: bool = False
@@ -232,6 +281,35 @@ def _queue(db: sqlite3.Connection, kind: str, event_id: str, *, insert: bool) ->
             "WHERE kind = ? AND event_id = ?",
             (now, kind, event_id),
         )
+
+
+def _credit_once(db: sqlite3.Connection, deployment: Deployment, shas: list[str]) -> None:
+    """Credit each commit to the first deployment of the service and env that shipped it,
+    as lead time measures the time to reach production once.
+
+    Deployments are ordered by finish, then id. A commit an earlier deployment shipped (a
+    roll forward after a rollback) is not this one's; one that a later deployment was
+    credited with (this one is a backfill) is no longer that one's.
+    """
+    order = {
+        "me": deployment.id,
+        "service": deployment.service,
+        "env": deployment.env,
+        "finished": timeparse.to_ns(deployment.finished_at),
+    }
+    same = "d.service = :service AND d.env IS :env"
+    db.executemany(
+        "DELETE FROM deployment_commits WHERE deployment_id = :me AND sha = :sha AND EXISTS "
+        "(SELECT 1 FROM deployment_commits c JOIN deployments d ON d.id = c.deployment_id "
+        f"WHERE c.sha = :sha AND {same} AND (d.finished_at, d.id) < (:finished, :me))",
+        [{**order, "sha": sha} for sha in shas],
+    )
+    db.executemany(
+        "DELETE FROM deployment_commits WHERE sha = :sha AND deployment_id IN "
+        f"(SELECT d.id FROM deployments d WHERE {same} "
+        "AND (d.finished_at, d.id) > (:finished, :me))",
+        [{**order, "sha": sha} for sha in shas],
+    )
 
 
 def _upsert(db: sqlite3.Connection, table: str, row: dict[str, Any]) -> None:
