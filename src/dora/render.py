@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import html
 import json
+import os
 from collections.abc import Sequence
-from typing import IO, Any
+from datetime import datetime, timedelta
+from typing import IO, TYPE_CHECKING, Any
 
 from dora import timeparse
-from dora.config import Setting
-from dora.events import Event, Incident
+from dora.metrics import EDITION, FIGURES, LEVELS, Evidence, Failure, Figures, Report, Row
+
+if TYPE_CHECKING:
+    from dora.config import Setting
+    from dora.events import Event, Incident
 
 
 def event_json(event: Event) -> dict[str, Any]:
@@ -81,3 +87,440 @@ def incidents_table(incidents: Sequence[Incident], out: IO[str]) -> None:
             escape(" · ".join(text for text in (incident.severity, incident.name) if text)),
         )
     Console(file=out, highlight=False).print(table)
+
+
+# --- dora metrics ------------------------------------------------------------------------------
+
+#: How each performance level is coloured in tables.
+LEVEL_STYLES = {"elite": "bold green", "high": "green", "medium": "yellow", "low": "red"}
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return timeparse.format_duration(timedelta(seconds=value))
+
+
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def _per_day(value: float) -> str:
+    if value >= 10:
+        return f"{value:.0f}"
+    if value >= 1:
+        return f"{value:.1f}"
+    return f"{value:.2f}" if value >= 0.01 or not value else f"{value:.1g}"
+
+
+def _open(figures: Figures) -> str:
+    if not figures.open_failures:
+        return "0"
+    return f"{figures.open_failures} ({_seconds(figures.oldest_open_failure_age_seconds)})"
+
+
+def _key_text(value: str | None) -> str:
+    return "(none)" if value is None else value
+
+
+def _when(moment: datetime) -> str:
+    if moment == moment.replace(hour=0, minute=0, second=0, microsecond=0):
+        return moment.strftime("%Y-%m-%d")
+    return moment.strftime("%Y-%m-%d %H:%M" if not moment.second else "%Y-%m-%d %H:%M:%S")
+
+
+def _bucket(moment: datetime, interval: str | None) -> str:
+    """A trend row's label: ``2026-11`` for a whole month, else its first moment."""
+    if interval == "month" and moment == moment.replace(
+        day=1, hour=0, minute=0, second=0, microsecond=0
+    ):
+        return moment.strftime("%Y-%m")
+    return _when(moment)
+
+
+def _window(report: Report) -> str:
+    """``2026-11-01 → 2026-11-08 UTC (7 days), by service, env prod``."""
+    text = f"{_when(report.since)} → {_when(report.until)} UTC ({_days_text(report.days)})"
+    text += ", " + ("by " + ", ".join(report.group_by) if report.group_by else "all events")
+    for name, values in report.filters.as_dict().items():
+        if values:
+            text += f", {name} {' or '.join(values)}"
+    return text
+
+
+def _days_text(days: float) -> str:
+    if days >= 1 and days == int(days):
+        return f"{int(days)} day{'s' if days != 1 else ''}"
+    return timeparse.format_duration(timedelta(days=days))
+
+
+def _open_summary(total: Figures) -> str:
+    if not total.open_failures:
+        return "No incidents open at the end of the window."
+    oldest = _seconds(total.oldest_open_failure_age_seconds)
+    if total.open_failures == 1:
+        return f"1 incident open at the end of the window, for {oldest}."
+    return (
+        f"{total.open_failures} incidents open at the end of the window; the oldest for {oldest}."
+    )
+
+
+# The cells of a row, shared by the table and Markdown: (heading, text, level or None).
+def _cells(figures: Figures) -> list[tuple[str, str, str | None]]:
+    levels = figures.levels()
+    return [
+        ("deploys", str(figures.deployments), None),
+        ("per day", _per_day(figures.deployment_frequency_per_day), levels["deployment_frequency"]),
+        ("lead time", _seconds(figures.median_lead_time_seconds), levels["lead_time"]),
+        ("failures", str(figures.failures), None),
+        ("CFR", _rate(figures.change_failure_rate), levels["change_failure_rate"]),
+        ("restored", str(figures.resolved_failures), None),
+        ("MTTR", _seconds(figures.mttr_seconds), None),
+        ("TTR median", _seconds(figures.median_time_to_restore_seconds), levels["time_to_restore"]),
+        ("TTR p90", _seconds(figures.p90_time_to_restore_seconds), None),
+        ("open (oldest)", _open(figures), None),
+    ]
+
+
+#: Columns a narrow terminal drops first, in this order (they have their summary elsewhere).
+_DROPPABLE = ("TTR p90", "MTTR", "restored", "lead time")
+
+
+def metrics_json(report: Report, out: IO[str]) -> None:
+    """The documented JSON contract: see the README's "dora metrics" section."""
+    json.dump(_report_data(report), out, indent=2)
+    out.write("\n")
+
+
+def _report_data(report: Report) -> dict[str, Any]:
+    def group(key: tuple[str | None, ...], figures: Figures) -> dict[str, Any]:
+        return {
+            **dict(zip(report.group_by, key, strict=True)),
+            **figures.as_dict(),
+            "levels": figures.levels(),
+        }
+
+    data: dict[str, Any] = {
+        "since": timeparse.format_iso(report.since),
+        "until": timeparse.format_iso(report.until),
+        "group_by": list(report.group_by),
+        "filters": report.filters.as_dict(),
+        "levels_from": EDITION,
+        "groups": [],
+        "total": {**report.total.as_dict(), "levels": report.total.levels()},
+    }
+    for row in report.groups:
+        entry = group(row.key, row.figures)
+        if row.evidence is not None:
+            entry["explain"] = _evidence_data(row.evidence)
+        data["groups"].append(entry)
+    if report.interval:
+        data["interval"] = report.interval
+        data["trend"] = [
+            {
+                "start": timeparse.format_iso(row.start),
+                "end": timeparse.format_iso(row.end),
+                **group(row.key, row.figures),
+            }
+            for row in report.trend
+        ]
+    return data
+
+
+def _evidence_data(evidence: Evidence) -> dict[str, list[dict[str, Any]]]:
+    def failure(item: Failure) -> dict[str, Any]:
+        finished = timeparse.format_iso(item.finished_at) if item.finished_at else None
+        return {
+            "id": item.id,
+            "started_at": timeparse.format_iso(item.started_at),
+            "finished_at": finished,
+        }
+
+    return {
+        "deployments": [
+            {
+                "id": item.id,
+                "finished_at": timeparse.format_iso(item.finished_at),
+                "commits": item.commits,
+                "shortest_lead_time_seconds": item.shortest_lead_seconds,
+                "longest_lead_time_seconds": item.longest_lead_seconds,
+            }
+            for item in evidence.deployments
+        ],
+        "failures": [failure(item) for item in evidence.failures],
+        "resolved": [failure(item) for item in evidence.resolved],
+        "open": [failure(item) for item in evidence.open],
+    }
+
+
+def metrics_csv(report: Report, out: IO[str]) -> None:
+    """One row per group (``row`` = group), the total (total) and each trend bucket and
+    group (trend); empty cells where there is no data. Figures at full precision."""
+    import csv
+
+    level_names = list(report.total.levels())
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(
+        ["row", "start", "end", *report.group_by, *FIGURES, *(f"{n}_level" for n in level_names)]
+    )
+
+    def line(
+        kind: str, start: datetime, end: datetime, key: Sequence[str | None], figures: Figures
+    ) -> None:
+        values = [*key, *figures.as_dict().values(), *figures.levels().values()]
+        writer.writerow(
+            [
+                kind,
+                timeparse.format_iso(start),
+                timeparse.format_iso(end),
+                *(_csv_cell(value) for value in values),
+            ]
+        )
+
+    for row in _group_rows(report):
+        line("group", report.since, report.until, row.key, row.figures)
+    line("total", report.since, report.until, [None] * len(report.group_by), report.total)
+    for trend in report.trend:
+        line("trend", trend.start, trend.end, trend.key, trend.figures)
+
+
+def _csv_cell(value: object) -> object:
+    """A CSV cell: floats at full precision, nothing for no data, and text that a spreadsheet
+    would run as a formula (``=``, ``+``, ``-``, ``@`` first) made plain text with ``'``."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def metrics_markdown(report: Report, out: IO[str]) -> None:
+    """GitHub-flavoured Markdown, for ``$GITHUB_STEP_SUMMARY`` and pull requests."""
+    headings = [name for name, _, _ in _cells(report.total)]
+    out.write(f"### DORA metrics, {_md(_window(report))}\n\n")
+    out.write("| " + " | ".join([*(report.group_by or ["scope"]), *headings]) + " |\n")
+    out.write("|" + "---|" * max(1, len(report.group_by)) + "---:|" * len(headings) + "\n")
+
+    def cells(figures: Figures) -> list[str]:
+        return [_md(text) + (f" _{level}_" if level else "") for _, text, level in _cells(figures)]
+
+    for row in _group_rows(report):
+        out.write(
+            "| " + " | ".join([*(_md(_key_text(k)) for k in row.key), *cells(row.figures)]) + " |\n"
+        )
+    width = max(1, len(report.group_by))
+    total = ["**total**", *[""] * (width - 1), *(f"**{c}**" for c in cells(report.total))]
+    out.write("| " + " | ".join(total) + " |\n\n")
+    out.write(
+        f"{_open_summary(report.total)} TTR: time to restore; MTTR: its mean. "
+        f"Levels ({EDITION}, from medians) in italics.\n"
+    )
+    if report.trend:
+        out.write(f"\n#### By {report.interval}\n\n")
+        names = [report.interval or "", *report.group_by, *headings]
+        out.write("| " + " | ".join(names) + " |\n")
+        out.write("|---|" + "---|" * len(report.group_by) + "---:|" * len(headings) + "\n")
+        for trend in report.trend:
+            key = [_md(_key_text(k)) for k in trend.key]
+            out.write(
+                "| "
+                + " | ".join([_bucket(trend.start, report.interval), *key, *cells(trend.figures)])
+                + " |\n"
+            )
+    evidence = [row for row in report.groups if row.evidence is not None]
+    if evidence:
+        out.write("\n")
+    for row in evidence:
+        assert row.evidence is not None  # noqa: S101 - filtered above
+        name = ", ".join(_key_text(k) for k in row.key) or "all events"
+        summary = html.escape(f"{name}: the events behind the numbers")
+        out.write(f"<details><summary>{summary}</summary>\n\n")
+        for line in _evidence_lines(row.evidence):
+            out.write(f"- {_md(line)}\n")
+        out.write("\n</details>\n")
+
+
+def _group_rows(report: Report) -> list[Row]:
+    """The rows above the total; with ``--by none`` the total is the only one."""
+    return report.groups if report.group_by else []
+
+
+def _md(text: str) -> str:
+    """Text that cannot break a Markdown table, start markup or an HTML entity."""
+    text = text.replace("&", "&amp;")
+    for char in "\\|*_`<>[]":
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+def _evidence_lines(evidence: Evidence) -> list[str]:
+    lines = []
+    for deployed in evidence.deployments:
+        shortest, longest = deployed.shortest_lead_seconds, deployed.longest_lead_seconds
+        if not deployed.commits:
+            shipped = "no commits recorded"
+        elif deployed.commits == 1:
+            shipped = f"1 commit, lead time {_seconds(shortest)}"
+        else:
+            shipped = (
+                f"{deployed.commits} commits, lead time {_seconds(shortest)} to {_seconds(longest)}"
+            )
+        lines.append(f"deployment {deployed.id} finished {_stamp(deployed.finished_at)}, {shipped}")
+    for item in evidence.failures:
+        state = f"resolved {_stamp(item.finished_at)}" if item.finished_at else "not resolved"
+        lines.append(f"failure {item.id} started {_stamp(item.started_at)}, {state}")
+    for item in evidence.resolved:
+        assert item.finished_at is not None  # noqa: S101 - resolved
+        took = _seconds((item.finished_at - item.started_at).total_seconds())
+        span = f"{_stamp(item.started_at)} to {_stamp(item.finished_at)}"
+        lines.append(f"restored {item.id} in {took} ({span})")
+    lines += [f"open {item.id} since {_stamp(item.started_at)}" for item in evidence.open]
+    return lines
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def metrics_table(report: Report, out: IO[str], *, color: bool | None = None) -> None:
+    """The terminal report: a table coloured by level, the total, open incidents, the
+    trend with bars, and the events behind each group when explained."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(file=out, highlight=False, no_color=color is False, force_terminal=color)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 1000  # a file or a pipe gets every column, unwrapped
+    rows = _group_rows(report)
+    keys = [[_key_text(k) for k in row.key] for row in rows]
+    names = [name.upper() for name in report.group_by] or ["SCOPE"]
+    figures = [row.figures for row in rows] + [report.total]
+    cells = [_cells(f) for f in figures]
+    headings = [heading for heading, _, _ in cells[-1]]
+    shown = _fit(console.width, names, keys, headings, cells)
+    table = Table(
+        title=f"DORA metrics, {escape(_window(report))}",
+        title_justify="left",
+        header_style="bold",
+        box=None,
+        pad_edge=False,
+    )
+    for name in names:
+        table.add_column(name, overflow="fold")
+    for n in shown:
+        table.add_column(headings[n].upper().replace(" ", "\n", 1), justify="right", no_wrap=True)
+
+    def row_cells(row: list[tuple[str, str, str | None]]) -> list[Text]:
+        return [Text(row[n][1], style=LEVEL_STYLES.get(row[n][2] or "", "")) for n in shown]
+
+    for row, key, row_figures in zip(rows, keys, cells, strict=False):
+        styled = [
+            Text(text, style="dim" if k is None else "")
+            for text, k in zip(key, row.key, strict=True)
+        ]
+        table.add_row(*styled, *row_cells(row_figures))
+    table.add_section()
+    width = max(1, len(report.group_by))
+    table.add_row(Text("total", style="bold"), *[""] * (width - 1), *row_cells(cells[-1]))
+    console.print(table)
+    console.print(escape(_open_summary(report.total)))
+    legend = Text(f"TTR: time to restore; MTTR: its mean. Levels ({EDITION}, from medians): ")
+    for n, level in enumerate(LEVELS):
+        legend.append(level, style=LEVEL_STYLES[level])
+        legend.append(", " if n < len(LEVELS) - 1 else ".")
+    console.print(legend, style="dim" if not console.color_system else "")
+    if hidden := [headings[n] for n in range(len(headings)) if n not in shown]:
+        console.print(
+            f"Too narrow for {', '.join(hidden)}: widen the terminal or use --format json.",
+            style="dim",
+        )
+    if report.trend:
+        console.print()
+        console.print(_trend_table(report))
+    for row in report.groups:
+        if row.evidence is None:
+            continue
+        name = ", ".join(_key_text(k) for k in row.key) or "all events"
+        console.print()
+        console.print(Text(f"{name}: the events behind the numbers", style="bold"))
+        for line in _evidence_lines(row.evidence) or ["no events"]:
+            console.print("  " + escape(line), soft_wrap=True)
+
+
+def _fit(
+    width: int,
+    names: list[str],
+    keys: list[list[str]],
+    headings: list[str],
+    cells: list[list[tuple[str, str, str | None]]],
+) -> list[int]:
+    """The figure columns that fit in ``width``, dropping ``_DROPPABLE`` ones as needed."""
+
+    def needed(n: int) -> int:
+        head = max(len(word) for word in headings[n].split(" ", 1))
+        return max(head, *(len(row[n][1]) for row in cells)) + 2
+
+    key_width = sum(
+        max(len(name), *(len(key[i]) for key in keys), len("total")) + 2
+        for i, name in enumerate(names)
+    )
+    shown = list(range(len(headings)))
+    for heading in _DROPPABLE:
+        if key_width + sum(needed(n) for n in shown) - 2 <= width:
+            break
+        shown.remove(headings.index(heading))
+    return shown
+
+
+def _trend_table(report: Report) -> Any:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(
+        title=f"By {report.interval}",
+        title_justify="left",
+        header_style="bold",
+        box=None,
+        pad_edge=False,
+    )
+    table.add_column(str(report.interval).upper(), no_wrap=True)
+    for name in report.group_by:
+        table.add_column(name.upper(), overflow="fold", min_width=4)
+    metrics: list[tuple[str, Any, Any]] = [
+        ("DEPLOYS", lambda f: f.deployments, str),
+        ("LEAD TIME", lambda f: f.median_lead_time_seconds, _seconds),
+        ("FAILURES", lambda f: f.failures, str),
+        ("CFR", lambda f: f.change_failure_rate, _rate),
+        ("MEDIAN RESTORE", lambda f: f.median_time_to_restore_seconds, _seconds),
+        ("OPEN", lambda f: f.open_failures, str),
+    ]
+    for heading, _, _ in metrics:
+        table.add_column(heading, justify="right", no_wrap=True)
+    peaks: dict[tuple[tuple[str | None, ...], str], float] = {}
+    for trend in report.trend:
+        for heading, value, _ in metrics:
+            peak = peaks.get((trend.key, heading), 0.0)
+            peaks[trend.key, heading] = max(peak, value(trend.figures) or 0.0)
+    previous = None
+    for trend in report.trend:
+        cells = []
+        for heading, value, text in metrics:
+            number = value(trend.figures)
+            cells.append(Text(f"{text(number)} {_bar(number, peaks[trend.key, heading])}"))
+        key = [_key_text(k) if trend.key != previous else "" for k in trend.key]
+        table.add_row(_bucket(trend.start, report.interval), *key, *cells)
+        previous = trend.key
+    return table
+
+
+def _bar(value: float | None, peak: float) -> str:
+    """One block character, as high as ``value`` is against the series' ``peak``; a blank
+    for nothing, so that reading down a column shows the trend."""
+    if not value or not peak:
+        return " "
+    return _BARS[min(len(_BARS) - 1, int(value / peak * (len(_BARS) - 1) + 0.5))]

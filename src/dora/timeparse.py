@@ -34,6 +34,7 @@ FORMS_HINT = (
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _RELATIVE = re.compile(r"-\s*([0-9]+)\s*([smhdw])")
+_DURATION = re.compile(r"([0-9]+)\s*([smhdw])")
 _NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _ISO = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
@@ -47,10 +48,14 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def parse_timestamp(text: str, *, reference: datetime | None = None) -> datetime:
+def parse_timestamp(
+    text: str, *, reference: datetime | None = None, naive_utc: bool = False
+) -> datetime:
     """Read one timestamp in any accepted form; raise ``ValueError`` naming the forms.
 
-    ``reference`` is the "now" that ``now`` and relative offsets count from.
+    ``reference`` is the "now" that ``now`` and relative offsets count from. With
+    ``naive_utc``, an ISO time without a zone is UTC rather than local time (for reports,
+    whose windows and buckets are UTC).
     """
     value = text.strip()
     if not value:
@@ -69,8 +74,19 @@ def parse_timestamp(text: str, *, reference: datetime | None = None) -> datetime
     if _NUMBER.fullmatch(value):
         return from_unix(value)
     if match := _ISO.fullmatch(value):
-        return _from_iso(match, value)
+        return _from_iso(match, value, naive_utc=naive_utc)
     raise ValueError(f"'{text}' is not a timestamp: {FORMS_HINT}")
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """A length of time such as ``30d``, ``12w``, ``6h``, ``90m`` (minutes) or ``45s``; None
+    when ``text`` has not that form."""
+    if not (match := _DURATION.fullmatch(text.strip())):
+        return None
+    try:
+        return timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+    except OverflowError:
+        return timedelta.max
 
 
 def from_unix(value: str | int | float) -> datetime:
@@ -95,7 +111,7 @@ def from_unix(value: str | int | float) -> datetime:
         raise ValueError(f"'{value}' is out of range") from None
 
 
-def _from_iso(match: re.Match[str], text: str) -> datetime:
+def _from_iso(match: re.Match[str], text: str, *, naive_utc: bool = False) -> datetime:
     year, month, day, hour, minute, second, fraction = match.group(1, 2, 3, 4, 5, 6, 7)
     micro = int((fraction or "0").ljust(6, "0")[:6])
     try:
@@ -111,7 +127,7 @@ def _from_iso(match: re.Match[str], text: str) -> datetime:
                 raise ValueError("offset out of range")
             moment = moment.replace(tzinfo=timezone(-offset if match["sign"] == "-" else offset))
         else:
-            moment = _local(moment, text)
+            moment = moment.replace(tzinfo=UTC) if naive_utc else _local(moment, text)
         moment = moment.astimezone(UTC)
     except OverflowError as exc:
         raise ValueError(f"'{text}' is not a valid date and time ({exc})") from None
@@ -135,6 +151,10 @@ def _local(naive: datetime, text: str) -> datetime:
             f"'{text}' {problem} in local time (a daylight-saving change); add Z or an offset"
         )
     return first
+
+
+#: The last moment an integer nanosecond timestamp (the store's) can hold: 2262-04-11.
+LATEST = EPOCH + timedelta(microseconds=(2**63 - 1) // 1000)
 
 
 def to_ns(moment: datetime) -> int:

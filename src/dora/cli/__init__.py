@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from dora import __version__
-from dora.cli import config, deployment, incident, push
+from dora.cli import config, deployment, incident, metrics, push
 from dora.cli._common import Verbose
 from dora.cli._runtime import DoraGroup, print_help
 
@@ -57,6 +57,7 @@ def _root(
 
 app.command(name="deployment")(deployment.deployment)
 app.add_typer(incident.app)
+app.command(name="metrics")(metrics.metrics)
 app.command(name="push")(push.push)
 app.command(name="config")(config.config)
 

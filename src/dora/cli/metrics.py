@@ -1,0 +1,216 @@
+"""``dora metrics``: the DORA metrics of a window, per group, as a table, JSON, CSV or Markdown."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from dora.cli import _common as opt
+from dora.cli._runtime import status
+from dora.config import Settings
+from dora.errors import NotFound, UsageError
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    markdown = "markdown"
+
+
+class Interval(str, Enum):
+    day = "day"
+    week = "week"
+    month = "month"
+
+
+def _filter(flag: str, help: str) -> object:
+    return typer.Option(flag, metavar="NAME", help=help, show_default=False)
+
+
+def metrics(
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            metavar="TIME|DURATION",
+            help="Start of the window, included: a length before --until such as 30d, 12w, 6h "
+            f"(default 30d), or a time: {opt.TIME_FORMS}.",
+            show_default=False,
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        opt.time_option("--until", "End of the window, excluded (default: now). Same time forms."),
+    ] = None,
+    by: Annotated[
+        str,
+        typer.Option(
+            "--by",
+            metavar="FIELDS",
+            help="Group by service, team or env, or a comma list such as service,env; "
+            "none for one row.",
+        ),
+    ] = "service",
+    service: Annotated[
+        list[str] | None, _filter("--service", "Only this service; repeat for several.")
+    ] = None,
+    team: Annotated[list[str] | None, _filter("--team", "Only this team; repeatable.")] = None,
+    env: Annotated[list[str] | None, _filter("--env", "Only this environment; repeatable.")] = None,
+    interval: Annotated[
+        Interval | None,
+        typer.Option(
+            "--interval",
+            help="Add a trend: one row per UTC day, week (from Monday) or month, per group.",
+            case_sensitive=False,
+            show_default=False,
+        ),
+    ] = None,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="List the deployments and incidents behind each group's numbers "
+            "(table, json and markdown).",
+        ),
+    ] = False,
+    format: Annotated[
+        Format, typer.Option("--format", help="Output format.", case_sensitive=False)
+    ] = Format.table,
+    db: opt.Db = None,
+    verbose: opt.Verbose = False,
+) -> None:
+    """Report change failure rate, time to restore, deployment frequency and lead time.
+
+    The window is [since, until) in UTC. Each figure is given per group and in total:
+
+    * Deployments that finished in the window; deployment frequency is their number per day.
+
+    * Failures: incidents that started in the window. Change failure rate (CFR) is
+    failures / deployments, n/a for a group without deployments.
+
+    * Time to restore (finish - start) of the incidents resolved in the window: MTTR (the
+    mean), the median and the 90th percentile. Incidents still open at the end of the window
+    are counted, with the age of the oldest, and never scored.
+
+    * Lead time: the median time from a commit to the end of the deployment that shipped it.
+    'dora deployment' records the commits when run inside the repository; a service's
+    first deployment has none.
+
+    An incident of several services counts in each service's row and once in the total.
+    Levels (elite, high, medium, low) follow the DORA State of DevOps Report 2023, judged
+    on the medians.
+
+    Examples:
+
+        dora metrics
+
+        dora metrics --since 12w --by team --env prod
+
+        dora metrics --since 2026-01-01 --until 2026-04-01 --interval month
+
+        dora metrics --format markdown >> "$GITHUB_STEP_SUMMARY"
+
+        dora metrics --service api --explain
+    """
+    from dora import metrics as m
+    from dora import render
+
+    group_by = _group_by(by)
+    window = _window(since, until)
+    if explain and format is Format.csv:
+        raise UsageError("--explain: not available with --format csv; use json or markdown")
+    for flag, values in (("--service", service), ("--team", team), ("--env", env)):
+        if any(not value.strip() for value in values or ()):
+            raise UsageError(f"{flag}: must not be empty")
+    filters = m.Filters(tuple(service or ()), tuple(team or ()), tuple(env or ()))
+    settings = Settings({"db": db})
+    where = settings.get("db") or ""
+    from dora.store import open_store
+
+    try:
+        store = open_store(where, create=False)
+    except NotFound:
+        store = None  # a report of nothing, and no store made by a command that only reads
+    try:
+        report = m.report(
+            store,
+            *window,
+            group_by=group_by,
+            filters=filters,
+            interval=interval.value if interval else None,
+            explain=explain,
+        )
+    finally:
+        if store is not None:
+            store.close()
+    if format is Format.json:
+        render.metrics_json(report, sys.stdout)
+    elif format is Format.csv:
+        render.metrics_csv(report, sys.stdout)
+    elif format is Format.markdown:
+        render.metrics_markdown(report, sys.stdout)
+    else:
+        render.metrics_table(report, sys.stdout)
+    if store is None:
+        status(f"Nothing has been recorded in {where} yet.")
+    elif not report.groups:
+        status("No deployments or incidents in this window.")
+
+
+def _group_by(text: str) -> tuple[str, ...]:
+    from dora.metrics import GROUP_FIELDS
+
+    names = [name.strip().lower() for name in text.split(",")]
+    if names == ["none"]:
+        return ()
+    for name in names:
+        if name not in GROUP_FIELDS:
+            shown = name or "an empty name"
+            raise UsageError(f"--by: {shown!r} is not a field; use service, team, env or none")
+    if len(set(names)) < len(names):
+        raise UsageError(f"--by: {text!r} names a field twice")
+    return tuple(names)
+
+
+def _window(since: str | None, until: str | None) -> tuple[datetime, datetime]:
+    """The report's window; a time without a zone is UTC here, like the report itself."""
+    from dora import timeparse
+
+    if until is None:
+        end = timeparse.now()
+    else:
+        _has_unit("--until", until)
+        end = opt.parse_time("--until", until, naive_utc=True)
+    if end > timeparse.LATEST:
+        raise UsageError(f"--until: {until} is after the last time the store can hold (2262)")
+    text = "30d" if since is None else since
+    length = timeparse.parse_duration(text)
+    if length is None:
+        _has_unit("--since", text)
+        start = opt.parse_time("--since", text, naive_utc=True)
+    elif not length:
+        raise UsageError("--since: the window must not be empty")
+    else:
+        try:
+            start = end - length
+        except OverflowError:
+            start = timeparse.EPOCH - timedelta(days=1)
+        if start < timeparse.EPOCH:
+            raise UsageError(f"--since: {text} before --until reaches back before 1970")
+    if start >= end:
+        raise UsageError(
+            f"--since: {timeparse.format_iso(start)} is not before --until "
+            f"({timeparse.format_iso(end)})"
+        )
+    return start, end
+
+
+def _has_unit(flag: str, text: str) -> None:
+    """A small bare number is a length without its unit, not a time in 1970."""
+    if text.strip().isdigit() and int(text) < 10**9:
+        raise UsageError(f"{flag}: '{text.strip()}' has no unit: write {text.strip()}d, w, h or m")

@@ -1,0 +1,602 @@
+"""DORA metrics from the store: aggregation queries turned into plain result objects.
+
+Definitions (the README and ``dora metrics --help`` say the same):
+
+* The window is half-open, ``[since, until)``, in UTC.
+* A deployment counts when its ``finished_at`` is in the window; an incident (failure) counts
+  toward the change failure rate when its ``started_at`` is.
+* Change failure rate = failures / deployments of the same group; undefined (None) when the
+  group has no deployments.
+* Time to restore = ``finished_at - started_at`` of an incident resolved in the window
+  (``finished_at`` in it): mean (MTTR), median and 90th percentile. Percentiles interpolate
+  between the two nearest values, as PostgreSQL's ``percentile_cont`` does.
+* Open incidents are never scored: those open at the end of the window (started before it,
+  not resolved before it) are counted, with the age of the oldest at the window's end.
+* Deployment frequency = deployments / days in the window.
+* Lead time of a commit = ``finished_at`` of the deployment that shipped it - its commit
+  time (never below zero); the median per group.
+* An incident naming several services counts once in each service's group and once in the
+  total.
+
+Everything is aggregated inside the database: Python sees a few rows per group.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from dora import timeparse
+
+if TYPE_CHECKING:
+    from dora.store import Store
+
+#: The fields a report can be grouped and filtered by.
+GROUP_FIELDS = ("service", "team", "env")
+INTERVALS = ("day", "week", "month")
+
+#: The benchmarks the performance levels come from.
+EDITION = "DORA State of DevOps Report 2023"
+LEVELS = ("elite", "high", "medium", "low")
+
+_HOUR, _DAY, _WEEK = 3600.0, 86400.0, 604800.0
+_MONTH = 30 * _DAY
+
+
+def cfr_level(rate: float | None) -> str | None:
+    """Elite at most 5 %, high at most 10 %, medium at most 15 %, low above."""
+    if rate is None:
+        return None
+    return (
+        "elite" if rate <= 0.05 else "high" if rate <= 0.10 else "medium" if rate <= 0.15 else "low"
+    )
+
+
+def restore_level(seconds: float | None) -> str | None:
+    """Elite under an hour, high under a day, medium under a week, low above."""
+    return _under(seconds, _HOUR, _DAY, _WEEK)
+
+
+def lead_time_level(seconds: float | None) -> str | None:
+    """Elite under a day, high under a week, medium under a month (30 days), low above."""
+    return _under(seconds, _DAY, _WEEK, _MONTH)
+
+
+def frequency_level(per_day: float | None) -> str | None:
+    """Elite more than once a day (on demand), high at least weekly, medium at least
+    monthly (every 30 days), low less often."""
+    if per_day is None:
+        return None
+    if per_day > 1:
+        return "elite"
+    return "high" if per_day >= 1 / 7 else "medium" if per_day >= 1 / 30 else "low"
+
+
+def _under(value: float | None, elite: float, high: float, medium: float) -> str | None:
+    if value is None:
+        return None
+    return (
+        "elite"
+        if value < elite
+        else "high"
+        if value < high
+        else "medium"
+        if value < medium
+        else "low"
+    )
+
+
+@dataclass
+class Figures:
+    """The numbers of one group (or the total) over one period."""
+
+    days: float
+    deployments: int = 0
+    failures: int = 0
+    resolved_failures: int = 0
+    open_failures: int = 0
+    oldest_open_failure_age_seconds: float | None = None
+    mttr_seconds: float | None = None
+    median_time_to_restore_seconds: float | None = None
+    p90_time_to_restore_seconds: float | None = None
+    median_lead_time_seconds: float | None = None
+
+    @property
+    def change_failure_rate(self) -> float | None:
+        return self.failures / self.deployments if self.deployments else None
+
+    @property
+    def deployment_frequency_per_day(self) -> float:
+        return self.deployments / self.days
+
+    def levels(self) -> dict[str, str | None]:
+        """The performance level of each metric; time to restore is judged by its median."""
+        return {
+            "deployment_frequency": frequency_level(self.deployment_frequency_per_day),
+            "lead_time": lead_time_level(self.median_lead_time_seconds),
+            "change_failure_rate": cfr_level(self.change_failure_rate),
+            "time_to_restore": restore_level(self.median_time_to_restore_seconds),
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        """The figures under their JSON names, in the documented order; no data is None."""
+        return {
+            "deployments": self.deployments,
+            "failures": self.failures,
+            "change_failure_rate": self.change_failure_rate,
+            "resolved_failures": self.resolved_failures,
+            "open_failures": self.open_failures,
+            "oldest_open_failure_age_seconds": self.oldest_open_failure_age_seconds,
+            "mttr_seconds": self.mttr_seconds,
+            "median_time_to_restore_seconds": self.median_time_to_restore_seconds,
+            "p90_time_to_restore_seconds": self.p90_time_to_restore_seconds,
+            "deployment_frequency_per_day": self.deployment_frequency_per_day,
+            "median_lead_time_seconds": self.median_lead_time_seconds,
+        }
+
+
+#: The figure names, in output order (``as_dict``'s keys).
+FIGURES = tuple(Figures(days=1).as_dict())
+
+Key = tuple[str | None, ...]
+
+
+@dataclass(frozen=True)
+class Deployed:
+    id: str
+    finished_at: datetime
+    commits: int
+    shortest_lead_seconds: float | None
+    longest_lead_seconds: float | None
+
+
+@dataclass(frozen=True)
+class Failure:
+    id: str
+    started_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass
+class Evidence:
+    """The events behind a group's numbers, for ``--explain``."""
+
+    deployments: list[Deployed] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)  # started in the window
+    resolved: list[Failure] = field(default_factory=list)  # resolved in the window
+    open: list[Failure] = field(default_factory=list)  # open at the window's end
+
+
+@dataclass
+class Row:
+    key: Key  # the values of the grouping fields, in --by order; None where events have none
+    figures: Figures
+    evidence: Evidence | None = None
+
+
+@dataclass
+class TrendRow:
+    start: datetime
+    end: datetime
+    key: Key
+    figures: Figures
+
+
+@dataclass(frozen=True)
+class Filters:
+    services: tuple[str, ...] = ()
+    teams: tuple[str, ...] = ()
+    envs: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {"service": list(self.services), "team": list(self.teams), "env": list(self.envs)}
+
+
+@dataclass
+class Report:
+    since: datetime
+    until: datetime
+    group_by: tuple[str, ...]
+    filters: Filters
+    groups: list[Row]
+    total: Figures
+    interval: str | None = None
+    trend: list[TrendRow] = field(default_factory=list)
+
+    @property
+    def days(self) -> float:
+        return (self.until - self.since).total_seconds() / _DAY
+
+
+def report(
+    store: Store | None,
+    since: datetime,
+    until: datetime,
+    *,
+    group_by: Sequence[str] = ("service",),
+    filters: Filters = Filters(),
+    interval: str | None = None,
+    explain: bool = False,
+) -> Report:
+    """The metrics of ``[since, until)``, per group and in total, with a trend per
+    ``interval`` bucket and the events behind each group's numbers if asked. No store
+    (nothing recorded yet) is a report of nothing."""
+    if since >= until:
+        raise ValueError("the window is empty: since must be before until")
+    if store is None:
+        return _report(None, since, until, tuple(group_by), filters, interval, explain)
+    with store.snapshot():  # groups, total and trend from one state of the store
+        return _report(store, since, until, tuple(group_by), filters, interval, explain)
+
+
+def _report(
+    store: Store | None,
+    since: datetime,
+    until: datetime,
+    group_by: tuple[str, ...],
+    filters: Filters,
+    interval: str | None,
+    explain: bool,
+) -> Report:
+    window = [(since, until)]
+    per_group = _figures(store, window, group_by, filters)
+    total = _figures(store, window, (), filters).get((0, ()), Figures(days=_days(since, until)))
+    groups = [Row(key, figures) for (_, key), figures in sorted(per_group.items(), key=_order)]
+    result = Report(since, until, group_by, filters, groups, total, interval)
+    if interval is not None:
+        buckets = split(since, until, interval)
+        per_bucket = _figures(store, buckets, group_by, filters)
+        for row in groups:  # each group's series together, oldest bucket first
+            for n, (start, end) in enumerate(buckets):
+                figures = per_bucket.get((n, row.key)) or Figures(days=_days(start, end))
+                result.trend.append(TrendRow(start, end, row.key, figures))
+    if explain:
+        found = _evidence(store, since, until, group_by, filters) if store else {}
+        for row in groups:
+            row.evidence = found.get(row.key, Evidence())
+    return result
+
+
+def split(since: datetime, until: datetime, interval: str) -> list[tuple[datetime, datetime]]:
+    """``[since, until)`` cut at UTC midnights, Mondays or first days of months."""
+    since, until = since.astimezone(timeparse.UTC), until.astimezone(timeparse.UTC)
+    start = since.replace(hour=0, minute=0, second=0, microsecond=0)
+    if interval == "week":
+        start -= timedelta(days=start.weekday())
+    elif interval == "month":
+        start = start.replace(day=1)
+    elif interval != "day":
+        raise ValueError(f"unknown interval {interval!r}")
+    buckets = []
+    while start < until:
+        if interval == "day":
+            end = start + timedelta(days=1)
+        elif interval == "week":
+            end = start + timedelta(weeks=1)
+        else:
+            end = start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+        buckets.append((max(start, since), min(end, until)))
+        start = end
+    return buckets
+
+
+def _days(since: datetime, until: datetime) -> float:
+    return (until - since).total_seconds() / _DAY
+
+
+def _order(item: tuple[tuple[int, Key], Any]) -> tuple[Any, ...]:
+    (bucket, key), _ = item
+    return (bucket, *((value is None, value or "") for value in key))
+
+
+# The SQL. Buckets are a VALUES list of integer literals (made here, never from input), so
+# that one query covers every bucket of a trend and each bucket uses the time indexes.
+# Incidents open at a bucket's end are found from the finish side (still open, or finished
+# after it; the unary + keeps the planner off the start index), which for the usual window,
+# one that ends about now, reads the few open and recent incidents, not the whole history.
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Rows of one table, grouped and filtered: ``FROM``-clause joins, key expressions,
+    ``WHERE`` conditions and their parameters."""
+
+    joins: str
+    keys: tuple[str, ...]
+    where: tuple[str, ...]
+    params: tuple[str, ...]
+
+    def key_list(self) -> str:
+        """``, key1, key2``: the keys after a leading column."""
+        return "".join(f", {key}" for key in self.keys)
+
+    def condition(self) -> str:
+        return " AND ".join(self.where) if self.where else "1 = 1"
+
+
+def _marks(values: Sequence[str]) -> str:
+    return ", ".join("?" * len(values))
+
+
+def _deployments(group_by: Sequence[str], filters: Filters) -> _Source:
+    where: list[str] = []
+    params: list[str] = []
+    for column, values in (
+        ("service", filters.services),
+        ("team", filters.teams),
+        ("env", filters.envs),
+    ):
+        if values:
+            where.append(f"d.{column} IN ({_marks(values)})")
+            params.extend(values)
+    return _Source("", tuple(f"d.{name}" for name in group_by), tuple(where), tuple(params))
+
+
+def _incidents(group_by: Sequence[str], filters: Filters) -> _Source:
+    """By service, an incident is one row per service it names (none: one row, no service)."""
+    joins, where, params = "", [], list[str]()
+    by_service = "service" in group_by
+    if by_service:
+        joins = " LEFT JOIN incident_services s ON s.incident_id = i.id"
+    if filters.services:
+        if by_service:
+            where.append(f"s.service IN ({_marks(filters.services)})")
+        else:
+            where.append(
+                "EXISTS (SELECT 1 FROM incident_services f WHERE f.incident_id = i.id "
+                f"AND f.service IN ({_marks(filters.services)}))"
+            )
+        params.extend(filters.services)
+    for column, values in (("team", filters.teams), ("env", filters.envs)):
+        if values:
+            where.append(f"i.{column} IN ({_marks(values)})")
+            params.extend(values)
+    keys = tuple("s.service" if name == "service" else f"i.{name}" for name in group_by)
+    return _Source(joins, keys, tuple(where), tuple(params))
+
+
+def _buckets(buckets: Sequence[tuple[datetime, datetime]]) -> str:
+    values = ", ".join(
+        f"({n}, {timeparse.to_ns(lo)}, {timeparse.to_ns(hi)})" for n, (lo, hi) in enumerate(buckets)
+    )
+    return f"WITH b (bucket, lo, hi) AS (VALUES {values}) "
+
+
+def _figures(
+    store: Store | None,
+    buckets: Sequence[tuple[datetime, datetime]],
+    group_by: Sequence[str],
+    filters: Filters,
+) -> dict[tuple[int, Key], Figures]:
+    found: dict[tuple[int, Key], Figures] = {}
+    if store is None:
+        return found
+
+    def figures(bucket: int, key: Key) -> Figures:
+        if (bucket, key) not in found:
+            found[bucket, key] = Figures(days=_days(*buckets[bucket]))
+        return found[bucket, key]
+
+    cte = _buckets(buckets)
+    now = timeparse.to_ns(timeparse.now())
+    d, i = _deployments(group_by, filters), _incidents(group_by, filters)
+    width = len(group_by)
+    dkeys, ikeys = d.key_list(), i.key_list()
+
+    for bucket, *key, count in store.rows(
+        f"{cte}SELECT b.bucket{dkeys}, COUNT(*) FROM b JOIN deployments d "
+        f"ON d.finished_at >= b.lo AND d.finished_at < b.hi WHERE {d.condition()} "
+        f"GROUP BY b.bucket{dkeys}",
+        d.params,
+    ):
+        figures(bucket, tuple(key)).deployments = count
+
+    for bucket, *key, count in store.rows(
+        f"{cte}SELECT b.bucket{ikeys}, COUNT(*) FROM b JOIN incidents i "
+        f"ON i.started_at >= b.lo AND i.started_at < b.hi{i.joins} WHERE {i.condition()} "
+        f"GROUP BY b.bucket{ikeys}",
+        i.params,
+    ):
+        figures(bucket, tuple(key)).failures = count
+
+    rows = store.rows(
+        _ranked(
+            cte,
+            i.keys,
+            "i.finished_at - i.started_at",
+            f"FROM b JOIN incidents i ON i.finished_at >= b.lo AND i.finished_at < b.hi{i.joins} "
+            f"WHERE {i.condition()}",
+            buckets=len(buckets),
+            p90=True,
+        ),
+        i.params,
+    )
+    for (bucket, group), (n, total, ranked) in _partitions(rows, width).items():
+        one = figures(bucket, group)
+        one.resolved_failures = n
+        one.mttr_seconds = total / n / 1e9
+        one.median_time_to_restore_seconds = _percentile(ranked, n, 5) / 1e9
+        one.p90_time_to_restore_seconds = _percentile(ranked, n, 9) / 1e9
+
+    ends = [timeparse.to_ns(end) for _, end in buckets]
+    for bucket, group, count, oldest in _open_at_ends(store, cte, ends, i):
+        one = figures(bucket, group)
+        one.open_failures = count
+        end = min(ends[bucket], now)  # no age beyond now
+        one.oldest_open_failure_age_seconds = max(0, end - oldest) / 1e9
+
+    rows = store.rows(
+        _ranked(
+            cte,
+            d.keys,
+            "CASE WHEN d.finished_at > c.committed_at "
+            "THEN d.finished_at - c.committed_at ELSE 0 END",
+            "FROM b JOIN deployments d ON d.finished_at >= b.lo AND d.finished_at < b.hi "
+            f"JOIN deployment_commits c ON c.deployment_id = d.id WHERE {d.condition()}",
+            buckets=len(buckets),
+            p90=False,
+        ),
+        d.params,
+    )
+    for (bucket, group), (n, _, ranked) in _partitions(rows, width).items():
+        figures(bucket, group).median_lead_time_seconds = _percentile(ranked, n, 5) / 1e9
+    return found
+
+
+def _open_at_ends(
+    store: Store, cte: str, ends: list[int], i: _Source
+) -> Iterable[tuple[int, Key, int, int]]:
+    """(bucket, key, count, oldest start) of the incidents open at each bucket's end.
+
+    One bucket is one query. For a trend, asking that of every bucket would read the
+    incidents resolved after each bucket's end again and again; instead the incidents open
+    at some bucket's end stream by, oldest first, and each marks the buckets it spans.
+    """
+    if len(ends) == 1:
+        for bucket, *values, count, start in store.rows(
+            f"{cte}SELECT b.bucket{i.key_list()}, COUNT(*), MIN(i.started_at) FROM b "
+            "JOIN incidents i ON +i.started_at < b.hi "
+            f"AND (i.finished_at IS NULL OR i.finished_at >= b.hi){i.joins} "
+            f"WHERE {i.condition()} GROUP BY b.bucket{i.key_list()}",
+            i.params,
+        ):
+            yield bucket, tuple(values), count, start
+        return
+    width = len(ends)
+    spans: dict[Key, list[int]] = {}  # +1 where a span starts, -1 after it ends
+    oldest: dict[Key, list[int | None]] = {}
+    unset: dict[Key, list[int]] = {}  # the next bucket with no oldest yet, from each
+    for *key_values, started, finished in store.rows(
+        f"SELECT {', '.join(i.keys) or '0'}, i.started_at, i.finished_at FROM incidents i{i.joins} "
+        f"WHERE +i.started_at < ? AND (i.finished_at IS NULL OR i.finished_at >= ?) "
+        f"AND {i.condition()} ORDER BY +i.started_at",
+        (ends[-1], ends[0], *i.params),
+    ):
+        key = tuple(key_values) if i.keys else ()
+        first = bisect.bisect_right(ends, started)  # open at ends[k] when started < ends[k]
+        last = width - 1 if finished is None else bisect.bisect_right(ends, finished) - 1
+        if first > last:
+            continue
+        if key not in spans:
+            spans[key], oldest[key] = [0] * (width + 1), [None] * width
+            unset[key] = list(range(width + 1))
+        spans[key][first] += 1
+        spans[key][last + 1] -= 1
+        nexts, bucket = unset[key], _next_unset(unset[key], first)
+        while bucket <= last:  # the first incident to span a bucket is its oldest
+            oldest[key][bucket] = started
+            nexts[bucket] = bucket + 1
+            bucket = _next_unset(nexts, bucket + 1)
+    for key, deltas in spans.items():
+        count = 0
+        for bucket in range(width):
+            count += deltas[bucket]
+            if count:
+                yield bucket, key, count, oldest[key][bucket] or 0
+
+
+def _next_unset(nexts: list[int], bucket: int) -> int:
+    """The first bucket from ``bucket`` on without an oldest incident (path-halving find)."""
+    while nexts[bucket] != bucket:
+        nexts[bucket] = nexts[nexts[bucket]]
+        bucket = nexts[bucket]
+    return bucket
+
+
+def _ranked(
+    cte: str, keys: Sequence[str], value: str, source: str, *, buckets: int, p90: bool
+) -> str:
+    """A query for the values of each (bucket, group) partition that its median (and 90th
+    percentile, mean) need: rows of (bucket, *key, value, rank, count, total). One sort per
+    query: every window function shares the same ordered window, partitioned by bucket
+    only when there are several (a constant sort key still costs)."""
+    names = [f"k{n}" for n in range(len(keys))]
+    selected = "".join(f", {key} AS {name}" for key, name in zip(keys, names, strict=True))
+    partition = ", ".join((["bucket"] if buckets > 1 else []) + names)
+    window = f"PARTITION BY {partition} " if partition else ""
+    ranks = "(n - 1) / 2, n / 2" + (", (9 * (n - 1)) / 10, (9 * (n - 1) + 9) / 10" if p90 else "")
+    total = "SUM(v * 1.0) OVER w" if p90 else "0"
+    return (
+        f"{cte}SELECT * FROM (SELECT bucket{''.join(f', {n}' for n in names)}, v, "
+        f"ROW_NUMBER() OVER w - 1 AS rn, COUNT(*) OVER w AS n, {total} AS total "
+        f"FROM (SELECT b.bucket AS bucket{selected}, {value} AS v {source}) AS vs "
+        f"WINDOW w AS ({window}ORDER BY v "
+        "ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) AS ranked "
+        f"WHERE rn IN ({ranks})"
+    )
+
+
+def _partitions(
+    rows: Iterable[Sequence[Any]], width: int
+) -> dict[tuple[int, Key], tuple[int, float, dict[int, int]]]:
+    """Rows of (bucket, *key, value, rank, count, total) → per partition: the count, the
+    total and the values at the ranks kept."""
+    parts: dict[tuple[int, Key], tuple[int, float, dict[int, int]]] = {}
+    for row in rows:
+        bucket, key = row[0], tuple(row[1 : 1 + width])
+        value, rank, n, total = row[1 + width :]
+        parts.setdefault((bucket, key), (n, total, {}))[2][rank] = value
+    return parts
+
+
+def _percentile(ranked: dict[int, int], n: int, tenths: int) -> float:
+    """The ``tenths``/10 percentile of ``n`` sorted values of which ``ranked`` holds the two
+    around it, interpolated linearly (``percentile_cont``)."""
+    position = tenths * (n - 1)
+    low, remainder = divmod(position, 10)
+    high = low + (1 if remainder else 0)
+    return (ranked[low] * (10 - remainder) + ranked[high] * remainder) / 10
+
+
+def _evidence(
+    store: Store, since: datetime, until: datetime, group_by: Sequence[str], filters: Filters
+) -> dict[Key, Evidence]:
+    found: dict[Key, Evidence] = defaultdict(Evidence)
+    lo, hi = timeparse.to_ns(since), timeparse.to_ns(until)
+    d, i = _deployments(group_by, filters), _incidents(group_by, filters)
+    width = len(group_by)
+    dkeys, ikeys = d.key_list(), i.key_list()
+    lead = "d.finished_at - c.committed_at"
+    for row in store.rows(
+        f"SELECT d.id{dkeys}, d.finished_at, COUNT(c.sha), MIN({lead}), MAX({lead}) "
+        f"FROM deployments d LEFT JOIN deployment_commits c ON c.deployment_id = d.id "
+        f"WHERE d.finished_at >= ? AND d.finished_at < ? AND {d.condition()} "
+        f"GROUP BY d.id{dkeys}, d.finished_at ORDER BY d.finished_at, d.id",
+        (lo, hi, *d.params),
+    ):
+        key, (finished, commits, shortest, longest) = tuple(row[1 : 1 + width]), row[1 + width :]
+        found[key].deployments.append(
+            Deployed(
+                row[0],
+                timeparse.from_ns(finished),
+                commits,
+                None if shortest is None else max(0, shortest) / 1e9,
+                None if longest is None else max(0, longest) / 1e9,
+            )
+        )
+    lists = (
+        ("failures", "i.started_at >= ? AND i.started_at < ?", (lo, hi)),
+        ("resolved", "i.finished_at >= ? AND i.finished_at < ?", (lo, hi)),
+        ("open", "+i.started_at < ? AND (i.finished_at IS NULL OR i.finished_at >= ?)", (hi, hi)),
+    )
+    for name, condition, window in lists:
+        for row in store.rows(
+            f"SELECT i.id{ikeys}, i.started_at, i.finished_at FROM incidents i{i.joins} "
+            f"WHERE {condition} AND {i.condition()} ORDER BY i.started_at, i.id",
+            (*window, *i.params),
+        ):
+            key, (started, finished) = tuple(row[1 : 1 + width]), row[1 + width :]
+            if name == "open":
+                finished = None  # open at the window's end, whatever happened after it
+            getattr(found[key], name).append(
+                Failure(
+                    row[0],
+                    timeparse.from_ns(started),
+                    None if finished is None else timeparse.from_ns(finished),
+                )
+            )
+    return found
