@@ -301,7 +301,7 @@ def _order(item: tuple[tuple[int, Key], Any]) -> tuple[Any, ...]:
 
 
 @dataclass(frozen=True)
-class _Source:
+class Source:
     """Rows of one table, grouped and filtered: ``FROM``-clause joins, key expressions,
     ``WHERE`` conditions and their parameters."""
 
@@ -322,7 +322,7 @@ def _marks(values: Sequence[str]) -> str:
     return ", ".join("?" * len(values))
 
 
-def _deployments(group_by: Sequence[str], filters: Filters) -> _Source:
+def deployments_matching(group_by: Sequence[str], filters: Filters) -> Source:
     where: list[str] = []
     params: list[str] = []
     for column, values in (
@@ -333,10 +333,10 @@ def _deployments(group_by: Sequence[str], filters: Filters) -> _Source:
         if values:
             where.append(f"d.{column} IN ({_marks(values)})")
             params.extend(values)
-    return _Source("", tuple(f"d.{name}" for name in group_by), tuple(where), tuple(params))
+    return Source("", tuple(f"d.{name}" for name in group_by), tuple(where), tuple(params))
 
 
-def _incidents(group_by: Sequence[str], filters: Filters) -> _Source:
+def incidents_matching(group_by: Sequence[str], filters: Filters) -> Source:
     """By service, an incident is one row per service it names (none: one row, no service)."""
     joins, where, params = "", [], list[str]()
     by_service = "service" in group_by
@@ -356,7 +356,7 @@ def _incidents(group_by: Sequence[str], filters: Filters) -> _Source:
             where.append(f"i.{column} IN ({_marks(values)})")
             params.extend(values)
     keys = tuple("s.service" if name == "service" else f"i.{name}" for name in group_by)
-    return _Source(joins, keys, tuple(where), tuple(params))
+    return Source(joins, keys, tuple(where), tuple(params))
 
 
 def _buckets(buckets: Sequence[tuple[datetime, datetime]]) -> str:
@@ -383,7 +383,7 @@ def _figures(
 
     cte = _buckets(buckets)
     now = timeparse.to_ns(timeparse.now())
-    d, i = _deployments(group_by, filters), _incidents(group_by, filters)
+    d, i = deployments_matching(group_by, filters), incidents_matching(group_by, filters)
     width = len(group_by)
     dkeys, ikeys = d.key_list(), i.key_list()
 
@@ -448,7 +448,7 @@ def _figures(
 
 
 def _open_at_ends(
-    store: Store, cte: str, ends: list[int], i: _Source
+    store: Store, cte: str, ends: list[int], i: Source
 ) -> Iterable[tuple[int, Key, int, int]]:
     """(bucket, key, count, oldest start) of the incidents open at each bucket's end.
 
@@ -557,7 +557,7 @@ def _evidence(
 ) -> dict[Key, Evidence]:
     found: dict[Key, Evidence] = defaultdict(Evidence)
     lo, hi = timeparse.to_ns(since), timeparse.to_ns(until)
-    d, i = _deployments(group_by, filters), _incidents(group_by, filters)
+    d, i = deployments_matching(group_by, filters), incidents_matching(group_by, filters)
     width = len(group_by)
     dkeys, ikeys = d.key_list(), i.key_list()
     lead = "d.finished_at - c.committed_at"

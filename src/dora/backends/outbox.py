@@ -6,6 +6,7 @@ store and marked pending or failed, so ``dora push`` delivers it later, once, by
 
 from __future__ import annotations
 
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 
 from dora.backends.datadog import DatadogBackend, DeliveryError
@@ -49,25 +50,40 @@ class PushReport:
     remaining: int = 0
 
 
-def push(store: Store, backend: DatadogBackend) -> PushReport:
-    """Deliver every pending or failed event, oldest first.
+def push(
+    store: Store,
+    backend: DatadogBackend,
+    *,
+    only: Container[tuple[str, str]] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> PushReport:
+    """Deliver every pending or failed event, oldest first; with ``only``, just those of
+    these (kind, id) keys. ``progress(done, total)`` is called before and after each.
 
     An event the API rejects as it is (a 4xx) stays failed and the push goes on; when the
     API cannot be reached or keeps failing, the push stops and the rest waits in the outbox.
     """
+
+    def waiting() -> list[Event]:
+        items = [item.event for item in store.undelivered()]
+        return [e for e in items if only is None or (e.kind, e.id) in only]
+
     report = PushReport()
-    for item in store.undelivered():
+    events = waiting()
+    for done, event in enumerate(events):
+        if progress:
+            progress(done, len(events))
         backend.renew_budget()
         try:
-            status = deliver(store, backend, item.event)
+            status = deliver(store, backend, event)
         except DeliveryError as exc:
-            report.failed.append((item.event, exc))
+            report.failed.append((event, exc))
             if exc.about_the_endpoint:
                 break
             continue
         if status is None:
-            report.busy.append(item.event)
+            report.busy.append(event)
         else:
-            report.delivered.append((item.event, status))
-    report.remaining = len(store.undelivered())
+            report.delivered.append((event, status))
+    report.remaining = len(waiting())
     return report

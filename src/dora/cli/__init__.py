@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from dora import __version__
-from dora.cli import config, deployment, incident, metrics, push
+from dora.cli import config, deployment, incident, interchange, metrics, push
 from dora.cli._common import Verbose
 from dora.cli._runtime import DoraGroup, print_help
 
@@ -59,6 +59,8 @@ app.command(name="deployment")(deployment.deployment)
 app.add_typer(incident.app)
 app.command(name="metrics")(metrics.metrics)
 app.command(name="push")(push.push)
+app.command(name="import")(interchange.import_)
+app.command(name="export")(interchange.export)
 app.command(name="config")(config.config)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -143,6 +143,36 @@ FLAGS = {
 
 E = TypeVar("E", bound="Event")
 log = logging.getLogger("dora")
+
+
+def filter_option(flag: str, help: str) -> Any:
+    """A repeatable option that keeps only the events of the names given."""
+    return typer.Option(flag, metavar="NAME", help=help, show_default=False)
+
+
+def filters(**given: list[str] | None) -> tuple[tuple[str, ...], ...]:
+    """The values of the filter options (``service=[...]``, ...) in order, checked."""
+    for name, values in given.items():
+        if any(not value.strip() for value in values or ()):
+            raise UsageError(f"--{name}: must not be empty")
+    return tuple(tuple(values or ()) for values in given.values())
+
+
+def optional_window(
+    since: str | None, until: str | None
+) -> tuple[datetime | None, datetime | None]:
+    """A window that may be open at either end: none given is everything; --since alone
+    ends now; --until alone has no start."""
+    if since is None and until is None:
+        return None, None
+    if since is None:
+        assert until is not None  # noqa: S101 - narrowed above
+        from dora.cli.metrics import _window
+
+        return None, _window("30d", until)[1]
+    from dora.cli.metrics import _window
+
+    return _window(since, until)
 
 
 def parse_time(flag: str, value: str, *, naive_utc: bool = False) -> datetime:
@@ -343,6 +373,61 @@ def shipped_commits(
     if not look:
         return None, None
     return gitmeta.shipped_commits(event.git.commit_sha, store.previous_commit(event))
+
+
+def save_all(
+    settings: Settings,
+    items: Iterable[tuple[Event, Sequence[Commit] | None]],
+    *,
+    source: str,
+    backend: DatadogBackend | None = None,
+) -> None:
+    """Keep many events in the store in one transaction (all or none), say what changed,
+    then, with a backend, deliver those of them still waiting in the outbox."""
+    from dora.store import open_store
+
+    keys: set[tuple[str, str]] = set()
+
+    def noting(
+        items: Iterable[tuple[Event, Sequence[Commit] | None]],
+    ) -> Iterator[tuple[Event, Sequence[Commit] | None]]:
+        for event, commits in items:
+            keys.add((event.kind, event.id))
+            yield event, commits
+
+    with open_store(settings.get("db") or "") as store:
+        saved = store.save_many(noting(items), queue=backend is not None)
+        status(
+            f"Imported {_events(saved.total)} from {source} into {store.location}: "
+            f"{saved.new:,} new, {saved.updated:,} updated, {saved.unchanged:,} unchanged."
+        )
+        if backend is not None and keys:
+            deliver_all(store, backend, keys)
+
+
+def deliver_all(store: Store, backend: DatadogBackend, keys: set[tuple[str, str]]) -> None:
+    """Send the events of ``keys`` that are waiting in the outbox; the rest stays for
+    'dora push'."""
+    from dora.backends import outbox
+    from dora.cli._runtime import Progress
+
+    with backend, Progress("Sending") as bar:
+        report = outbox.push(store, backend, only=keys, progress=bar.update)
+    for event, exc in report.failed[:5]:
+        log.warning("%s %s: %s", event.kind, event.id, exc.message)
+    sent = len(report.delivered)
+    if report.busy:
+        status(f"{_events(len(report.busy))} being sent by another 'dora push' now; left to it.")
+    if report.remaining:
+        raise DoraError(
+            f"sent {_events(sent)} to {backend.endpoint.base_url}; {report.remaining} remain "
+            f"in {store.location}, 'dora push' will send them"
+        )
+    status(f"Sent {_events(sent)} to {backend.endpoint.base_url}.")
+
+
+def _events(n: int) -> str:
+    return f"{n:,} event{'s' * (n != 1)}"
 
 
 def send(store: Store, event: Event, backend: DatadogBackend) -> None:

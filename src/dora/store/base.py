@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,6 +38,19 @@ class Store(ABC):
 
         ``commits`` (deployments only) replace the commits the deployment shipped; None
         keeps those already stored.
+        """
+
+    @abstractmethod
+    def save_many(
+        self, items: Iterable[tuple[Event, Sequence[Commit] | None]], *, queue: bool = False
+    ) -> Saved:
+        """Save many events in one transaction: all of them, or none if anything fails.
+
+        Each item is an event and its commits, as for ``save``. An event stored already
+        exactly as given is left alone (not rewritten, not queued again), so saving the same
+        events twice leaves the store as after once. With ``queue``, the new and changed
+        events go to the outbox as pending, and so do unchanged ones that were never in it
+        (recorded before a backend was set up); one already delivered is not sent again.
         """
 
     @abstractmethod
@@ -143,6 +156,20 @@ class Store(ABC):
             f"incident {incident.id} is already resolved "
             f"(at {timeparse.format_iso(incident.finished_at)})"
         )
+
+
+@dataclass
+class Saved:
+    """What ``save_many`` did: how many events were new, changed or already stored as
+    given."""
+
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.new + self.updated + self.unchanged
 
 
 @dataclass(frozen=True)

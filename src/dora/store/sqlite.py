@@ -6,7 +6,7 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +17,7 @@ from dora.events import Deployment, Event, Incident
 from dora.store import migrations
 from dora.store.base import (
     Pending,
+    Saved,
     Store,
     deployment_from_row,
     event_row,
@@ -56,32 +57,19 @@ class SQLiteStore(Store):
     def save(
         self, event: Event, *, queue: bool = False, commits: Sequence[Commit] | None = None
     ) -> None:
-        row = event_row(event)
-        row["recorded_at"] = time.time_ns()
         with self._write() as db:
+            _write_events(db, [(event, commits)], time.time_ns())
             _queue(db, event.kind, event.id, insert=queue)
-            if isinstance(event, Deployment):
-                _upsert(db, "deployments", row)
-                if commits is not None:
-                    db.execute(
-                        "DELETE FROM deployment_commits WHERE deployment_id = ?", (event.id,)
-                    )
-                    db.executemany(
-                        "INSERT OR IGNORE INTO deployment_commits "
-                        "(deployment_id, sha, committed_at) VALUES (?, ?, ?)",
-                        [(event.id, c.sha, timeparse.to_ns(c.committed_at)) for c in commits],
-                    )
-                    _credit_once(db, event, [c.sha for c in commits])
-            elif isinstance(event, Incident):
-                _upsert(db, "incidents", row)
-                db.execute("DELETE FROM incident_services WHERE incident_id = ?", (event.id,))
-                db.executemany(
-                    "INSERT INTO incident_services (incident_id, service, position) "
-                    "VALUES (?, ?, ?)",
-                    [(event.id, service, n) for n, service in enumerate(event.services)],
-                )
-            else:  # pragma: no cover - the event types are closed
-                raise TypeError(f"cannot store {type(event).__name__}")
+
+    def save_many(
+        self, items: Iterable[tuple[Event, Sequence[Commit] | None]], *, queue: bool = False
+    ) -> Saved:
+        saved = Saved()
+        now = time.time_ns()
+        with self._write() as db:
+            for chunk in _chunks(items, _CHUNK):
+                _save_chunk(db, chunk, saved, queue=queue, now=now)
+        return saved
 
     def previous_commit(self, deployment: Deployment) -> str | None:
         found = self._read(
@@ -261,6 +249,119 @@ def _rollback(db: sqlite3.Connection) -> None:
             db.execute("ROLLBACK")
 
 
+#: Events written at a time by ``save_many``: one query finds which are stored already.
+_CHUNK = 500
+
+_Item = tuple[Event, Sequence["Commit"] | None]
+
+
+def _chunks(items: Iterable[_Item], size: int) -> Iterator[list[_Item]]:
+    """Lists of at most ``size`` items, none holding one event twice (a later copy of an
+    event starts the next list, so that it is compared with the earlier one as stored)."""
+    chunk: list[_Item] = []
+    keys: set[tuple[str, str]] = set()
+    for item in items:
+        key = (item[0].kind, item[0].id)
+        if len(chunk) >= size or key in keys:
+            yield chunk
+            chunk, keys = [], set()
+        chunk.append(item)
+        keys.add(key)
+    if chunk:
+        yield chunk
+
+
+def _save_chunk(
+    db: sqlite3.Connection, chunk: list[_Item], saved: Saved, *, queue: bool, now: int
+) -> None:
+    stored: set[tuple[str, str]] = set()
+    for kind, table in (("deployment", "deployments"), ("incident", "incidents")):
+        ids = [event.id for event, _ in chunk if event.kind == kind]
+        if ids:
+            marks = ", ".join("?" * len(ids))
+            found = db.execute(f"SELECT id FROM {table} WHERE id IN ({marks})", ids)
+            stored.update((kind, event_id) for (event_id,) in found)
+    changed: list[_Item] = []
+    for event, commits in chunk:
+        if (event.kind, event.id) not in stored:
+            saved.new += 1
+        elif _stored(db, event, with_commits=commits is not None) == _as_stored(event, commits):
+            saved.unchanged += 1
+            if queue:
+                _queue_new(db, event.kind, event.id, now)
+            continue
+        else:
+            saved.updated += 1
+        changed.append((event, commits))
+    _write_events(db, changed, now)
+    for event, _ in changed:
+        _queue(db, event.kind, event.id, insert=queue)
+
+
+def _write_events(db: sqlite3.Connection, items: Sequence[_Item], recorded_at: int) -> None:
+    """Insert or replace the events (keeping when each was first recorded) and what goes
+    with them: an incident's services, a deployment's commits (None keeps those stored)."""
+    for model, table in ((Deployment, "deployments"), (Incident, "incidents")):
+        rows = [event_row(event) for event, _ in items if isinstance(event, model)]
+        if rows:
+            _upsert(db, table, [{**row, "recorded_at": recorded_at} for row in rows])
+    incidents = [event for event, _ in items if isinstance(event, Incident)]
+    db.executemany(
+        "DELETE FROM incident_services WHERE incident_id = ?", [(i.id,) for i in incidents]
+    )
+    db.executemany(
+        "INSERT INTO incident_services (incident_id, service, position) VALUES (?, ?, ?)",
+        [(i.id, service, n) for i in incidents for n, service in enumerate(i.services)],
+    )
+    for event, commits in items:
+        if isinstance(event, Deployment) and commits is not None:
+            db.execute("DELETE FROM deployment_commits WHERE deployment_id = ?", (event.id,))
+            db.executemany(
+                "INSERT OR IGNORE INTO deployment_commits "
+                "(deployment_id, sha, committed_at) VALUES (?, ?, ?)",
+                [(event.id, c.sha, timeparse.to_ns(c.committed_at)) for c in commits],
+            )
+            _credit_once(db, event, [c.sha for c in commits])
+
+
+_Stored = tuple[dict[str, Any], list[str], list[tuple[str, int]] | None]
+
+
+def _stored(db: sqlite3.Connection, event: Event, *, with_commits: bool) -> _Stored | None:
+    """The stored form of the event with ``event``'s kind and id, to compare with
+    ``_as_stored``; None if there is none."""
+    table = "deployments" if isinstance(event, Deployment) else "incidents"
+    found = db.execute(f"SELECT * FROM {table} WHERE id = ?", (event.id,)).fetchone()
+    if found is None:
+        return None
+    row = {key: found[key] for key in found.keys() if key != "recorded_at"}  # noqa: SIM118
+    services: list[str] = []
+    commits = None
+    if isinstance(event, Incident):
+        services = [
+            service
+            for (service,) in db.execute(
+                "SELECT service FROM incident_services WHERE incident_id = ? ORDER BY position",
+                (event.id,),
+            )
+        ]
+    elif with_commits:
+        commits = db.execute(
+            "SELECT sha, committed_at FROM deployment_commits WHERE deployment_id = ? ORDER BY sha",
+            (event.id,),
+        ).fetchall()
+        commits = [tuple(commit) for commit in commits]
+    return row, services, commits
+
+
+def _as_stored(event: Event, commits: Sequence[Commit] | None) -> _Stored:
+    shipped = None
+    if commits is not None and isinstance(event, Deployment):
+        shipped = sorted({(c.sha, timeparse.to_ns(c.committed_at)) for c in commits})
+    services = event.services if isinstance(event, Incident) else []
+    return event_row(event), list(services), shipped
+
+
 def _queue(db: sqlite3.Connection, kind: str, event_id: str, *, insert: bool) -> None:
     """Put a changed event (back) in the outbox as pending, keeping its count of attempts.
 
@@ -281,6 +382,15 @@ def _queue(db: sqlite3.Connection, kind: str, event_id: str, *, insert: bool) ->
             "WHERE kind = ? AND event_id = ?",
             (now, kind, event_id),
         )
+
+
+def _queue_new(db: sqlite3.Connection, kind: str, event_id: str, now: int) -> None:
+    """Put an event in the outbox as pending unless it is there already, in any state."""
+    db.execute(
+        "INSERT INTO outbox (kind, event_id, state, queued_at) VALUES (?, ?, 'pending', ?) "
+        "ON CONFLICT (kind, event_id) DO NOTHING",
+        (kind, event_id, now),
+    )
 
 
 def _credit_once(db: sqlite3.Connection, deployment: Deployment, shas: list[str]) -> None:
@@ -312,14 +422,16 @@ def _credit_once(db: sqlite3.Connection, deployment: Deployment, shas: list[str]
     )
 
 
-def _upsert(db: sqlite3.Connection, table: str, row: dict[str, Any]) -> None:
-    columns = ", ".join(row)
-    names = ", ".join(f":{name}" for name in row)
-    updates = ", ".join(f"{name} = excluded.{name}" for name in row if name != "recorded_at")
-    db.execute(
+def _upsert(db: sqlite3.Connection, table: str, rows: list[dict[str, Any]]) -> None:
+    """Insert the rows (all with the same columns), or update those already stored, except
+    for when they were first recorded."""
+    columns = ", ".join(rows[0])
+    names = ", ".join(f":{name}" for name in rows[0])
+    updates = ", ".join(f"{name} = excluded.{name}" for name in rows[0] if name != "recorded_at")
+    db.executemany(
         f"INSERT INTO {table} ({columns}) VALUES ({names}) "
         f"ON CONFLICT (id) DO UPDATE SET {updates}",
-        row,
+        rows,
     )
 
 

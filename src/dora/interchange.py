@@ -1,0 +1,565 @@
+"""Events in and out of files, NDJSON or CSV: backfills, backups and moves between stores.
+
+One record per event, with the events' own field names and a ``type``::
+
+    {"type": "deployment", "id": "...", "service": "api", "env": "prod",
+     "started_at": "2026-11-02T09:00:00Z", "finished_at": "2026-11-02T09:05:00Z",
+     "git": {"repository_url": "...", "commit_sha": "..."}, "custom_tags": ["a:b"],
+     "commits": [{"sha": "...", "committed_at": "2026-11-01T17:12:00Z"}]}
+
+CSV has one column per field (``CSV_COLUMNS``; ``git.repository_url`` and ``git.commit_sha``
+for the nested ones); ``services``, ``custom_tags`` and ``commits`` (``SHA@TIME``) hold
+their items separated by ``;``, and an item's own ``;`` or ``\\`` is escaped with ``\\``.
+An empty cell is an absent field.
+
+Reading validates each record exactly as the commands validate their flags. A record
+without an ``id`` gets one derived from what identifies the event (``derived_id``), so the
+same row read again is the same event. Writing orders events by start, kind and id and
+leaves out empty fields, so that an export read back into an empty store exports the same
+bytes.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import heapq
+import json
+import pickle
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, Any
+
+from dora import timeparse
+from dora.errors import InvalidEvent
+from dora.events import Deployment, Event, Incident, build
+from dora.gitmeta import Commit
+from dora.metrics import Filters, deployments_matching, incidents_matching
+from dora.store import Store
+from dora.store.base import deployment_from_row, event_row, incident_from_row
+
+FORMATS = ("ndjson", "csv")
+KINDS: dict[str, type[Event]] = {"deployment": Deployment, "incident": Incident}
+CSV_COLUMNS = (
+    "type", "id", "service", "services", "name", "severity", "team", "env", "version",
+    "started_at", "finished_at", "git.repository_url", "git.commit_sha", "custom_tags",
+    "commits",
+)  # fmt: skip
+_LISTS = ("services", "custom_tags", "commits")
+_SUFFIXES = {".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "ndjson", ".csv": "csv"}
+_PLACEHOLDER = "0" * 16
+#: Events are kept on disk between validation and saving, this many at a time in memory.
+_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A record that cannot be read: where it is, which field, and what is wrong."""
+
+    source: str
+    line: int
+    field: str
+    problem: str
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.line}"
+        return (
+            f"{where}: {self.field}: {self.problem}" if self.field else f"{where}: {self.problem}"
+        )
+
+
+def format_of(name: str, head: bytes) -> str:
+    """The format of a file from its name's suffix, else from its first bytes: NDJSON starts
+    with ``{``, anything else is taken for CSV."""
+    for suffix, found in _SUFFIXES.items():
+        if name.lower().endswith(suffix):
+            return found
+    return "ndjson" if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") else "csv"
+
+
+# Reading
+
+
+def records(
+    lines: Iterable[bytes], fmt: str, source: str, *, on_bytes: Callable[[int], None] | None = None
+) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
+    """The records of a file as (line number, fields), or (line, Problem) for one that is
+    not a record at all. ``lines`` are the file's raw lines; ``on_bytes`` hears each size."""
+    text = _decoded(lines, source, on_bytes)
+    yield from _csv(text, source) if fmt == "csv" else _ndjson(text, source)
+
+
+class _NotText(Exception):
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
+def _decoded(
+    lines: Iterable[bytes], source: str, on_bytes: Callable[[int], None] | None
+) -> Iterator[tuple[int, str | None]]:
+    for number, raw in enumerate(lines, 1):
+        if on_bytes:
+            on_bytes(len(raw))
+        if number == 1:
+            raw = raw.removeprefix(b"\xef\xbb\xbf")  # a spreadsheet's byte-order mark
+        try:
+            yield number, raw.decode("utf-8")
+        except UnicodeDecodeError:
+            yield number, None
+
+
+def _ndjson(
+    lines: Iterator[tuple[int, str | None]], source: str
+) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
+    for number, line in lines:
+        if line is None:
+            yield number, Problem(source, number, "", "not UTF-8 text")
+            continue
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield number, Problem(source, number, "", f"not JSON ({exc.msg}, column {exc.colno})")
+            continue
+        if not isinstance(data, dict):
+            yield number, Problem(source, number, "", "not a JSON object")
+            continue
+        yield number, data
+
+
+def _csv(
+    lines: Iterator[tuple[int, str | None]], source: str
+) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
+    numbers: list[int] = []  # the line each physical line the reader takes came from
+    bad: list[int] = []
+
+    def feed() -> Iterator[str]:
+        for number, line in lines:
+            numbers.append(number)
+            if line is None:
+                bad.append(number)
+                line = "\n"
+            yield line
+
+    reader = csv.reader(feed(), strict=True)
+    header: list[str] | None = None
+    while True:
+        first = len(numbers) + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield first, Problem(source, first, "", f"not CSV ({exc})")
+            return
+        if bad and bad[-1] >= first:
+            yield first, Problem(source, first, "", "not UTF-8 text")
+            continue
+        if header is None:
+            header = [cell.strip() for cell in cells]
+            problem = _check_header(header)
+            if problem:
+                yield first, Problem(source, first, "", problem)
+                return
+            continue
+        if not any(cell.strip() for cell in cells):
+            continue
+        if len(cells) != len(header):
+            yield (
+                first,
+                Problem(source, first, "", f"{len(cells)} cells, but the header has {len(header)}"),
+            )
+            continue
+        yield first, _from_cells(dict(zip(header, cells, strict=True)))
+
+
+def _check_header(header: list[str]) -> str | None:
+    unknown = [name for name in header if name not in CSV_COLUMNS]
+    if unknown:
+        return f"unknown column '{unknown[0]}'; the columns are {', '.join(CSV_COLUMNS)}"
+    repeated = [name for name in header if header.count(name) > 1]
+    if repeated:
+        return f"the column '{repeated[0]}' appears twice"
+    if "type" not in header:
+        return "no 'type' column: each row says whether it is a deployment or an incident"
+    return None
+
+
+def _from_cells(cells: dict[str, str]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    git: dict[str, str] = {}
+    for name, cell in cells.items():
+        if cell == "":
+            continue
+        if name in _LISTS:
+            items = split_list(cell)
+            if name == "commits":
+                data[name] = [_commit_cell(item) for item in items]
+            else:
+                data[name] = items
+        elif name.startswith("git."):
+            git[name.removeprefix("git.")] = cell
+        else:
+            data[name] = cell
+    if git:
+        data["git"] = git
+    return data
+
+
+def _commit_cell(item: str) -> dict[str, str]:
+    sha, at, when = item.partition("@")
+    return {"sha": sha, "committed_at": when} if at else {"sha": sha}
+
+
+def split_list(cell: str) -> list[str]:
+    """``a;b\\;c`` → ``["a", "b;c"]``: items separated by ``;``; ``\\;`` and ``\\\\`` are a
+    literal ``;`` and ``\\``, and any other backslash is itself."""
+    items, item, chars = [], [], iter(cell)
+    for char in chars:
+        if char == "\\":
+            following = next(chars, "")
+            if following not in (";", "\\"):
+                item.append(char)
+            item.append(following)
+        elif char == ";":
+            items.append("".join(item))
+            item = []
+        else:
+            item.append(char)
+    items.append("".join(item))
+    return [item.strip() for item in items if item.strip()]
+
+
+def join_list(items: Iterable[str]) -> str:
+    return ";".join(item.replace("\\", "\\\\").replace(";", "\\;") for item in items)
+
+
+def event_of(data: dict[str, Any]) -> tuple[Event, list[Commit] | None]:
+    """Validate one record into its event and the commits it ships (None: not given).
+
+    Raises ``InvalidEvent`` naming the field, in the record's own terms.
+    """
+    data = dict(data)
+    kind = data.pop("type", None)
+    if kind is None:
+        raise InvalidEvent("type", "required: deployment or incident")
+    model = KINDS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        shown = f"'{kind}'" if isinstance(kind, str) else json.dumps(kind)
+        raise InvalidEvent("type", f"{shown} is not deployment or incident")
+    commits = _commits(data.pop("commits")) if "commits" in data else None
+    if commits is not None and model is not Deployment:
+        raise InvalidEvent("commits", "only deployments ship commits")
+    given_id = data.get("id") not in (None, "")
+    if not given_id:
+        data["id"] = _PLACEHOLDER  # replaced below; cheaper than making a ULID to drop
+    event = build(model, data)
+    if not given_id:
+        event.id = derived_id(event)
+    return event, commits
+
+
+def _commits(value: Any) -> list[Commit]:
+    if not isinstance(value, list):
+        raise InvalidEvent("commits", "must be a list of {sha, committed_at}")
+    from dora.gitmeta import SHA_PATTERN
+
+    found = []
+    for item in value:
+        if not isinstance(item, dict) or set(item) != {"sha", "committed_at"}:
+            raise InvalidEvent("commits", "each commit has a sha and a committed_at, only")
+        sha, when = item["sha"], item["committed_at"]
+        if not isinstance(sha, str) or not SHA_PATTERN.fullmatch(sha):
+            raise InvalidEvent("commits", f"'{sha}' is not a full commit SHA")
+        try:
+            if isinstance(when, str):
+                moment = timeparse.parse_timestamp(when)
+            elif isinstance(when, int | float) and not isinstance(when, bool):
+                moment = timeparse.from_unix(when)
+            else:
+                raise ValueError(f"{json.dumps(when)} is not a time")
+        except ValueError as exc:
+            raise InvalidEvent("commits", f"commit {sha[:12]}: {exc}") from None
+        found.append(Commit(sha.lower(), moment))
+    return found
+
+
+def derived_id(event: Event) -> str:
+    """An id from what identifies the event, for a record that has none: a deployment by its
+    service, env, version, times and commit; an incident by its services, team, env, name
+    and start, so that resolving it (or changing its severity or tags) in the file and
+    reading it again updates the incident instead of adding another."""
+    start = timeparse.to_ns(event.started_at)
+    identity: list[Any] = [event.kind, event.env]
+    if isinstance(event, Deployment):
+        sha = event.git.commit_sha if event.git else None
+        end = timeparse.to_ns(event.finished_at)
+        identity += [event.service, event.version, start, end, sha]
+    elif isinstance(event, Incident):
+        identity += [event.services, event.team, event.name, start]
+    # repr tells None from "None" and a list's items apart; times as integer nanoseconds
+    text = "\x1f".join(map(repr, identity))
+    return "import-" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclass
+class Loaded:
+    """Valid events of one or more files, kept in a temporary file until they are saved."""
+
+    count: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    invalid: int = 0
+    _spool: IO[bytes] = field(default_factory=lambda: tempfile.TemporaryFile())  # noqa: SIM115
+
+    def items(self) -> Iterator[tuple[Event, list[Commit] | None]]:
+        self._spool.seek(0)
+        while True:
+            try:
+                batch = pickle.load(self._spool)  # noqa: S301 - our own temporary file
+            except EOFError:
+                return
+            for row, services, commits in batch:
+                yield _thawed(row, services, commits)
+
+    def _keep(self, batch: list[tuple[Event, list[Commit] | None]]) -> None:
+        """Write a batch of valid events to the spool, as plain rows (quick to pickle)."""
+        pickle.dump([_frozen(event, commits) for event, commits in batch], self._spool)
+
+    def close(self) -> None:
+        self._spool.close()
+
+    def __enter__(self) -> Loaded:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+_Frozen = tuple[dict[str, Any], list[str] | None, list[tuple[str, int]] | None]
+
+
+def _frozen(event: Event, commits: list[Commit] | None) -> _Frozen:
+    services = event.services if isinstance(event, Incident) else None
+    shipped = (
+        None if commits is None else [(c.sha, timeparse.to_ns(c.committed_at)) for c in commits]
+    )
+    return event_row(event), services, shipped
+
+
+def _thawed(
+    row: dict[str, Any], services: list[str] | None, commits: list[tuple[str, int]] | None
+) -> tuple[Event, list[Commit] | None]:
+    """The event of a row ``_frozen`` made from a valid one (so not validated again)."""
+    event = deployment_from_row(row) if services is None else incident_from_row(row, services)
+    if commits is None:
+        return event, None
+    return event, [Commit(sha, timeparse.from_ns(at)) for sha, at in commits]
+
+
+def load(
+    sources: Iterable[tuple[str, Iterable[tuple[int, dict[str, Any] | Problem]]]],
+    *,
+    keep_problems: int = 20,
+) -> Loaded:
+    """Validate every record of every source (name, records); keep the valid events aside
+    and the first ``keep_problems`` problems. Nothing is written to a store here."""
+    loaded = Loaded()
+    batch: list[tuple[Event, list[Commit] | None]] = []
+    try:
+        for source, found in sources:
+            for line, data in found:
+                problem = data if isinstance(data, Problem) else None
+                if isinstance(data, dict):
+                    try:
+                        batch.append(event_of(data))
+                    except InvalidEvent as exc:
+                        problem = Problem(source, line, exc.field, exc.problem)
+                if problem is not None:
+                    loaded.invalid += 1
+                    if len(loaded.problems) < keep_problems:
+                        loaded.problems.append(problem)
+                    continue
+                loaded.count += 1
+                if len(batch) >= _BATCH:
+                    loaded._keep(batch)
+                    batch = []
+        if batch:
+            loaded._keep(batch)
+    except BaseException:
+        loaded.close()
+        raise
+    return loaded
+
+
+# Writing
+
+
+def export(
+    store: Store,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    filters: Filters | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Every event of the store as a record, ordered by start, kind and id; with a window,
+    the deployments that finished in it and the incidents open at some time in it."""
+    low = timeparse.to_ns(since) if since else None
+    high = timeparse.to_ns(until) if until else None
+    filters = filters or Filters()
+    deployments = _deployment_records(store, low, high, filters)
+    incidents = _incident_records(store, low, high, filters)
+    yield from heapq.merge(
+        deployments, incidents, key=lambda r: (r["started_at_ns"], r["type"], r["id"])
+    )
+
+
+def _between(
+    start: str, end: str, low: int | None, high: int | None
+) -> tuple[list[str], list[int]]:
+    """Conditions for a row whose span ``[start, end]`` (``end`` NULL: still going) meets
+    the window ``[low, high)``, and their parameters."""
+    where, params = [], []
+    if low is not None:
+        where.append(f"({end} IS NULL OR {end} >= ?)")
+        params.append(low)
+    if high is not None:
+        where.append(f"{start} < ?")
+        params.append(high)
+    return where, params
+
+
+def _deployment_records(
+    store: Store, low: int | None, high: int | None, filters: Filters
+) -> Iterator[dict[str, Any]]:
+    source = deployments_matching((), filters)
+    window, bounds = _between("d.finished_at", "d.finished_at", low, high)
+    condition = " AND ".join([source.condition(), *window])
+    params = (*source.params, *bounds)
+    rows = store.rows(
+        "SELECT d.id, d.service, d.env, d.version, d.team, d.started_at, d.finished_at, "
+        "d.repository_url, d.commit_sha, d.custom_tags FROM deployments d "
+        f"WHERE {condition} ORDER BY d.started_at, d.id",
+        params,
+    )
+    commits = _grouped(
+        store.rows(
+            "SELECT c.deployment_id, c.sha, c.committed_at FROM deployment_commits c "
+            f"JOIN deployments d ON d.id = c.deployment_id WHERE {condition} "
+            "ORDER BY d.started_at, d.id, c.committed_at, c.sha",
+            params,
+        )
+    )
+    for row in rows:
+        shipped = [{"sha": sha, "committed_at": _iso(at)} for sha, at in commits(str(row[0]))]
+        record = _record("deployment", row, service=row[1], commits=shipped)
+        yield record
+
+
+def _incident_records(
+    store: Store, low: int | None, high: int | None, filters: Filters
+) -> Iterator[dict[str, Any]]:
+    source = incidents_matching((), filters)
+    window, bounds = _between("i.started_at", "i.finished_at", low, high)
+    condition = " AND ".join([source.condition(), *window])
+    params = (*source.params, *bounds)
+    rows = store.rows(
+        "SELECT i.id, i.name, i.severity, i.env, i.version, i.team, i.started_at, "
+        "i.finished_at, i.repository_url, i.commit_sha, i.custom_tags FROM incidents i "
+        f"WHERE {condition} ORDER BY i.started_at, i.id",
+        params,
+    )
+    services = _grouped(
+        store.rows(
+            "SELECT s.incident_id, s.service FROM incident_services s "
+            f"JOIN incidents i ON i.id = s.incident_id WHERE {condition} "
+            "ORDER BY i.started_at, i.id, s.position",
+            params,
+        )
+    )
+    for row in rows:
+        named = [service for (service,) in services(str(row[0]))]
+        yield _record(
+            "incident",
+            (row[0], None, row[3], row[4], row[5], *row[6:]),
+            services=named,
+            name=row[1],
+            severity=row[2],
+        )
+
+
+def _grouped(rows: Iterator[Sequence[Any]]) -> Callable[[str], list[tuple[Any, ...]]]:
+    """For rows ordered like the events they belong to (the first column): a function that
+    takes the next event's id and returns its rows, reading one stream alongside another."""
+    pending: list[Any] = [next(rows, None)]
+
+    def of(event_id: str) -> list[tuple[Any, ...]]:
+        found = []
+        while pending[0] is not None and pending[0][0] == event_id:
+            found.append(tuple(pending[0][1:]))
+            pending[0] = next(rows, None)
+        return found
+
+    return of
+
+
+def _record(kind: str, row: Sequence[Any], **fields: Any) -> dict[str, Any]:
+    """A record from ``row`` (id, -, env, version, team, started_at, finished_at,
+    repository_url, commit_sha, custom_tags) and the kind's own ``fields``, empty ones
+    left out. ``started_at_ns`` orders records; writers drop it."""
+    event_id, _, env, version, team, started, finished, url, sha, tags = row
+    git = {k: v for k, v in (("repository_url", url), ("commit_sha", sha)) if v is not None}
+    values: dict[str, Any] = {
+        "type": kind,
+        "id": event_id,
+        **{k: fields[k] for k in ("service", "services", "name", "severity") if k in fields},
+        "team": team,
+        "env": env,
+        "version": version,
+        "started_at": _iso(started),
+        "finished_at": _iso(finished) if finished is not None else None,
+        "git": git,
+        "custom_tags": json.loads(tags),
+        "commits": fields.get("commits"),
+    }
+    record = {k: v for k, v in values.items() if v not in (None, [], {})}
+    record["started_at_ns"] = started
+    return record
+
+
+def _iso(ns: int) -> str:
+    return timeparse.format_iso(timeparse.from_ns(ns))
+
+
+def write_ndjson(records: Iterable[dict[str, Any]], out: IO[str]) -> int:
+    """One compact JSON object per line; return how many."""
+    count = 0
+    for record in records:
+        record.pop("started_at_ns", None)
+        out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+        count += 1
+    return count
+
+
+def write_csv(records: Iterable[dict[str, Any]], out: IO[str]) -> int:
+    """A header row, then one row per record; return how many."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    count = 0
+    for record in records:
+        git = record.get("git", {})
+        cells = {
+            **record,
+            "git.repository_url": git.get("repository_url"),
+            "git.commit_sha": git.get("commit_sha"),
+            "services": join_list(record.get("services", [])),
+            "custom_tags": join_list(record.get("custom_tags", [])),
+            "commits": join_list(
+                f"{c['sha']}@{c['committed_at']}" for c in record.get("commits", [])
+            ),
+        }
+        writer.writerow(["" if cells.get(name) is None else cells[name] for name in CSV_COLUMNS])
+        count += 1
+    return count

@@ -1,0 +1,546 @@
+"""``dora import`` and ``dora export``: what reaches the store, what comes out, and what a
+bad file gets back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import count, rows
+from dora import interchange
+
+SHA = "a" * 40
+OTHER_SHA = "b" * 40
+NDJSON = [
+    {
+        "type": "deployment",
+        "id": "deploy-0000000000001",
+        "service": "api",
+        "env": "prod",
+        "version": "1.2.0",
+        "started_at": "2026-11-01T10:00:00Z",
+        "finished_at": "2026-11-01T10:05:00.250000Z",
+        "git": {"repository_url": "https://github.com/acme/api", "commit_sha": SHA},
+        "custom_tags": ["region:eu", "path:C:\\deploy;v2"],
+        "commits": [{"sha": OTHER_SHA, "committed_at": "2026-10-31T18:00:00Z"}],
+    },
+    {
+        "type": "incident",
+        "id": "incident-000000000001",
+        "services": ["web", "api"],
+        "name": "checkout 500s, «ünïcode»",
+        "severity": "SEV-1",
+        "team": "payments",
+        "env": "prod",
+        "started_at": "2026-11-01T11:00:00Z",
+        "finished_at": "2026-11-01T11:45:00Z",
+    },
+    {
+        "type": "incident",
+        "id": "incident-000000000002",
+        "team": "core",
+        "started_at": "2026-11-02T08:00:00Z",
+    },
+]
+
+
+def write_ndjson(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    return path
+
+
+def store_contents(db: Path) -> dict[str, list[dict]]:
+    return {
+        table: rows(db, f"SELECT * FROM {table} ORDER BY 1, 2")
+        for table in ("deployments", "incidents", "incident_services", "deployment_commits")
+    }
+
+
+@pytest.fixture
+def events_file(tmp_path: Path) -> Path:
+    return write_ndjson(tmp_path / "events.ndjson", NDJSON)
+
+
+def test_import_stores_each_record_as_the_commands_would(dora, db_path, events_file, frozen_now):
+    result = dora("import", str(events_file))
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"Imported 3 events from {events_file} into {db_path}: 3 new, 0 updated, 0 unchanged.\n"
+    )
+    [deployment] = rows(db_path, "SELECT * FROM deployments")
+    assert deployment["service"] == "api"
+    assert deployment["finished_at"] == 1_793_527_500_250_000_000
+    assert json.loads(deployment["custom_tags"]) == ["region:eu", "path:C:\\deploy;v2"]
+    assert rows(db_path, "SELECT sha, committed_at FROM deployment_commits") == [
+        {"sha": OTHER_SHA, "committed_at": 1_793_469_600_000_000_000}
+    ]
+    assert rows(
+        db_path, "SELECT incident_id, service FROM incident_services ORDER BY position"
+    ) == [
+        {"incident_id": "incident-000000000001", "service": "web"},
+        {"incident_id": "incident-000000000001", "service": "api"},
+    ]
+    assert [r["finished_at"] for r in rows(db_path, "SELECT * FROM incidents ORDER BY id")] == [
+        1_793_533_500_000_000_000,
+        None,
+    ]
+    assert count(db_path, "outbox") == 0  # the local backend sends nothing
+
+
+def test_importing_the_same_file_twice_leaves_the_store_as_after_once(
+    dora, db_path, events_file, frozen_now
+):
+    assert dora("import", str(events_file)).exit_code == 0
+    before = store_contents(db_path)
+
+    again = dora("import", str(events_file))
+
+    assert again.exit_code == 0
+    assert again.stderr.endswith("0 new, 0 updated, 3 unchanged.\n")
+    assert store_contents(db_path) == before  # recorded_at included: nothing was rewritten
+
+
+def test_a_changed_record_updates_its_event(dora, db_path, events_file, frozen_now, tmp_path):
+    assert dora("import", str(events_file)).exit_code == 0
+    resolved = {**NDJSON[2], "finished_at": "2026-11-02T09:30:00Z"}
+    later = write_ndjson(tmp_path / "later.ndjson", [resolved])
+
+    result = dora("import", str(later))
+
+    assert result.stderr.endswith("0 new, 1 updated, 0 unchanged.\n")
+    assert rows(
+        db_path, "SELECT finished_at FROM incidents WHERE id = 'incident-000000000002'"
+    ) == [{"finished_at": 1_793_611_800_000_000_000}]
+    assert count(db_path, "incidents") == 2
+
+
+def test_records_without_ids_get_the_same_id_each_time(dora, db_path, tmp_path, frozen_now):
+    deploy = {"type": "deployment", "service": "api", "started_at": "2026-11-03T09:00:00Z",
+              "finished_at": "2026-11-03T09:04:00Z"}  # fmt: skip
+    incident = {"type": "incident", "services": ["api"], "name": "slow",
+                "started_at": "2026-11-03T10:00:00Z"}  # fmt: skip
+    first = write_ndjson(tmp_path / "a.ndjson", [deploy, incident])
+    assert dora("import", str(first)).exit_code == 0
+    ids = sorted(
+        r["id"]
+        for r in rows(db_path, "SELECT id FROM deployments UNION ALL SELECT id FROM incidents")
+    )
+
+    # the spreadsheet is updated: the incident is over, with a severity now
+    resolved = {**incident, "finished_at": "2026-11-03T10:20:00Z", "severity": "SEV-2"}
+    second = write_ndjson(tmp_path / "b.ndjson", [deploy, resolved])
+    result = dora("import", str(second))
+
+    assert result.stderr.endswith("0 new, 1 updated, 1 unchanged.\n")
+    assert all(i.startswith("import-") and len(i) == 39 for i in ids)
+    assert (
+        sorted(
+            r["id"]
+            for r in rows(db_path, "SELECT id FROM deployments UNION ALL SELECT id FROM incidents")
+        )
+        == ids
+    )
+    assert rows(db_path, "SELECT severity, finished_at FROM incidents") == [
+        {"severity": "SEV-2", "finished_at": 1_793_701_200_000_000_000}
+    ]
+
+
+def test_csv_import_splits_lists_and_reads_git_columns(dora, db_path, tmp_path, frozen_now):
+    path = tmp_path / "history.csv"
+    path.write_text(
+        "\ufefftype,id,service,services,team,started_at,finished_at,git.commit_sha,custom_tags\n"
+        f"deployment,deploy-0000000000009,api,,,2026-11-01T10:00:00Z,1793527500,{SHA},a:1;b:x\\;y\n"
+        "incident,incident-000000000009,, web ; api ;,core,2026-11-01T11:00:00Z,,,\n"
+        ",,,,,,,,\n",
+        encoding="utf-8",
+    )
+
+    result = dora("import", str(path))
+
+    assert result.exit_code == 0, result.stderr
+    [deployment] = rows(db_path, "SELECT commit_sha, custom_tags, finished_at FROM deployments")
+    assert deployment == {
+        "commit_sha": SHA,
+        "custom_tags": '["a:1", "b:x;y"]',
+        "finished_at": 1_793_527_500_000_000_000,
+    }
+    assert [
+        r["service"]
+        for r in rows(db_path, "SELECT service FROM incident_services ORDER BY position")
+    ] == ["web", "api"]
+
+
+def test_one_invalid_record_imports_nothing_and_names_each_bad_line(
+    dora, db_path, tmp_path, frozen_now
+):
+    path = tmp_path / "bad.csv"
+    path.write_text(
+        "type,service,started_at,finished_at,git.commit_sha\n"
+        "deployment,api,2026-11-01T10:00:00Z,2026-11-01T10:01:00Z,\n"
+        "deployment,api,2026-11-01T10:00:00Z,2026-11-01T09:00:00Z,\n"
+        "deploy,api,2026-11-01T10:00:00Z,,\n"
+        "deployment,api,2026-11-01T10:00:00Z,2026-11-01T10:01:00Z,abc\n"
+        '"deployment","api\nsecond line","2026-11-01T10:00:00Z","2026-11-01T10:01:00Z",\n'
+        "deployment,api,2026-11-01T10:00:00Z,2026-11-01T10:01:00Z,,extra\n"
+    )
+
+    result = dora("import", str(path))
+
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"dora: error: {path}:3: finished_at: 2026-11-01T09:00:00Z is before the start "
+        "(2026-11-01T10:00:00Z)",
+        f"dora: error: {path}:4: type: 'deploy' is not deployment or incident",
+        f"dora: error: {path}:5: git.commit_sha: 'abc' is not a full commit SHA: "
+        "expected 40 or more hex characters",
+        f"dora: error: {path}:6: service: must be one line without control characters",
+        f"dora: error: {path}:8: 6 cells, but the header has 5",
+        "dora: error: 5 invalid records; nothing was imported "
+        "(--skip-invalid imports the valid ones)",
+    ]
+    assert not db_path.exists()
+
+
+def test_skip_invalid_imports_the_valid_records_and_lists_the_rest(
+    dora, db_path, tmp_path, frozen_now
+):
+    good = {"type": "incident", "team": "core", "started_at": "2026-11-01T10:00:00Z"}
+    path = tmp_path / "mixed.ndjson"
+    path.write_text(
+        json.dumps(good) + "\n"
+        + "\n"
+        + "{not json\n"
+        + "[1, 2]\n"
+        + json.dumps({**good, "services": "api"}) + "\n"
+        + json.dumps({**good, "colour": "red"}) + "\n"
+        + json.dumps({**good, "type": "deployment", "commits": []}) + "\n"
+        + json.dumps({**good, "commits": []}) + "\n"
+    )  # fmt: skip
+
+    result = dora("import", "--skip-invalid", str(path))
+
+    assert result.exit_code == 0
+    assert result.stderr.splitlines() == [
+        f"dora: warning: {path}:3: not JSON (Expecting property name enclosed in double "
+        "quotes, column 2)",
+        f"dora: warning: {path}:4: not a JSON object",
+        f"dora: warning: {path}:5: services: Input should be a valid list",
+        f"dora: warning: {path}:6: colour: unknown field",
+        f"dora: warning: {path}:7: finished_at: required",
+        f"dora: warning: {path}:8: commits: only deployments ship commits",
+        "Skipped 6 invalid records.",
+        f"Imported 1 event from {path} into {db_path}: 1 new, 0 updated, 0 unchanged.",
+    ]
+    assert count(db_path, "incidents") == 1
+
+
+def test_only_the_first_twenty_problems_are_listed(dora, db_path, tmp_path, frozen_now):
+    bad = {"type": "incident", "team": "core", "started_at": "soon"}
+    path = write_ndjson(tmp_path / "many.jsonl", [bad] * 25)
+
+    result = dora("import", str(path))
+
+    lines = result.stderr.splitlines()
+    assert result.exit_code == 2
+    assert len(lines) == 22
+    assert lines[19].startswith(f"dora: error: {path}:20: started_at: 'soon' is not a timestamp")
+    assert lines[20:] == [
+        "dora: error: ... and 5 more invalid records",
+        "dora: error: 25 invalid records; nothing was imported "
+        "(--skip-invalid imports the valid ones)",
+    ]
+
+
+def test_standard_input_is_read_and_its_format_told_from_its_first_line(dora, db_path, frozen_now):
+    csv_text = "type,team,started_at\nincident,core,2026-11-01T10:00:00Z\n"
+    ndjson_text = json.dumps(NDJSON[2]) + "\n"
+
+    from_csv = dora("import", "-", input=csv_text)
+    from_ndjson = dora("import", "-", input=ndjson_text)
+
+    assert from_csv.exit_code == from_ndjson.exit_code == 0
+    assert from_csv.stderr.startswith("Imported 1 event from <stdin> into")
+    assert count(db_path, "incidents") == 2
+
+
+def test_format_flag_overrides_the_name(dora, db_path, tmp_path, frozen_now):
+    path = tmp_path / "events.txt"
+    path.write_text("type,team,started_at\nincident,core,2026-11-01T10:00:00Z\n")
+
+    as_ndjson = dora("import", "--format", "ndjson", str(path))
+    as_csv = dora("import", "--format", "csv", str(path))
+
+    assert as_ndjson.exit_code == 2
+    assert f"{path}:1: not JSON" in as_ndjson.stderr
+    assert as_csv.exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (
+            "type,colour",
+            "unknown column 'colour'; the columns are " + ", ".join(interchange.CSV_COLUMNS),
+        ),
+        ("type,team,team", "the column 'team' appears twice"),
+        (
+            "team,started_at",
+            "no 'type' column: each row says whether it is a deployment or an incident",
+        ),
+    ],
+)
+def test_a_bad_csv_header_is_named(dora, db_path, tmp_path, header, message):
+    path = tmp_path / "h.csv"
+    path.write_text(header + "\nincident,core\n")
+
+    result = dora("import", str(path))
+
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == f"dora: error: {path}:1: {message}"
+    assert not db_path.exists()
+
+
+def test_a_line_that_is_not_utf8_is_named(dora, db_path, tmp_path):
+    path = tmp_path / "latin1.ndjson"
+    path.write_bytes(json.dumps(NDJSON[2]).encode() + b"\n" + b'{"name": "caf\xe9"}\n')
+
+    result = dora("import", str(path))
+
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == f"dora: error: {path}:2: not UTF-8 text"
+
+
+def test_a_missing_file_is_a_usage_error(dora, db_path, tmp_path):
+    result = dora("import", str(tmp_path / "nope.ndjson"))
+
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"dora: error: {tmp_path / 'nope.ndjson'}: cannot read it (No such file or directory)\n"
+    )
+    assert not db_path.exists()
+
+
+# export
+
+
+def test_export_writes_every_event_oldest_first_with_empty_fields_left_out(
+    dora, db_path, events_file, frozen_now
+):
+    assert dora("import", str(events_file)).exit_code == 0
+
+    result = dora("export")
+
+    assert result.exit_code == 0
+    assert [json.loads(line) for line in result.stdout.splitlines()] == [
+        {**NDJSON[0], "finished_at": "2026-11-01T10:05:00.250000Z"},
+        NDJSON[1],
+        NDJSON[2],
+    ]
+    assert result.stderr == "Exported 3 events to standard output.\n"
+
+
+def test_export_csv_is_one_row_per_event_with_escaped_lists(dora, db_path, events_file, frozen_now):
+    assert dora("import", str(events_file)).exit_code == 0
+
+    result = dora("export", "--format", "csv")
+
+    assert result.stdout.splitlines() == [
+        ",".join(interchange.CSV_COLUMNS),
+        "deployment,deploy-0000000000001,api,,,,,prod,1.2.0,2026-11-01T10:00:00Z,"
+        "2026-11-01T10:05:00.250000Z,https://github.com/acme/api,"
+        f"{SHA},region:eu;path:C:\\\\deploy\\;v2,{OTHER_SHA}@2026-10-31T18:00:00Z",
+        'incident,incident-000000000001,,web;api,"checkout 500s, «ünïcode»",SEV-1,payments,'
+        "prod,,2026-11-01T11:00:00Z,2026-11-01T11:45:00Z,,,,",
+        "incident,incident-000000000002,,,,,core,,,2026-11-02T08:00:00Z,,,,,",
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "csv"])
+def test_export_import_export_gives_the_same_bytes(
+    dora, tmp_path, events_file, fmt, monkeypatch, frozen_now
+):
+    monkeypatch.setenv("DORA_DB", str(tmp_path / "first.db"))
+    assert dora("import", str(events_file)).exit_code == 0
+    first = dora("export", "--format", fmt, "--output", str(tmp_path / f"first.{fmt}"))
+    assert first.exit_code == 0, first.stderr
+
+    monkeypatch.setenv("DORA_DB", str(tmp_path / "second.db"))
+    assert dora("import", str(tmp_path / f"first.{fmt}")).exit_code == 0
+    second = dora("export", "--format", fmt)
+
+    assert second.stdout == (tmp_path / f"first.{fmt}").read_text()
+    assert (
+        store_contents(tmp_path / "second.db")["deployment_commits"]
+        == (store_contents(tmp_path / "first.db")["deployment_commits"])
+    )
+
+
+def test_export_window_and_filters_pick_events_as_metrics_does(dora, db_path, tmp_path, frozen_now):
+    records = [
+        {"type": "deployment", "id": "d-before-window-0001", "service": "api",
+         "started_at": "2026-10-31T23:50:00Z", "finished_at": "2026-10-31T23:59:59Z"},
+        {"type": "deployment", "id": "d-at-window-start-01", "service": "api",
+         "started_at": "2026-10-31T23:58:00Z", "finished_at": "2026-11-01T00:00:00Z"},
+        {"type": "deployment", "id": "d-other-service-0001", "service": "web",
+         "started_at": "2026-11-01T10:00:00Z", "finished_at": "2026-11-01T10:01:00Z"},
+        {"type": "deployment", "id": "d-at-window-end-0001", "service": "api",
+         "started_at": "2026-11-07T23:59:00Z", "finished_at": "2026-11-08T00:00:00Z"},
+        {"type": "incident", "id": "i-resolved-before-01", "services": ["api"],
+         "started_at": "2026-10-30T00:00:00Z", "finished_at": "2026-10-31T00:00:00Z"},
+        {"type": "incident", "id": "i-spanning-start-001", "services": ["api"],
+         "started_at": "2026-10-30T00:00:00Z", "finished_at": "2026-11-02T00:00:00Z"},
+        {"type": "incident", "id": "i-still-open-000001", "services": ["web", "api"],
+         "started_at": "2026-10-20T00:00:00Z"},
+        {"type": "incident", "id": "i-after-window-0001", "services": ["api"],
+         "started_at": "2026-11-08T00:00:00Z"},
+    ]  # fmt: skip
+    assert dora("import", str(write_ndjson(tmp_path / "w.ndjson", records))).exit_code == 0
+
+    result = dora("export", "--since", "2026-11-01", "--until", "2026-11-08", "--service", "api")
+
+    assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == [
+        "i-still-open-000001",
+        "i-spanning-start-001",
+        "d-at-window-start-01",
+    ]
+
+
+def test_export_to_a_file_replaces_it_only_when_complete(
+    dora, db_path, events_file, tmp_path, frozen_now
+):
+    assert dora("import", str(events_file)).exit_code == 0
+    target = tmp_path / "backup.ndjson"
+    target.write_text("the previous backup\n")
+
+    result = dora("export", "-o", str(target))
+
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    assert result.stderr == f"Exported 3 events to {target}.\n"
+    assert len(target.read_text().splitlines()) == 3
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".backup")) == []
+
+
+def test_a_failed_export_leaves_the_previous_file(
+    dora, db_path, events_file, tmp_path, monkeypatch, frozen_now
+):
+    assert dora("import", str(events_file)).exit_code == 0
+    target = tmp_path / "backup.ndjson"
+    target.write_text("the previous backup\n")
+
+    def broken(records, out):
+        out.write("half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(interchange, "write_ndjson", broken)
+    result = dora("export", "-o", str(target))
+
+    assert result.exit_code == 1
+    assert result.stderr == "dora: error: cannot write the output: No space left on device\n"
+    assert target.read_text() == "the previous backup\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".backup")] == []
+
+
+def test_export_of_a_missing_store_is_empty_and_creates_nothing(dora, db_path):
+    result = dora("export", "--format", "csv")
+
+    assert result.exit_code == 0
+    assert result.stdout == ",".join(interchange.CSV_COLUMNS) + "\n"
+    assert result.stderr.splitlines() == [
+        f"Nothing has been recorded in {db_path} yet.",
+        "Exported 0 events to standard output.",
+    ]
+    assert not db_path.exists()
+
+
+# with the datadog backend
+
+API = "https://api.datadoghq.eu"
+
+
+@pytest.fixture
+def datadog(monkeypatch):
+    monkeypatch.setenv("DATADOG_SITE", "datadoghq.eu")
+    monkeypatch.setenv("DATADOG_API_KEY", "0123456789abcdef-key")
+    monkeypatch.setenv("DORA_BACKEND", "datadog")
+
+
+def test_imported_events_are_sent_once(
+    respx_router, dora, db_path, events_file, datadog, frozen_now
+):
+    deployments = respx_router.post(f"{API}/api/v2/dora/deployment").mock(
+        return_value=httpx.Response(202)
+    )
+    failures = respx_router.post(f"{API}/api/v2/dora/failure").mock(
+        return_value=httpx.Response(202)
+    )
+
+    first = dora("import", str(events_file))
+    again = dora("import", str(events_file))
+
+    assert first.exit_code == again.exit_code == 0, first.stderr
+    assert first.stderr.splitlines()[-1] == f"Sent 3 events to {API}."
+    assert again.stderr.splitlines()[-1] == f"Sent 0 events to {API}."
+    assert len(deployments.calls) == 1
+    assert len(failures.calls) == 2
+    sent = json.loads(deployments.calls[0].request.content)["data"]["attributes"]
+    assert sent["id"] == "deploy-0000000000001"
+    assert rows(db_path, "SELECT DISTINCT state FROM outbox") == [{"state": "delivered"}]
+
+
+def test_events_that_cannot_be_sent_wait_for_push(
+    respx_router, dora, db_path, events_file, datadog, monkeypatch, frozen_now
+):
+    monkeypatch.setenv("DORA_RETRY_BUDGET", "1")
+    respx_router.post(f"{API}/api/v2/dora/deployment").mock(return_value=httpx.Response(401))
+    respx_router.post(f"{API}/api/v2/dora/failure").mock(return_value=httpx.Response(401))
+
+    result = dora("import", str(events_file))
+
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"dora: error: sent 0 events to {API}; 3 remain in {db_path}, 'dora push' will send them"
+    )
+    assert count(db_path, "deployments") + count(db_path, "incidents") == 3
+    assert rows(
+        db_path, "SELECT state, count(*) AS n FROM outbox GROUP BY state ORDER BY state"
+    ) == [
+        {"state": "failed", "n": 1},
+        {"state": "pending", "n": 2},
+    ]
+
+
+def test_events_imported_before_a_backend_was_set_are_sent_on_reimport(
+    respx_router, dora, db_path, events_file, monkeypatch, frozen_now
+):
+    assert dora("import", str(events_file)).exit_code == 0
+    monkeypatch.setenv("DATADOG_SITE", "datadoghq.eu")
+    monkeypatch.setenv("DATADOG_API_KEY", "0123456789abcdef-key")
+    route = respx_router.post(url__regex=rf"{API}/api/v2/dora/(deployment|failure)").mock(
+        return_value=httpx.Response(202)
+    )
+
+    result = dora("import", "--backend", "datadog", str(events_file))
+
+    assert result.exit_code == 0, result.stderr
+    assert "0 new, 0 updated, 3 unchanged." in result.stderr
+    assert len(route.calls) == 3
+
+
+def test_an_event_twice_in_one_file_ends_as_its_last_record(dora, db_path, tmp_path, frozen_now):
+    opened = {"type": "incident", "id": "incident-000000000003", "team": "core",
+              "started_at": "2026-11-01T10:00:00Z"}  # fmt: skip
+    resolved = {**opened, "finished_at": "2026-11-01T10:30:00Z"}
+    path = write_ndjson(tmp_path / "twice.ndjson", [opened, opened, resolved])
+
+    result = dora("import", str(path))
+
+    assert result.stderr.endswith("1 new, 1 updated, 1 unchanged.\n")
+    assert rows(db_path, "SELECT finished_at FROM incidents") == [
+        {"finished_at": 1_793_529_000_000_000_000}
+    ]
