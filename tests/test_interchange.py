@@ -544,3 +544,22 @@ def test_an_event_twice_in_one_file_ends_as_its_last_record(dora, db_path, tmp_p
     assert rows(db_path, "SELECT finished_at FROM incidents") == [
         {"finished_at": 1_793_529_000_000_000_000}
     ]
+
+
+def test_a_terminal_gets_a_progress_bar_and_ci_logs_do_not(
+    dora, db_path, events_file, monkeypatch, frozen_now
+):
+    import sys
+
+    from dora.cli import _runtime
+
+    monkeypatch.setattr(_runtime, "shows_progress", lambda: True)
+    with_bar = dora("import", str(events_file))
+    monkeypatch.undo()
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    in_ci = _runtime.shows_progress()
+
+    assert with_bar.exit_code == 0
+    assert "Reading" in with_bar.stderr
+    assert not in_ci

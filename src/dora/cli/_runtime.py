@@ -174,13 +174,20 @@ def _silence_stdout() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
+def shows_progress() -> bool:
+    ci = os.environ.get("CI", "").lower() not in ("", "0", "false")
+    return sys.stderr.isatty() and not ci and os.environ.get("TERM") != "dumb"
+
+
 class Progress:
-    """A progress bar on stderr while a long step runs, only when stderr is a terminal (none
-    in CI logs or when redirected). ``advance`` counts done work; ``total`` may be unknown."""
+    """A progress bar on stderr while a long step runs, only for a person at a terminal:
+    none when stderr is redirected, in CI (``CI`` set, as every CI service does, even one
+    that gives its jobs a terminal), or on a dumb terminal. ``advance`` counts done work;
+    ``total`` may be unknown."""
 
     def __init__(self, description: str, total: float | None = None) -> None:
         self._bar: Any = None
-        if not sys.stderr.isatty():
+        if not shows_progress():
             return
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -190,7 +197,7 @@ class Progress:
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            console=Console(file=sys.stderr),
+            console=Console(file=sys.stderr, force_terminal=True),
             transient=True,
         )
         self._task = self._bar.add_task(description, total=total)
