@@ -7,15 +7,14 @@ set, otherwise ``https://api.{site}``.
 Every command gets one retry budget (``RetryPolicy.budget``, 30 s by default) for all its
 attempts and waits, so that a CI step never hangs. Connection errors, timeouts, 408, 429
 (honouring ``Retry-After``) and 5xx are retried with exponential backoff and full jitter;
-any other 4xx is final at once. ``send`` returns only after a 2xx; every failure raises
-``DeliveryError``, whose message never holds the API key.
+any other 4xx is final at once (``dora.backends.http``, shared with the PagerDuty client).
+``send`` returns only after a 2xx; every failure raises ``DeliveryError``, whose message
+never holds the API key.
 """
 
 from __future__ import annotations
 
-import email.utils
 import json
-import logging
 import random
 import re
 import time
@@ -23,7 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dora import __version__
+from dora.backends import http
+from dora.backends.http import RetryPolicy
 from dora.errors import DoraError, UsageError
 from dora.redact import scrub
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from dora.events import Event
 
-log = logging.getLogger(__name__)
+__all__ = ["DatadogBackend", "DeliveryError", "Endpoint", "RetryPolicy", "endpoint"]
 
 SITES = (
     "datadoghq.com",
@@ -51,7 +51,6 @@ SITE_VARIABLES = ("DATADOG_SITE", "DD_SITE")
 
 _KEY = re.compile(r"[!-~]+")
 _MAX_ANSWER = 64 * 1024  # bytes of an answer worth reading: Datadog's errors are short
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 class DeliveryError(DoraError):
@@ -93,7 +92,8 @@ def endpoint(
         raise UsageError(f"{found[0]}: an API key is printable ASCII without spaces")
     key = found[1] if found else None
     if api_url := env.get("DORA_API_URL", "").strip():
-        return Endpoint(_check_api_url(api_url, labels.get("DORA_API_URL", "DORA_API_URL")), key)
+        label = labels.get("DORA_API_URL", "DORA_API_URL")
+        return Endpoint(http.check_base_url(api_url, label), key)
     variable, site = next(
         ((name, env[name].strip()) for name in SITE_VARIABLES if env.get(name, "").strip()),
         ("default", DEFAULT_SITE),
@@ -113,36 +113,6 @@ def endpoint(
     return Endpoint(f"https://api.{site}", key)
 
 
-def _check_api_url(api_url: str, label: str) -> str:
-    """``DORA_API_URL`` as a base for the API paths: http(s), a host, no query or fragment."""
-    from urllib.parse import urlsplit
-
-    problem = f"{label}: '{api_url}' is not an http:// or https:// URL with a host"
-    try:
-        parts = urlsplit(api_url)
-        port = parts.port  # raises on a port out of range
-    except ValueError:
-        raise UsageError(problem) from None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or port == 0:
-        raise UsageError(problem)
-    if parts.query or parts.fragment or " " in api_url:
-        raise UsageError(f"{label}: '{api_url}' must not have a query, fragment or space")
-    return api_url.rstrip("/")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    budget: float = 30.0  # seconds for every attempt and wait of one command
-    connect_timeout: float = 5.0
-    read_timeout: float = 10.0
-    base_delay: float = 0.5
-    max_delay: float = 8.0
-
-
-def _retryable(status: int) -> bool:
-    return status in (408, 429) or status >= 500
-
-
 class DatadogBackend:
     """One HTTP client for one command run; use it as a context manager."""
 
@@ -154,148 +124,72 @@ class DatadogBackend:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        import httpx
-
         self.endpoint = where
         self.policy = policy or RetryPolicy()
-        self._sleep, self._clock = sleep, clock
-        self.renew_budget()
-        headers = {"User-Agent": f"dora/{__version__}", "Accept": "application/json"}
+        headers = {"Accept": "application/json"}
         if where.api_key:
             headers["DD-API-KEY"] = where.api_key
-        self._client = httpx.Client(
-            base_url=where.base_url,
-            headers=headers,
-            timeout=httpx.Timeout(self.policy.read_timeout, connect=self.policy.connect_timeout),
-            trust_env=True,  # HTTPS_PROXY, HTTP_PROXY, NO_PROXY
+        self._http = http.Client(
+            where.base_url,
+            headers,
+            self.policy,
+            describe=_answer,
+            secret=where.api_key,
+            max_answer=_MAX_ANSWER,
+            sleep=sleep,
+            clock=clock,
+            jitter=random.uniform,  # read here, so that a test can pin the jitter
         )
 
     def __enter__(self) -> DatadogBackend:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._client.close()
+        self._http.close()
 
     def renew_budget(self) -> None:
         """Start a fresh retry budget: ``dora push`` gives each event its own, so that a long
         backlog drains while a failing API still stops it within one budget."""
-        self._deadline = self._clock() + self.policy.budget
+        self._http.renew_budget()
 
     def url(self, event: Event) -> str:
         return f"{self.endpoint.base_url}{event.api_path}"
 
     def send(self, event: Event) -> int:
         """Post ``event``; return the 2xx status, or raise ``DeliveryError``."""
-        import httpx
-
         body = json.dumps(event.api_body()).encode()
-        attempts = 0
-        started = self._clock()
-        while True:
-            remaining = self._deadline - self._clock()
-            if remaining <= 0:
-                raise DeliveryError(
-                    f"no time left to send the {event.kind} to {self.url(event)} "
-                    f"(retry budget of {self.policy.budget:g}s used up)",
-                    retryable=True,
-                )
-            attempts += 1
-            try:
-                response = self._post(event.api_path, body, remaining)
-            except httpx.TimeoutException as exc:
-                problem, status, wait = f"timed out ({type(exc).__name__})", None, None
-            except httpx.HTTPError as exc:  # connection, protocol, decoding...
-                problem, status, wait = self._hide(_transport_problem(exc)), None, None
-            else:
-                if response.is_success:
-                    log.debug(
-                        "POST %s attempt %d: %s", self.url(event), attempts, response.status_code
-                    )
-                    return response.status_code
-                status = response.status_code
-                problem = self._hide(_answer(response))
-                if not _retryable(status):
-                    raise DeliveryError(
-                        _final_message(event, self.url(event), response, problem),
-                        retryable=False,
-                        status=status,
-                    )
-                wait = _retry_after(response)
-            # Retry-After is the least to wait; backing off still applies, so that a
-            # server answering "0" again and again is not hammered
-            delay = max(wait or 0.0, self._backoff(attempts))
-            if self._clock() + delay >= self._deadline:
-                log.debug("POST %s attempt %d: %s; giving up", self.url(event), attempts, problem)
-                took = self._clock() - started
-                tries = f"{attempts} attempt{'s' if attempts > 1 else ''} in {took:.1f}s"
-                if status is None:  # never an answer: the network, a proxy or the server
-                    message = f"could not reach {self.url(event)} after {tries}: {problem}"
-                else:
-                    message = f"Datadog did not accept the {event.kind} after {tries}: {problem}"
-                if wait is not None and wait > delay - 1e-9 and wait > 0:
-                    message += f"; it asked to wait {wait:g}s, past the retry budget"
-                raise DeliveryError(message, retryable=True, status=status)
-            log.debug(
-                "POST %s attempt %d: %s; next try in %.1fs",
-                self.url(event),
-                attempts,
-                problem,
-                delay,
-            )
-            self._sleep(delay)
-
-    def _post(self, path: str, body: bytes, remaining: float) -> httpx.Response:
-        """One POST whose answer is read within the budget and kept to ``_MAX_ANSWER`` bytes:
-        a server that trickles its answer cannot hold the command past its budget."""
-        import httpx
-
-        request = self._client.build_request(
-            "POST",
-            path,
-            content=body,
-            headers={"Content-Type": "application/json"},
-            timeout=httpx.Timeout(
-                min(self.policy.read_timeout, remaining),
-                connect=min(self.policy.connect_timeout, remaining),
-            ),
-        )
-        response = self._client.send(request, stream=True)
-        kept, size = [], 0
         try:
-            for chunk in response.iter_bytes():
-                if size < _MAX_ANSWER:
-                    kept.append(chunk[: _MAX_ANSWER - size])
-                size += len(chunk)
-                if self._clock() > self._deadline:
-                    raise httpx.ReadTimeout(
-                        "the answer outlasted the retry budget", request=request
-                    )
-        finally:
-            response.close()
-        headers = [
-            (name, value)
-            for name, value in response.headers.multi_items()
-            if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
-        ]
-        return httpx.Response(
-            response.status_code, headers=headers, content=b"".join(kept), request=request
-        )
-
-    def _hide(self, text: str) -> str:
-        """``text`` without the API key, should a server quote it back."""
-        key = self.endpoint.api_key
-        return text.replace(key, "***") if key else text
-
-    def _backoff(self, attempts: int) -> float:
-        ceiling = min(self.policy.max_delay, self.policy.base_delay * 2 ** (attempts - 1))
-        return random.uniform(0, ceiling)  # noqa: S311 - jitter, not cryptography
+            response = self._http.request(
+                "POST", event.api_path, content=body, headers={"Content-Type": "application/json"}
+            )
+        except http.OutOfTime:
+            raise DeliveryError(
+                f"no time left to send the {event.kind} to {self.url(event)} "
+                f"(retry budget of {self.policy.budget:g}s used up)",
+                retryable=True,
+            ) from None
+        except http.GaveUp as exc:
+            tries, problem = exc.tries, exc.problem
+            if exc.status is None:  # never an answer: the network, a proxy or the server
+                message = f"could not reach {self.url(event)} after {tries}: {problem}"
+            else:
+                message = f"Datadog did not accept the {event.kind} after {tries}: {problem}"
+            if exc.asked is not None:
+                message += f"; it asked to wait {exc.asked:g}s, past the retry budget"
+            raise DeliveryError(message, retryable=True, status=exc.status) from None
+        if not response.is_success:
+            problem = self._http.hide(_answer(response))
+            raise DeliveryError(
+                _final_message(event, self.url(event), response, problem),
+                retryable=False,
+                status=response.status_code,
+            )
+        return response.status_code
 
 
 def _answer(response: httpx.Response) -> str:
     """``503 Service Unavailable: <the server's own errors>``, on one line."""
-    text = f"{response.status_code} {response.reason_phrase}".strip()
-    errors = _errors(response)
-    return f"{text}: {errors}" if errors else text
+    return http.status_line(response, _errors(response))
 
 
 def _errors(response: httpx.Response) -> str:
@@ -303,19 +197,14 @@ def _errors(response: httpx.Response) -> str:
     try:
         data: Any = response.json()
     except ValueError:
-        return _one_line(response.text)
+        return http.one_line(response.text)
     items = data.get("errors", []) if isinstance(data, dict) else []
     parts = []
     for item in items if isinstance(items, list) else [items]:
         if isinstance(item, dict):
             item = item.get("detail") or item.get("title") or json.dumps(item)
         parts.append(str(item))
-    return _one_line("; ".join(parts))
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(_CONTROL.sub(" ", text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return http.one_line("; ".join(parts))
 
 
 def _final_message(event: Event, url: str, response: httpx.Response, problem: str) -> str:
@@ -335,29 +224,3 @@ def _final_message(event: Event, url: str, response: httpx.Response, problem: st
     if status == 413:
         return f"Datadog found the {event.kind} too large ({problem}); shorten its tags"
     return f"Datadog rejected the {event.kind} ({problem}); fix the field it names"
-
-
-def _transport_problem(exc: Exception) -> str:
-    name = type(exc).__name__
-    detail = " ".join(str(exc).split())
-    return f"{name}: {detail}" if detail else name
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """Seconds from a ``Retry-After`` header (a number or an HTTP date), if there is one."""
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    from datetime import datetime, timezone
-
-    if moment.tzinfo is None:  # "-0000" and zone-less dates: HTTP dates are in UTC
-        moment = moment.replace(tzinfo=timezone.utc)
-    return max(0.0, (moment - datetime.now(timezone.utc)).total_seconds())

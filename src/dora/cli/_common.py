@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # the event models load pydantic: only commands that record p
     from dora.config import Settings
     from dora.events import Event
     from dora.gitmeta import Commit
+    from dora.pagerduty import PagerDutyClient
     from dora.store import Store
 
 TIME_FORMS = (
@@ -167,12 +168,50 @@ def optional_window(
         return None, None
     if since is None:
         assert until is not None  # noqa: S101 - narrowed above
-        from dora.cli.metrics import _window
+        return None, window("30d", until)[1]
+    return window(since, until)
 
-        return None, _window("30d", until)[1]
-    from dora.cli.metrics import _window
 
-    return _window(since, until)
+def window(since: str | None, until: str | None) -> tuple[datetime, datetime]:
+    """The window [since, until) of --since (a length before --until such as 30d, the
+    default, or a time) and --until (default now); a time without a zone is UTC here."""
+    from datetime import timedelta
+
+    from dora import timeparse
+
+    if until is None:
+        end = timeparse.now()
+    else:
+        _has_unit("--until", until)
+        end = parse_time("--until", until, naive_utc=True)
+    if end > timeparse.LATEST:
+        raise UsageError(f"--until: {until} is after the last time the store can hold (2262)")
+    text = "30d" if since is None else since
+    length = timeparse.parse_duration(text)
+    if length is None:
+        _has_unit("--since", text)
+        start = parse_time("--since", text, naive_utc=True)
+    elif not length:
+        raise UsageError("--since: the window must not be empty")
+    else:
+        try:
+            start = end - length
+        except OverflowError:
+            start = timeparse.EPOCH - timedelta(days=1)
+        if start < timeparse.EPOCH:
+            raise UsageError(f"--since: {text} before --until reaches back before 1970")
+    if start >= end:
+        raise UsageError(
+            f"--since: {timeparse.format_iso(start)} is not before --until "
+            f"({timeparse.format_iso(end)})"
+        )
+    return start, end
+
+
+def _has_unit(flag: str, text: str) -> None:
+    """A small bare number is a length without its unit, not a time in 1970."""
+    if text.strip().isdigit() and int(text) < 10**9:
+        raise UsageError(f"{flag}: '{text.strip()}' has no unit: write {text.strip()}d, w, h or m")
 
 
 def parse_time(flag: str, value: str, *, naive_utc: bool = False) -> datetime:
@@ -318,6 +357,26 @@ def connect(settings: Settings, endpoint: Endpoint) -> DatadogBackend:
         ) from None
 
 
+def connect_pagerduty(settings: Settings) -> PagerDutyClient:
+    """The PagerDuty client of ``PAGERDUTY_TOKEN`` and ``PAGERDUTY_API_URL``, with the retry
+    budget of the settings; a bad value is a usage error before anything is asked."""
+    import os
+
+    import httpx
+
+    from dora import pagerduty
+
+    where = pagerduty.account(os.environ)
+    policy = retry_policy(settings)
+    try:
+        return pagerduty.PagerDutyClient(where, policy)
+    except (ValueError, ImportError, httpx.InvalidURL) as exc:
+        raise UsageError(
+            f"cannot use {where.base_url} as configured ({exc}); "
+            "check PAGERDUTY_API_URL and the proxy variables"
+        ) from None
+
+
 def record(
     event: Event,
     settings: Settings,
@@ -392,11 +451,13 @@ def save_all(
         items: Iterable[tuple[Event, Sequence[Commit] | None]],
     ) -> Iterator[tuple[Event, Sequence[Commit] | None]]:
         for event, commits in items:
-            keys.add((event.kind, event.id))
+            keys.add((event.kind, event.id))  # only to deliver them: memory grows with it
             yield event, commits
 
     with open_store(settings.get("db") or "") as store:
-        saved = store.save_many(noting(items), queue=backend is not None)
+        saved = store.save_many(
+            noting(items) if backend is not None else items, queue=backend is not None
+        )
         status(
             f"Imported {_events(saved.total)} from {source} into {store.location}: "
             f"{saved.new:,} new, {saved.updated:,} updated, {saved.unchanged:,} unchanged."

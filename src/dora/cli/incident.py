@@ -1,4 +1,5 @@
-"""``dora incident open | resolve | list``: record when something broke, and when it was fixed."""
+"""``dora incident open | resolve | list | import-pagerduty``: record when something broke,
+and when it was fixed."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from typing import Annotated
 import typer
 
 from dora.cli import _common as opt
-from dora.cli._runtime import print_help, status
+from dora.cli._runtime import Progress, print_help, status
 from dora.config import Settings
+from dora.errors import UsageError
 
 app = typer.Typer(name="incident")
 
@@ -26,6 +28,8 @@ def _incident(ctx: typer.Context) -> None:
         dora incident list --open
 
         dora incident resolve 01M86639QTJ6ND0C40
+
+        dora incident import-pagerduty --since 90d
     """
     if ctx.invoked_subcommand is None:
         print_help(ctx)
@@ -234,3 +238,113 @@ def list_(
         status(f"No incidents {'open' if open_only else 'recorded'} in {where}.")
     if more:
         status(f"Showing the newest {limit}; --limit 0 shows all.")
+
+
+@app.command("import-pagerduty")
+def import_pagerduty(
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            metavar="TIME|DURATION",
+            help="Import the incidents created from then: a length before --until such as "
+            f"90d, 12w (default 30d), or a time: {opt.TIME_FORMS}.",
+            show_default=False,
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        opt.time_option("--until", "End of the window, excluded (default: now). Same forms."),
+    ] = None,
+    service_map: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--service-map",
+            metavar="'PD NAME=NAME'",
+            help="Record the incidents of PagerDuty service PD NAME under the service NAME; "
+            "repeat for more. Services not mapped keep their PagerDuty name.",
+            show_default=False,
+        ),
+    ] = None,
+    team_from_pagerduty: Annotated[
+        bool,
+        typer.Option(
+            "--team-from-pagerduty", help="Set each incident's team to its first PagerDuty team."
+        ),
+    ] = False,
+    backend: opt.Backend = None,
+    db: opt.Db = None,
+    verbose: opt.Verbose = False,
+) -> None:
+    """Import the incidents created in PagerDuty in a window, resolved or still open.
+
+    Reads PagerDuty's REST API v2 with the API key in PAGERDUTY_TOKEN (a read-only key is
+    enough); PAGERDUTY_API_URL replaces https://api.pagerduty.com (an EU account, a proxy).
+    An incident starts when PagerDuty created it and finishes when it was resolved;
+    triggered and acknowledged ones stay open. Its service is the PagerDuty service's
+    name, its severity the priority (else the urgency), its name the title.
+
+    Each incident is recorded with the id 'pagerduty-' and PagerDuty's id (such as
+    pagerduty-PT4KHLK), so importing again updates the incidents resolved since and
+    duplicates nothing. An incident that fails
+    dora's checks is skipped with a warning; nothing is recorded unless every incident
+    could be fetched. With the datadog backend, new and changed incidents are sent after
+    they are stored.
+
+    Examples:
+
+        dora incident import-pagerduty --since 90d
+
+        dora incident import-pagerduty --since 2026-01-01 --service-map "Checkout API=checkout"
+
+        dora incident import-pagerduty --team-from-pagerduty --backend datadog
+    """
+    from dora import pagerduty
+
+    window = opt.window(since, until)
+    mapping = _service_map(service_map or [])
+    settings = Settings({"db": db, "backend": backend})
+    _, sender = opt.prepare(settings, dry_run=False)
+    with opt.connect_pagerduty(settings) as client, Progress("Fetching") as bar:
+        imported = pagerduty.import_incidents(
+            client,
+            *window,
+            service_map=mapping,
+            team_from_pagerduty=team_from_pagerduty,
+            progress=bar.update,
+        )
+    for warning in imported.warnings[:_MAX_WARNINGS]:
+        opt.log.warning("%s", warning)
+    if len(imported.warnings) > _MAX_WARNINGS:
+        opt.log.warning("... and %d more warnings", len(imported.warnings) - _MAX_WARNINGS)
+    fetched, requests = imported.fetched, imported.requests
+    line = (
+        f"Fetched {fetched:,} incident{'s' * (fetched != 1)} from PagerDuty "
+        f"in {requests:,} request{'s' * (requests != 1)}"
+    )
+    if skipped := fetched - len(imported.incidents):
+        line += f"; skipped {skipped:,} that fail dora's checks"
+    status(line + ".")
+    opt.save_all(
+        settings,
+        ((incident, None) for incident in imported.incidents),
+        source="PagerDuty",
+        backend=sender,
+    )
+
+
+_MAX_WARNINGS = 20
+
+
+def _service_map(values: list[str]) -> dict[str, str]:
+    """--service-map values as {PagerDuty name: dora name}, split at the last '=' (a
+    PagerDuty name may hold one)."""
+    mapping: dict[str, str] = {}
+    for value in values:
+        name, equals, service = (part.strip() for part in value.rpartition("="))
+        if not equals or not name or not service:
+            raise UsageError(f"--service-map: '{value}' is not 'PagerDuty name=service'")
+        if mapping.get(name, service) != service:
+            raise UsageError(f"--service-map: '{name}' is mapped twice")
+        mapping[name] = service
+    return mapping

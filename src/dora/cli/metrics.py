@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timedelta
 from enum import Enum
 from typing import Annotated
 
@@ -121,7 +120,7 @@ def metrics(
     from dora import render
 
     group_by = _group_by(by)
-    window = _window(since, until)
+    window = opt.window(since, until)
     if explain and format is Format.csv:
         raise UsageError("--explain: not available with --format csv; use json or markdown")
     for flag, values in (("--service", service), ("--team", team), ("--env", env)):
@@ -175,42 +174,3 @@ def _group_by(text: str) -> tuple[str, ...]:
     if len(set(names)) < len(names):
         raise UsageError(f"--by: {text!r} names a field twice")
     return tuple(names)
-
-
-def _window(since: str | None, until: str | None) -> tuple[datetime, datetime]:
-    """The report's window; a time without a zone is UTC here, like the report itself."""
-    from dora import timeparse
-
-    if until is None:
-        end = timeparse.now()
-    else:
-        _has_unit("--until", until)
-        end = opt.parse_time("--until", until, naive_utc=True)
-    if end > timeparse.LATEST:
-        raise UsageError(f"--until: {until} is after the last time the store can hold (2262)")
-    text = "30d" if since is None else since
-    length = timeparse.parse_duration(text)
-    if length is None:
-        _has_unit("--since", text)
-        start = opt.parse_time("--since", text, naive_utc=True)
-    elif not length:
-        raise UsageError("--since: the window must not be empty")
-    else:
-        try:
-            start = end - length
-        except OverflowError:
-            start = timeparse.EPOCH - timedelta(days=1)
-        if start < timeparse.EPOCH:
-            raise UsageError(f"--since: {text} before --until reaches back before 1970")
-    if start >= end:
-        raise UsageError(
-            f"--since: {timeparse.format_iso(start)} is not before --until "
-            f"({timeparse.format_iso(end)})"
-        )
-    return start, end
-
-
-def _has_unit(flag: str, text: str) -> None:
-    """A small bare number is a length without its unit, not a time in 1970."""
-    if text.strip().isdigit() and int(text) < 10**9:
-        raise UsageError(f"{flag}: '{text.strip()}' has no unit: write {text.strip()}d, w, h or m")
