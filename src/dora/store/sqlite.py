@@ -66,9 +66,14 @@ class SQLiteStore(Store):
     ) -> Saved:
         saved = Saved()
         now = time.time_ns()
-        with self._write() as db:
-            for chunk in _chunks(items, _CHUNK):
-                _save_chunk(db, chunk, saved, queue=queue, now=now)
+        # a larger page cache while the indexes take many rows at random places (bounded)
+        self._db.execute(f"PRAGMA cache_size = -{_BULK_CACHE_KIB}")
+        try:
+            with self._write() as db:
+                for chunk in _chunks(items, _CHUNK):
+                    _save_chunk(db, chunk, saved, queue=queue, now=now)
+        finally:
+            self._db.execute("PRAGMA cache_size = -2000")  # SQLite's default
         return saved
 
     def previous_commit(self, deployment: Deployment) -> str | None:
@@ -249,6 +254,8 @@ def _rollback(db: sqlite3.Connection) -> None:
             db.execute("ROLLBACK")
 
 
+#: The page cache of ``save_many``, in KiB.
+_BULK_CACHE_KIB = 32 * 1024
 #: Events written at a time by ``save_many``: one query finds which are stored already.
 _CHUNK = 500
 
@@ -313,15 +320,24 @@ def _write_events(db: sqlite3.Connection, items: Sequence[_Item], recorded_at: i
         "INSERT INTO incident_services (incident_id, service, position) VALUES (?, ?, ?)",
         [(i.id, service, n) for i in incidents for n, service in enumerate(i.services)],
     )
-    for event, commits in items:
-        if isinstance(event, Deployment) and commits is not None:
-            db.execute("DELETE FROM deployment_commits WHERE deployment_id = ?", (event.id,))
-            db.executemany(
-                "INSERT OR IGNORE INTO deployment_commits "
-                "(deployment_id, sha, committed_at) VALUES (?, ?, ?)",
-                [(event.id, c.sha, timeparse.to_ns(c.committed_at)) for c in commits],
-            )
-            _credit_once(db, event, [c.sha for c in commits])
+    shipping = [
+        (event, commits)
+        for event, commits in items
+        if isinstance(event, Deployment) and commits is not None
+    ]
+    db.executemany(
+        "DELETE FROM deployment_commits WHERE deployment_id = ?", [(d.id,) for d, _ in shipping]
+    )
+    db.executemany(
+        "INSERT OR IGNORE INTO deployment_commits (deployment_id, sha, committed_at) "
+        "VALUES (?, ?, ?)",
+        [
+            (d.id, c.sha, timeparse.to_ns(c.committed_at))
+            for d, shipped in shipping
+            for c in shipped
+        ],
+    )
+    _credit_once(db, [(d, [c.sha for c in shipped]) for d, shipped in shipping])
 
 
 _Stored = tuple[dict[str, Any], list[str], list[tuple[str, int]] | None]
@@ -393,36 +409,34 @@ def _queue_new(db: sqlite3.Connection, kind: str, event_id: str, now: int) -> No
     )
 
 
-def _credit_once(db: sqlite3.Connection, deployment: Deployment, shas: list[str]) -> None:
+def _credit_once(db: sqlite3.Connection, shipped: Sequence[tuple[Deployment, list[str]]]) -> None:
     """Credit each commit to the first deployment of the service and env that shipped it,
     as lead time measures the time to reach production once.
 
-    Deployments are ordered by finish, then id. A commit an earlier deployment shipped (a
-    roll forward after a rollback) is not this one's; one that a later deployment was
-    credited with (this one is a backfill) is no longer that one's.
+    ``shipped`` holds deployments just stored with their commits. Deployments are ordered
+    by finish, then id: of the deployments of one service and env that list a commit, only
+    the first keeps it. So a roll forward after a rollback ships nothing new, and a backfill
+    takes its commits from the deployment recorded before it that shipped them.
     """
-    order = {
-        "me": deployment.id,
-        "service": deployment.service,
-        "env": deployment.env,
-        "finished": timeparse.to_ns(deployment.finished_at),
-    }
-    same = "d.service = :service AND d.env IS :env"
-    # Both statements start from the few rows of each SHA (its index; CROSS JOIN keeps SQLite
-    # to that order), never from every deployment of the service, so that recording stays
-    # quick however long the service's history.
-    db.executemany(
-        "DELETE FROM deployment_commits WHERE deployment_id = :me AND sha = :sha AND EXISTS "
-        "(SELECT 1 FROM deployment_commits c CROSS JOIN deployments d ON d.id = c.deployment_id "
-        f"WHERE c.sha = :sha AND {same} AND (d.finished_at, d.id) < (:finished, :me))",
-        [{**order, "sha": sha} for sha in shas],
+    shas = {(sha,) for _, listed in shipped for sha in listed}
+    if not shas:
+        return
+    # One statement for every commit at once, from the few rows of each SHA (its index;
+    # CROSS JOIN keeps SQLite to that order), never from the service's whole history.
+    db.execute("CREATE TEMP TABLE IF NOT EXISTS credited (sha TEXT PRIMARY KEY)")
+    db.execute("DELETE FROM temp.credited")
+    db.executemany("INSERT INTO temp.credited (sha) VALUES (?)", shas)
+    db.execute(
+        "DELETE FROM deployment_commits WHERE rowid IN ("
+        "SELECT c.rowid FROM temp.credited t "
+        "CROSS JOIN deployment_commits c ON c.sha = t.sha "
+        "CROSS JOIN deployments d ON d.id = c.deployment_id "
+        "WHERE EXISTS (SELECT 1 FROM deployment_commits e "
+        "CROSS JOIN deployments f ON f.id = e.deployment_id "
+        "WHERE e.sha = c.sha AND f.service = d.service AND f.env IS d.env "
+        "AND (f.finished_at, f.id) < (d.finished_at, d.id)))"
     )
-    db.executemany(
-        "DELETE FROM deployment_commits WHERE sha = :sha AND EXISTS (SELECT 1 FROM deployments d "
-        f"WHERE d.id = deployment_commits.deployment_id AND {same} "
-        "AND (d.finished_at, d.id) > (:finished, :me))",
-        [{**order, "sha": sha} for sha in shas],
-    )
+    db.execute("DELETE FROM temp.credited")
 
 
 def _upsert(db: sqlite3.Connection, table: str, rows: list[dict[str, Any]]) -> None:
