@@ -563,3 +563,14 @@ def test_a_terminal_gets_a_progress_bar_and_ci_logs_do_not(
     assert with_bar.exit_code == 0
     assert "Reading" in with_bar.stderr
     assert not in_ci
+
+
+def test_a_file_without_records_imports_nothing_and_makes_no_store(dora, db_path, tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("type,service,started_at,finished_at\n")
+
+    result = dora("import", str(path))
+
+    assert result.exit_code == 0
+    assert result.stderr == f"Nothing to import: {path} holds no valid records.\n"
+    assert not db_path.exists()

@@ -32,7 +32,7 @@ def import_(
     files: Annotated[
         list[str],
         typer.Argument(
-            metavar="FILE...",
+            metavar="FILE",
             help="NDJSON or CSV files of events; - reads standard input.",
             show_default=False,
         ),
@@ -97,6 +97,9 @@ def import_(
     with loaded:
         _report_problems(loaded, skip_invalid=skip_invalid)
         source = opened[0][0] if len(opened) == 1 else f"{len(opened)} files"
+        if not loaded.count:
+            status(f"Nothing to import: {source} holds no valid records.")
+            return
         opt.save_all(settings, loaded.items(), source=source, backend=sender)
 
 
