@@ -36,7 +36,7 @@ from dora import timeparse
 from dora.errors import InvalidEvent
 from dora.events import Deployment, Event, Incident, build
 from dora.gitmeta import Commit
-from dora.metrics import Filters, deployments_matching, incidents_matching
+from dora.metrics import Filters, Source, deployments_matching, incidents_matching
 from dora.store import Store
 from dora.store.base import deployment_from_row, event_row, incident_from_row
 
@@ -434,60 +434,66 @@ def _between(
 def _deployment_records(
     store: Store, low: int | None, high: int | None, filters: Filters
 ) -> Iterator[dict[str, Any]]:
-    source = deployments_matching((), filters)
-    window, bounds = _between("d.finished_at", "d.finished_at", low, high)
-    condition = " AND ".join([source.condition(), *window])
-    params = (*source.params, *bounds)
-    rows = store.rows(
+    found = _with_details(
+        store,
         "SELECT d.id, d.service, d.env, d.version, d.team, d.started_at, d.finished_at, "
-        "d.repository_url, d.commit_sha, d.custom_tags FROM deployments d "
-        f"WHERE {condition} ORDER BY d.started_at, d.id",
-        params,
+        "d.repository_url, d.commit_sha, d.custom_tags FROM deployments d",
+        "SELECT c.deployment_id, c.sha, c.committed_at FROM deployment_commits c "
+        "JOIN deployments d ON d.id = c.deployment_id",
+        "c.committed_at, c.sha",
+        deployments_matching((), filters),
+        _between("d.finished_at", "d.finished_at", low, high),
+        alias="d",
     )
-    commits = _grouped(
-        store.rows(
-            "SELECT c.deployment_id, c.sha, c.committed_at FROM deployment_commits c "
-            f"JOIN deployments d ON d.id = c.deployment_id WHERE {condition} "
-            "ORDER BY d.started_at, d.id, c.committed_at, c.sha",
-            params,
-        )
-    )
-    for row in rows:
-        shipped = [{"sha": sha, "committed_at": _iso(at)} for sha, at in commits(str(row[0]))]
-        record = _record("deployment", row, service=row[1], commits=shipped)
-        yield record
+    for row, commits in found:
+        shipped = [{"sha": sha, "committed_at": _iso(at)} for sha, at in commits]
+        yield _record("deployment", row, service=row[1], commits=shipped)
 
 
 def _incident_records(
     store: Store, low: int | None, high: int | None, filters: Filters
 ) -> Iterator[dict[str, Any]]:
-    source = incidents_matching((), filters)
-    window, bounds = _between("i.started_at", "i.finished_at", low, high)
-    condition = " AND ".join([source.condition(), *window])
-    params = (*source.params, *bounds)
-    rows = store.rows(
+    found = _with_details(
+        store,
         "SELECT i.id, i.name, i.severity, i.env, i.version, i.team, i.started_at, "
-        "i.finished_at, i.repository_url, i.commit_sha, i.custom_tags FROM incidents i "
-        f"WHERE {condition} ORDER BY i.started_at, i.id",
-        params,
+        "i.finished_at, i.repository_url, i.commit_sha, i.custom_tags FROM incidents i",
+        "SELECT s.incident_id, s.service FROM incident_services s "
+        "JOIN incidents i ON i.id = s.incident_id",
+        "s.position",
+        incidents_matching((), filters),
+        _between("i.started_at", "i.finished_at", low, high),
+        alias="i",
     )
-    services = _grouped(
-        store.rows(
-            "SELECT s.incident_id, s.service FROM incident_services s "
-            f"JOIN incidents i ON i.id = s.incident_id WHERE {condition} "
-            "ORDER BY i.started_at, i.id, s.position",
-            params,
-        )
-    )
-    for row in rows:
-        named = [service for (service,) in services(str(row[0]))]
+    for row, services in found:
         yield _record(
             "incident",
             (row[0], None, row[3], row[4], row[5], *row[6:]),
-            services=named,
+            services=[service for (service,) in services],
             name=row[1],
             severity=row[2],
         )
+
+
+def _with_details(
+    store: Store,
+    events: str,
+    details: str,
+    detail_order: str,
+    source: Source,
+    window: tuple[list[str], list[int]],
+    *,
+    alias: str,
+) -> Iterator[tuple[Sequence[Any], list[tuple[Any, ...]]]]:
+    """Each event the ``events`` query selects, in order of start and id, with its rows of
+    the ``details`` query (commits, services), both streamed side by side."""
+    where, bounds = window
+    condition = " AND ".join([source.condition(), *where])
+    params = (*source.params, *bounds)
+    order = f"ORDER BY {alias}.started_at, {alias}.id"
+    rows = store.rows(f"{events} WHERE {condition} {order}", params)
+    of = _grouped(store.rows(f"{details} WHERE {condition} {order}, {detail_order}", params))
+    for row in rows:
+        yield row, of(str(row[0]))
 
 
 def _grouped(rows: Iterator[Sequence[Any]]) -> Callable[[str], list[tuple[Any, ...]]]:

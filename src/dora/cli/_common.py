@@ -151,6 +151,20 @@ def filter_option(flag: str, help: str) -> Any:
     return typer.Option(flag, metavar="NAME", help=help, show_default=False)
 
 
+ServiceFilter = Annotated[
+    list[str] | None, filter_option("--service", "Only this service; repeat for several.")
+]
+TeamFilter = Annotated[list[str] | None, filter_option("--team", "Only this team; repeatable.")]
+EnvFilter = Annotated[
+    list[str] | None, filter_option("--env", "Only this environment; repeatable.")
+]
+
+
+def since_option(help: str) -> Any:
+    """``--since``: a time in any of ``TIME_FORMS``, or a length before ``--until``."""
+    return typer.Option("--since", metavar="TIME|DURATION", help=help, show_default=False)
+
+
 def filters(**given: list[str] | None) -> tuple[tuple[str, ...], ...]:
     """The values of the filter options (``service=[...]``, ...) in order, checked."""
     for name, values in given.items():

@@ -244,12 +244,9 @@ def list_(
 def import_pagerduty(
     since: Annotated[
         str | None,
-        typer.Option(
-            "--since",
-            metavar="TIME|DURATION",
-            help="Import the incidents created from then: a length before --until such as "
-            f"90d, 12w (default 30d), or a time: {opt.TIME_FORMS}.",
-            show_default=False,
+        opt.since_option(
+            "Import the incidents created from then: a length before --until such as "
+            f"90d, 12w (default 30d), or a time: {opt.TIME_FORMS}."
         ),
     ] = None,
     until: Annotated[

@@ -156,27 +156,18 @@ def export(
     ] = None,
     since: Annotated[
         str | None,
-        typer.Option(
-            "--since",
-            metavar="TIME|DURATION",
-            help="Only events of the window from this time (or this long before --until, "
-            "such as 30d); default: everything.",
-            show_default=False,
+        opt.since_option(
+            "Only events of the window from this time (or this long before --until, "
+            "such as 30d); default: everything."
         ),
     ] = None,
     until: Annotated[
         str | None,
         opt.time_option("--until", "End of the window, excluded (default: no end)."),
     ] = None,
-    service: Annotated[
-        list[str] | None, opt.filter_option("--service", "Only this service; repeatable.")
-    ] = None,
-    team: Annotated[
-        list[str] | None, opt.filter_option("--team", "Only this team; repeatable.")
-    ] = None,
-    env: Annotated[
-        list[str] | None, opt.filter_option("--env", "Only this environment; repeatable.")
-    ] = None,
+    service: opt.ServiceFilter = None,
+    team: opt.TeamFilter = None,
+    env: opt.EnvFilter = None,
     db: opt.Db = None,
     verbose: opt.Verbose = False,
 ) -> None:

@@ -27,19 +27,12 @@ class Interval(str, Enum):
     month = "month"
 
 
-def _filter(flag: str, help: str) -> object:
-    return typer.Option(flag, metavar="NAME", help=help, show_default=False)
-
-
 def metrics(
     since: Annotated[
         str | None,
-        typer.Option(
-            "--since",
-            metavar="TIME|DURATION",
-            help="Start of the window, included: a length before --until such as 30d, 12w, 6h "
-            f"(default 30d), or a time: {opt.TIME_FORMS}.",
-            show_default=False,
+        opt.since_option(
+            "Start of the window, included: a length before --until such as 30d, 12w, 6h "
+            f"(default 30d), or a time: {opt.TIME_FORMS}."
         ),
     ] = None,
     until: Annotated[
@@ -55,11 +48,9 @@ def metrics(
             "none for one row.",
         ),
     ] = "service",
-    service: Annotated[
-        list[str] | None, _filter("--service", "Only this service; repeat for several.")
-    ] = None,
-    team: Annotated[list[str] | None, _filter("--team", "Only this team; repeatable.")] = None,
-    env: Annotated[list[str] | None, _filter("--env", "Only this environment; repeatable.")] = None,
+    service: opt.ServiceFilter = None,
+    team: opt.TeamFilter = None,
+    env: opt.EnvFilter = None,
     interval: Annotated[
         Interval | None,
         typer.Option(
@@ -123,10 +114,7 @@ def metrics(
     window = opt.window(since, until)
     if explain and format is Format.csv:
         raise UsageError("--explain: not available with --format csv; use json or markdown")
-    for flag, values in (("--service", service), ("--team", team), ("--env", env)):
-        if any(not value.strip() for value in values or ()):
-            raise UsageError(f"{flag}: must not be empty")
-    filters = m.Filters(tuple(service or ()), tuple(team or ()), tuple(env or ()))
+    filters = m.Filters(*opt.filters(service=service, team=team, env=env))
     settings = Settings({"db": db})
     where = settings.get("db") or ""
     from dora.store import open_store
