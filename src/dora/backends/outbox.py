@@ -30,6 +30,9 @@ def deliver(store: Store, backend: DatadogBackend, event: Event) -> int | None:
         except DeliveryError as exc:
             store.mark_failed(event, exc.message)
             raise
+        except KeyboardInterrupt:
+            store.release(event)  # the next push may send it again: ids make that harmless
+            raise
         current = store.get(event.kind, event.id)
         if current is None or current.api_body() == event.api_body():
             store.mark_delivered(event)

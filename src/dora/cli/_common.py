@@ -486,8 +486,12 @@ def deliver_all(store: Store, backend: DatadogBackend, keys: set[tuple[str, str]
     from dora.backends import outbox
     from dora.cli._runtime import Progress
 
-    with backend, Progress("Sending") as bar:
-        report = outbox.push(store, backend, only=keys, progress=bar.update)
+    try:
+        with backend, Progress("Sending") as bar:
+            report = outbox.push(store, backend, only=keys, progress=bar.update)
+    except KeyboardInterrupt:
+        status(f"the events not sent are kept in {store.location}; 'dora push' will send them")
+        raise
     for event, exc in report.failed[:5]:
         log.warning("%s %s: %s", event.kind, event.id, exc.message)
     sent = len(report.delivered)
@@ -496,7 +500,7 @@ def deliver_all(store: Store, backend: DatadogBackend, keys: set[tuple[str, str]
     if report.remaining:
         raise DoraError(
             f"sent {_events(sent)} to {backend.endpoint.base_url}; {report.remaining} remain "
-            f"in {store.location}, 'dora push' will send them"
+            f"in {store.location}, 'dora push' will try them again"
         )
     status(f"Sent {_events(sent)} to {backend.endpoint.base_url}.")
 

@@ -102,6 +102,11 @@ class Store(ABC):
         it; return whether it was taken. Marking the event delivered or failed releases it."""
 
     @abstractmethod
+    def release(self, event: Event) -> None:
+        """Give up the right to send ``event`` taken by ``claim`` (a send was interrupted),
+        so that the next ``dora push`` may send it at once."""
+
+    @abstractmethod
     def mark_delivered(self, event: Event) -> None:
         """Record that the backend accepted ``event``."""
 

@@ -147,6 +147,13 @@ class SQLiteStore(Store):
             )
             return taken.rowcount == 1
 
+    def release(self, event: Event) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE outbox SET claimed_until = NULL WHERE kind = ? AND event_id = ?",
+                (event.kind, event.id),
+            )
+
     def mark_delivered(self, event: Event) -> None:
         with self._write() as db:
             db.execute(
@@ -292,7 +299,7 @@ def _save_chunk(
     for event, commits in chunk:
         if (event.kind, event.id) not in stored:
             saved.new += 1
-        elif _stored(db, event, with_commits=commits is not None) == _as_stored(event, commits):
+        elif _unchanged(db, event, commits):
             saved.unchanged += 1
             if queue:
                 _queue_new(db, event.kind, event.id, now)
@@ -368,6 +375,32 @@ def _stored(db: sqlite3.Connection, event: Event, *, with_commits: bool) -> _Sto
         ).fetchall()
         commits = [tuple(commit) for commit in commits]
     return row, services, commits
+
+
+def _unchanged(db: sqlite3.Connection, event: Event, commits: Sequence[Commit] | None) -> bool:
+    """Whether ``event`` (and its commits, if given) is stored exactly so: a deployment's
+    commits compared as they would be kept, without those an earlier deployment of its
+    service and env was credited with."""
+    stored = _stored(db, event, with_commits=commits is not None)
+    given = _as_stored(event, commits)
+    if stored is None or stored[:2] != given[:2] or stored == given:
+        return stored == given
+    shipped = given[2] or []
+    assert isinstance(event, Deployment)  # noqa: S101 - only deployments have commits
+    earlier: set[str] = set()
+    for start in range(0, len(shipped), 500):
+        part = [sha for sha, _ in shipped[start : start + 500]]
+        earlier.update(
+            sha
+            for (sha,) in db.execute(
+                "SELECT c.sha FROM deployment_commits c "
+                "CROSS JOIN deployments d ON d.id = c.deployment_id "
+                f"WHERE c.sha IN ({', '.join('?' * len(part))}) "
+                "AND d.service = ? AND d.env IS ? AND (d.finished_at, d.id) < (?, ?)",
+                (*part, event.service, event.env, timeparse.to_ns(event.finished_at), event.id),
+            )
+        )
+    return stored[2] == [commit for commit in shipped if commit[0] not in earlier]
 
 
 def _as_stored(event: Event, commits: Sequence[Commit] | None) -> _Stored:
