@@ -504,7 +504,8 @@ def test_events_that_cannot_be_sent_wait_for_push(
 
     assert result.exit_code == 1
     assert result.stderr.splitlines()[-1] == (
-        f"dora: error: sent 0 events to {API}; 3 remain in {db_path}, 'dora push' will send them"
+        f"dora: error: sent 0 events to {API}; 3 remain in {db_path}, "
+        "'dora push' will try them again"
     )
     assert count(db_path, "deployments") + count(db_path, "incidents") == 3
     assert rows(
@@ -532,18 +533,26 @@ def test_events_imported_before_a_backend_was_set_are_sent_on_reimport(
     assert len(route.calls) == 3
 
 
-def test_an_event_twice_in_one_file_ends_as_its_last_record(dora, db_path, tmp_path, frozen_now):
+def test_an_id_given_twice_with_other_content_is_an_invalid_record(
+    dora, db_path, tmp_path, frozen_now
+):
     opened = {"type": "incident", "id": "incident-000000000003", "team": "core",
               "started_at": "2026-11-01T10:00:00Z"}  # fmt: skip
     resolved = {**opened, "finished_at": "2026-11-01T10:30:00Z"}
     path = write_ndjson(tmp_path / "twice.ndjson", [opened, opened, resolved])
 
-    result = dora("import", str(path))
+    refused = dora("import", str(path))
+    skipped = dora("import", "--skip-invalid", str(path))
+    again = dora("import", "--skip-invalid", str(path))
 
-    assert result.stderr.endswith("1 new, 1 updated, 1 unchanged.\n")
-    assert rows(db_path, "SELECT finished_at FROM incidents") == [
-        {"finished_at": 1_793_529_000_000_000_000}
-    ]
+    assert refused.exit_code == 2
+    assert refused.stderr.splitlines()[0] == (
+        f"dora: error: {path}:3: id: 'incident-000000000003' is also on {path}:1, "
+        "with other content"
+    )
+    assert skipped.stderr.endswith("1 new, 0 updated, 0 unchanged.\n")  # the same line twice
+    assert again.stderr.endswith("0 new, 0 updated, 1 unchanged.\n")
+    assert rows(db_path, "SELECT finished_at FROM incidents") == [{"finished_at": None}]
 
 
 def test_a_terminal_gets_a_progress_bar_and_ci_logs_do_not(
@@ -574,3 +583,154 @@ def test_a_file_without_records_imports_nothing_and_makes_no_store(dora, db_path
     assert result.exit_code == 0
     assert result.stderr == f"Nothing to import: {path} holds no valid records.\n"
     assert not db_path.exists()
+
+
+def test_reimporting_deployments_that_list_the_same_commit_changes_nothing(
+    dora, db_path, tmp_path, frozen_now
+):
+    def deployment(n: int, shas: list[str]) -> dict:
+        return {
+            "type": "deployment", "id": f"deploy-000000000010{n}", "service": "api",
+            "env": "prod", "started_at": f"2026-11-0{n}T10:00:00Z",
+            "finished_at": f"2026-11-0{n}T10:05:00Z",
+            "commits": [{"sha": sha, "committed_at": "2026-10-31T10:00:00Z"} for sha in shas],
+        }  # fmt: skip
+
+    # the later deployment lists a commit the earlier one shipped already (a redeploy)
+    path = write_ndjson(
+        tmp_path / "shared.ndjson",
+        [deployment(1, [SHA, OTHER_SHA]), deployment(2, [OTHER_SHA, "c" * 40])],
+    )
+    assert dora("import", str(path)).exit_code == 0
+    before = store_contents(db_path)
+
+    again = dora("import", str(path))
+
+    assert again.stderr.endswith("0 new, 0 updated, 2 unchanged.\n")
+    assert store_contents(db_path) == before
+    assert rows(db_path, "SELECT deployment_id, sha FROM deployment_commits ORDER BY 1, 2") == [
+        {"deployment_id": "deploy-0000000000101", "sha": SHA},
+        {"deployment_id": "deploy-0000000000101", "sha": OTHER_SHA},
+        {"deployment_id": "deploy-0000000000102", "sha": "c" * 40},
+    ]
+
+
+def test_times_relative_to_now_and_nan_are_refused_in_a_file(dora, db_path, tmp_path, frozen_now):
+    path = tmp_path / "relative.ndjson"
+    path.write_text(
+        '{"type":"deployment","service":"api","started_at":"-1d","finished_at":"now"}\n'
+        '{"type":"incident","team":"core","started_at":NaN}\n'
+    )
+
+    result = dora("import", str(path))
+
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[:2] == [
+        f"dora: error: {path}:1: started_at: '-1d' is relative to now; "
+        "a file needs the time itself",
+        f"dora: error: {path}:2: started_at: 'nan' is not a timestamp: use ISO 8601 "
+        "(2026-11-24T09:30:00Z), Unix time in s, ms or ns, 'now', or an offset such as -15m",
+    ]
+
+
+def test_a_csv_that_cannot_be_read_to_its_end_imports_nothing_even_skipping(
+    dora, db_path, tmp_path, frozen_now
+):
+    path = tmp_path / "broken.csv"
+    path.write_text(
+        "type,team,started_at\n"
+        "incident,core,2026-11-01T10:00:00Z\n"
+        'incident,"co"re,2026-11-01T11:00:00Z\n'
+        "incident,core,2026-11-01T12:00:00Z\n"
+    )
+
+    result = dora("import", "--skip-invalid", str(path))
+
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"dora: error: {path}:3: not CSV (',' expected after '\"'); the rest of the file "
+        "cannot be read",
+        "dora: error: 1 invalid record, in a file that cannot be read to its end; "
+        "nothing was imported",
+    ]
+    assert not db_path.exists()
+
+
+def test_an_empty_input_has_nothing_to_import(dora, db_path):
+    result = dora("import", "-", input="")
+
+    assert result.exit_code == 0
+    assert result.stderr == "Nothing to import: <stdin> holds no valid records.\n"
+    assert not db_path.exists()
+
+
+def test_export_to_a_csv_file_writes_csv_and_keeps_the_files_mode(
+    dora, db_path, events_file, tmp_path, frozen_now
+):
+    assert dora("import", str(events_file)).exit_code == 0
+    target = tmp_path / "backup.csv"
+    target.write_text("old\n")
+    target.chmod(0o640)
+
+    result = dora("export", "-o", str(target))
+
+    assert result.exit_code == 0
+    assert target.read_text().splitlines()[0] == ",".join(interchange.CSV_COLUMNS)
+    assert target.stat().st_mode & 0o777 == 0o640
+
+
+def test_export_through_a_symbolic_link_replaces_the_file_it_points_to(
+    dora, db_path, events_file, tmp_path, frozen_now
+):
+    assert dora("import", str(events_file)).exit_code == 0
+    real = tmp_path / "real.ndjson"
+    real.write_text("old\n")
+    link = tmp_path / "link.ndjson"
+    link.symlink_to(real)
+
+    assert dora("export", "-o", str(link)).exit_code == 0
+
+    assert link.is_symlink()
+    assert len(real.read_text().splitlines()) == 3
+
+
+def test_export_to_a_pipe_writes_into_it(dora, db_path, events_file, tmp_path, frozen_now):
+    import os
+    import threading
+
+    assert dora("import", str(events_file)).exit_code == 0
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[str] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()))
+    reader.start()
+
+    result = dora("export", "-o", str(fifo))
+    reader.join(timeout=10)
+
+    assert result.exit_code == 0
+    assert len(received[0].splitlines()) == 3
+    assert fifo.is_fifo()
+
+
+def test_an_interrupted_send_leaves_the_events_for_the_next_push(
+    respx_router, dora, db_path, events_file, datadog, frozen_now
+):
+    def ctrl_c(request):
+        raise KeyboardInterrupt
+
+    respx_router.post(url__regex=rf"{API}/api/v2/dora/(deployment|failure)").mock(
+        side_effect=ctrl_c
+    )
+
+    result = dora("import", str(events_file))
+
+    assert result.exit_code == 130
+    assert result.stderr.splitlines()[-2:] == [
+        f"the events not sent are kept in {db_path}; 'dora push' will send them",
+        "dora: error: interrupted",
+    ]
+    assert (
+        rows(db_path, "SELECT state, claimed_until FROM outbox")
+        == [{"state": "pending", "claimed_until": None}] * 3
+    )

@@ -62,6 +62,8 @@ class Problem:
     line: int
     field: str
     problem: str
+    #: The file cannot be read past it, so skipping records cannot help.
+    whole_file: bool = False
 
     def __str__(self) -> str:
         where = f"{self.source}:{self.line}"
@@ -153,16 +155,18 @@ def _csv(
         except StopIteration:
             return
         except csv.Error as exc:
-            yield first, Problem(source, first, "", f"not CSV ({exc})")
+            reason = f"not CSV ({exc}); the rest of the file cannot be read"
+            yield first, Problem(source, first, "", reason, whole_file=True)
             return
         if bad and bad[-1] >= first:
             yield first, Problem(source, first, "", "not UTF-8 text")
             continue
         if header is None:
+            if not any(cell.strip() for cell in cells):
+                continue  # blank lines before the header; an empty input has no records
             header = [cell.strip() for cell in cells]
-            problem = _check_header(header)
-            if problem:
-                yield first, Problem(source, first, "", problem)
+            if wrong := _check_header(header):
+                yield first, Problem(source, first, "", wrong, whole_file=True)
                 return
             continue
         if not any(cell.strip() for cell in cells):
@@ -246,11 +250,14 @@ def event_of(data: dict[str, Any]) -> tuple[Event, list[Commit] | None]:
     kind = data.pop("type", None)
     if kind is None:
         raise InvalidEvent("type", "required: deployment or incident")
-    model = KINDS.get(kind) if isinstance(kind, str) else None
+    model = KINDS.get(kind.strip()) if isinstance(kind, str) else None
     if model is None:
         shown = f"'{kind}'" if isinstance(kind, str) else json.dumps(kind)
         raise InvalidEvent("type", f"{shown} is not deployment or incident")
-    commits = _commits(data.pop("commits")) if "commits" in data else None
+    for name in ("started_at", "finished_at"):
+        _fixed_time(name, data.get(name))
+    listed = data.pop("commits", None)
+    commits = None if listed is None else _commits(listed)
     if commits is not None and model is not Deployment:
         raise InvalidEvent("commits", "only deployments ship commits")
     given_id = data.get("id") not in (None, "")
@@ -260,6 +267,15 @@ def event_of(data: dict[str, Any]) -> tuple[Event, list[Commit] | None]:
     if not given_id:
         event.id = derived_id(event)
     return event, commits
+
+
+def _fixed_time(field: str, value: Any) -> None:
+    """A file states when things happened: a time relative to now would be another time
+    (and another derived id) each time the file is read."""
+    if isinstance(value, str) and timeparse.is_relative(value):
+        raise InvalidEvent(
+            field, f"'{value.strip()}' is relative to now; a file needs the time itself"
+        )
 
 
 def _commits(value: Any) -> list[Commit]:
@@ -272,6 +288,7 @@ def _commits(value: Any) -> list[Commit]:
         if not isinstance(item, dict) or set(item) != {"sha", "committed_at"}:
             raise InvalidEvent("commits", "each commit has a sha and a committed_at, only")
         sha, when = item["sha"], item["committed_at"]
+        _fixed_time("commits", when)
         if not isinstance(sha, str) or not SHA_PATTERN.fullmatch(sha):
             raise InvalidEvent("commits", f"'{sha}' is not a full commit SHA")
         try:
@@ -312,6 +329,8 @@ class Loaded:
     count: int = 0
     problems: list[Problem] = field(default_factory=list)
     invalid: int = 0
+    #: A file could not be read to its end (not CSV, a bad header).
+    unreadable: bool = False
     _spool: IO[bytes] = field(default_factory=lambda: tempfile.TemporaryFile())  # noqa: SIM115
 
     def items(self) -> Iterator[tuple[Event, list[Commit] | None]]:
@@ -368,18 +387,36 @@ def load(
     and the first ``keep_problems`` problems. Nothing is written to a store here."""
     loaded = Loaded()
     batch: list[tuple[Event, list[Commit] | None]] = []
+    # each event's first place and a digest of its content: an id given twice with other
+    # content is a mistake (which record is right?), and the same record twice is harmless
+    seen: dict[tuple[str, str], tuple[str, int, int]] = {}
     try:
         for source, found in sources:
             for line, data in found:
                 problem = data if isinstance(data, Problem) else None
                 if isinstance(data, dict):
                     try:
-                        batch.append(event_of(data))
+                        event, commits = event_of(data)
                     except InvalidEvent as exc:
                         problem = Problem(source, line, exc.field, exc.problem)
+                    else:
+                        key, digest = (event.kind, event.id), hash(repr(_frozen(event, commits)))
+                        where, first, known = seen.setdefault(key, (source, line, digest))
+                        if known != digest:
+                            problem = Problem(
+                                source,
+                                line,
+                                "id",
+                                f"'{event.id}' is also on {where}:{first}, with other content",
+                            )
+                        elif (where, first) == (source, line):
+                            batch.append((event, commits))
+                        else:
+                            continue  # the same record again: already kept
                 if problem is not None:
                     loaded.invalid += 1
-                    if len(loaded.problems) < keep_problems:
+                    loaded.unreadable |= problem.whole_file
+                    if len(loaded.problems) < keep_problems or problem.whole_file:
                         loaded.problems.append(problem)
                     continue
                 loaded.count += 1

@@ -78,6 +78,13 @@ def parse_timestamp(
     raise ValueError(f"'{text}' is not a timestamp: {FORMS_HINT}")
 
 
+def is_relative(text: str) -> bool:
+    """Whether ``text`` is a time relative to now (``now``, ``-2h``), which means another
+    moment each time it is read."""
+    value = text.strip()
+    return value.lower() == "now" or _RELATIVE.fullmatch(value) is not None
+
+
 def parse_duration(text: str) -> timedelta | None:
     """A length of time such as ``30d``, ``12w``, ``6h``, ``90m`` (minutes) or ``45s``; None
     when ``text`` has not that form."""
@@ -95,6 +102,8 @@ def from_unix(value: str | int | float) -> datetime:
         number = Decimal(str(value))
     except InvalidOperation:
         raise ValueError(f"'{value}' is not a timestamp: {FORMS_HINT}") from None
+    if not number.is_finite():  # NaN and infinities, which JSON readers accept
+        raise ValueError(f"'{value}' is not a timestamp: {FORMS_HINT}")
     if number < 0:
         raise ValueError(f"'{value}' is before 1970: {FORMS_HINT}")
     if number < 10**11:

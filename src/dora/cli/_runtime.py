@@ -185,17 +185,25 @@ class Progress:
     that gives its jobs a terminal), or on a dumb terminal. ``advance`` counts done work;
     ``total`` may be unknown."""
 
-    def __init__(self, description: str, total: float | None = None) -> None:
+    def __init__(
+        self, description: str, total: float | None = None, *, in_bytes: bool = False
+    ) -> None:
         self._bar: Any = None
         if not shows_progress():
             return
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            MofNCompleteColumn,
+            Progress,
+            TimeElapsedColumn,
+        )
 
         self._bar = Progress(
             "{task.description}",
             BarColumn(),
-            MofNCompleteColumn(),
+            DownloadColumn() if in_bytes else MofNCompleteColumn(),
             TimeElapsedColumn(),
             console=Console(file=sys.stderr, force_terminal=True),
             transient=True,

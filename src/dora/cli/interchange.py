@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -89,7 +90,7 @@ def import_(
     with contextlib.ExitStack() as stack:
         opened = [_open(stack, name, format) for name in files]
         total = sum(size for *_, size in opened if size is not None)
-        bar = stack.enter_context(Progress("Reading", total or None))
+        bar = stack.enter_context(Progress("Reading", total or None, in_bytes=True))
         loaded = interchange.load(
             (label, interchange.records(lines, fmt, label, on_bytes=bar.advance))
             for label, lines, fmt, _ in opened
@@ -128,13 +129,17 @@ def _open(
 def _report_problems(loaded: Loaded, *, skip_invalid: bool) -> None:
     if not loaded.invalid:
         return
-    say = opt.log.warning if skip_invalid else error_line
+    say = opt.log.warning if skip_invalid and not loaded.unreadable else error_line
     for problem in loaded.problems:
         say(str(problem))
     more = loaded.invalid - len(loaded.problems)
     if more:
         say(f"... and {more:,} more invalid record{'s' * (more != 1)}")
     records = f"{loaded.invalid:,} invalid record{'s' * (loaded.invalid != 1)}"
+    if loaded.unreadable:
+        raise UsageError(
+            f"{records}, in a file that cannot be read to its end; nothing was imported"
+        )
     if not skip_invalid:
         raise UsageError(f"{records}; nothing was imported (--skip-invalid imports the valid ones)")
     status(f"Skipped {records}.")
@@ -142,8 +147,14 @@ def _report_problems(loaded: Loaded, *, skip_invalid: bool) -> None:
 
 def export(
     format: Annotated[
-        Format, typer.Option("--format", help="Output format.", case_sensitive=False)
-    ] = Format.ndjson,
+        Format | None,
+        typer.Option(
+            "--format",
+            help="Output format (default: csv for an --output file named .csv, else ndjson).",
+            case_sensitive=False,
+            show_default=False,
+        ),
+    ] = None,
     output: Annotated[
         str | None,
         typer.Option(
@@ -197,6 +208,9 @@ def export(
         store = open_store(where, create=False)
     except NotFound:
         store = None  # an export of nothing, and no store made by a command that only reads
+    if format is None:
+        csv_file = output is not None and output.lower().endswith(".csv")
+        format = Format.csv if csv_file else Format.ndjson
     write = interchange.write_csv if format is Format.csv else interchange.write_ndjson
     with contextlib.ExitStack() as stack:
         records: Iterator[dict[str, Any]] = iter(())
@@ -214,24 +228,41 @@ def export(
 
 @contextlib.contextmanager
 def _output(path: str | None) -> Iterator[IO[str]]:
-    """stdout, or a temporary file beside ``path`` that replaces it once complete."""
+    """stdout; or for a regular file (new, or through a symbolic link), a temporary file
+    beside it that replaces it once complete, with the mode the file had (or a new file's);
+    or anything else (a pipe, a device) written as it is."""
     if path is None or path == "-":
         yield sys.stdout
         return
     target = Path(path)
     if target.is_dir():
         raise UsageError(f"--output: {path} is a directory")
+    real = target.resolve()
+    if real.exists() and not real.is_file():
+        try:
+            with real.open("w", encoding="utf-8", newline="") as stream:
+                yield stream
+        except (FileNotFoundError, PermissionError) as exc:
+            raise UsageError(f"--output: cannot write to {path} ({exc.strerror})") from None
+        return
+    if real.exists():
+        mode = stat.S_IMODE(real.stat().st_mode)
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
     try:
         handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - replaced or removed below
-            "w", encoding="utf-8", newline="", dir=target.parent or ".",
-            prefix=f".{target.name}.", suffix=".tmp", delete=False,
+            "w", encoding="utf-8", newline="", dir=real.parent,
+            prefix=f".{real.name}.", suffix=".tmp", delete=False,
         )  # fmt: skip
     except OSError as exc:
         raise UsageError(f"--output: cannot write to {path} ({exc.strerror})") from None
     try:
         with handle:
             yield handle
-        os.replace(handle.name, target)
+        os.chmod(handle.name, mode)
+        os.replace(handle.name, real)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(handle.name)
