@@ -40,7 +40,6 @@ from dora.metrics import Filters, Source, deployments_matching, incidents_matchi
 from dora.store import Store
 from dora.store.base import deployment_from_row, event_row, incident_from_row
 
-FORMATS = ("ndjson", "csv")
 KINDS: dict[str, type[Event]] = {"deployment": Deployment, "incident": Incident}
 CSV_COLUMNS = (
     "type", "id", "service", "services", "name", "severity", "team", "env", "version",

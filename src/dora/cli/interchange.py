@@ -7,7 +7,6 @@ import itertools
 import os
 import stat
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator
 from enum import Enum
 from pathlib import Path
@@ -251,6 +250,8 @@ def _output(path: str | None) -> Iterator[IO[str]]:
         umask = os.umask(0)
         os.umask(umask)
         mode = 0o666 & ~umask
+    import tempfile
+
     try:
         handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - replaced or removed below
             "w", encoding="utf-8", newline="", dir=real.parent,
