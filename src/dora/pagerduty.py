@@ -365,8 +365,11 @@ def convert(
     incidents: list[Incident] = []
     warnings: list[str] = []
     unmapped: dict[str, int] = {}
+    seen: set[str] = set()
     for item in raw:
         service = _summary(item.get("service"))
+        if service is not None:
+            seen.add(service)
         if service_map and service is not None and service not in service_map:
             unmapped[service] = unmapped.get(service, 0) + 1
         try:
@@ -378,6 +381,11 @@ def convert(
             f"PagerDuty service '{name}' is not in the service map; its "
             f"{n:,} incident{'s' * (n != 1)} keep{'s' * (n == 1)} that name"
         )
+    if raw:  # a name no incident has: a typo, or a service quiet in this window
+        for name in sorted(set(service_map) - seen):
+            warnings.append(
+                f"--service-map: no PagerDuty incident in the window has service '{name}'"
+            )
     return incidents, warnings
 
 
