@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from dora.cli._runtime import set_verbose, status
-from dora.errors import DoraError, InvalidEvent, UsageError
+from dora.errors import DoraError, InvalidEvent, NotFound, UsageError
 
 if TYPE_CHECKING:  # the event models load pydantic: only commands that record pay for it
     from datetime import datetime
@@ -226,6 +226,19 @@ def _has_unit(flag: str, text: str) -> None:
     """A small bare number is a length without its unit, not a time in 1970."""
     if text.strip().isdigit() and int(text) < 10**9:
         raise UsageError(f"{flag}: '{text.strip()}' has no unit: write {text.strip()}d, w, h or m")
+
+
+def existing_store(db: str | None) -> tuple[str, Store | None]:
+    """Where the store is (``--db``, ``DORA_DB``, config, default), and the store if there
+    is one: a command that only reads reports nothing rather than make an empty store."""
+    from dora.config import Settings
+    from dora.store import open_store
+
+    where = Settings({"db": db}).get("db") or ""
+    try:
+        return where, open_store(where, create=False)
+    except NotFound:
+        return where, None
 
 
 def parse_time(flag: str, value: str, *, naive_utc: bool = False) -> datetime:

@@ -17,7 +17,7 @@ import typer
 from dora.cli import _common as opt
 from dora.cli._runtime import Progress, error_line, status
 from dora.config import Settings
-from dora.errors import NotFound, UsageError
+from dora.errors import UsageError
 
 if TYPE_CHECKING:
     from dora.interchange import Loaded
@@ -197,16 +197,10 @@ def export(
         dora export --db old.db | dora import -
     """
     from dora import interchange, metrics
-    from dora.store import open_store
 
     window = opt.optional_window(since, until)
     filters = metrics.Filters(*opt.filters(service=service, team=team, env=env))
-    settings = Settings({"db": db})
-    where = settings.get("db") or ""
-    try:
-        store = open_store(where, create=False)
-    except NotFound:
-        store = None  # an export of nothing, and no store made by a command that only reads
+    where, store = opt.existing_store(db)
     if format is None:
         csv_file = output is not None and output.lower().endswith(".csv")
         format = Format.csv if csv_file else Format.ndjson

@@ -10,8 +10,7 @@ import typer
 
 from dora.cli import _common as opt
 from dora.cli._runtime import status
-from dora.config import Settings
-from dora.errors import NotFound, UsageError
+from dora.errors import UsageError
 
 
 class Format(str, Enum):
@@ -115,14 +114,7 @@ def metrics(
     if explain and format is Format.csv:
         raise UsageError("--explain: not available with --format csv; use json or markdown")
     filters = m.Filters(*opt.filters(service=service, team=team, env=env))
-    settings = Settings({"db": db})
-    where = settings.get("db") or ""
-    from dora.store import open_store
-
-    try:
-        store = open_store(where, create=False)
-    except NotFound:
-        store = None  # a report of nothing, and no store made by a command that only reads
+    where, store = opt.existing_store(db)
     try:
         report = m.report(
             store,
