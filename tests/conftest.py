@@ -10,7 +10,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -73,6 +73,21 @@ def frozen_now(monkeypatch: pytest.MonkeyPatch) -> datetime:
 @pytest.fixture
 def db_path(isolated: Path) -> Path:
     return isolated / "dora.db"
+
+
+@dataclass
+class FakeTime:
+    """A monotonic clock that moves only when something sleeps (or a test moves it)."""
+
+    now: float = 1000.0
+    sleeps: list[float] = field(default_factory=list)
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
 
 
 @dataclass

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import types
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from datadog_api_client.v2.model.dora_failure_request_attributes import (
 from datadog_api_client.v2.model.dora_git_info import DORAGitInfo
 
 import dora
-from conftest import FIXED_NOW, rows
+from conftest import FIXED_NOW, FakeTime, rows
 from dora.backends import datadog, outbox
 from dora.backends.datadog import (
     SITES,
@@ -110,21 +109,6 @@ def resolved_incident() -> Incident:
 
 
 # --- fake time and the backend ------------------------------------------------------------
-
-
-@dataclass
-class FakeTime:
-    """A monotonic clock that moves only when something sleeps (or a test moves it)."""
-
-    now: float = 1000.0
-    sleeps: list[float] = field(default_factory=list)
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture

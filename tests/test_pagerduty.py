@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import count, rows
+from conftest import FakeTime, count, rows
 from dora import pagerduty, timeparse
 from dora.errors import UsageError
 from dora.events import Incident
@@ -144,19 +144,6 @@ def fake(respx_router, token) -> FakePagerDuty:
     fake = FakePagerDuty()
     respx_router.get(f"{API}/incidents").mock(side_effect=fake)
     return fake
-
-
-@dataclass
-class FakeTime:
-    now: float = 1000.0
-    sleeps: list[float] = field(default_factory=list)
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture
