@@ -225,7 +225,7 @@ def test_a_failed_write_is_one_line_and_loses_nothing(dora, db_path, frozen_now,
     def refuse(*args, **kwargs):
         raise sqlite3.OperationalError("attempt to write a readonly database")
 
-    monkeypatch.setattr("dora.store.sqlite._upsert", refuse)
+    monkeypatch.setattr("dora.store.sql._upsert", refuse)
     result = dora("deployment", "--service", "b", "--started-at", "-1m", "--skip-git")
 
     assert result.exit_code == 1

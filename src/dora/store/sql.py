@@ -1,0 +1,444 @@
+"""The store as SQL that SQLite and PostgreSQL both understand.
+
+``SQLStore`` holds every query the two engines share: upserts with ``ON CONFLICT``, the
+outbox, the comparison of an event with its stored form. SQL is written with ``?``
+placeholders; an engine whose driver wants another style translates. What differs (how
+a connection is opened and a transaction taken, how an id prefix is matched, how commits
+are credited once) is left to each engine's subclass.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import abstractmethod
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from dora import timeparse
+from dora.events import Deployment, Event, Incident
+from dora.store.base import (
+    Pending,
+    Saved,
+    Store,
+    deployment_from_row,
+    event_row,
+    incident_from_row,
+)
+
+if TYPE_CHECKING:
+    from dora.gitmeta import Commit
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """What the shared SQL needs of a connection: rows that can be read by column name or
+    position, ``?`` placeholders."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> Any: ...
+
+
+_Item = tuple[Event, Sequence["Commit"] | None]
+
+#: Events written at a time by ``save_many``: one query finds which are stored already.
+CHUNK = 500
+
+
+class SQLStore(Store):
+    #: SQL for an incident ``i``'s services, in order, as a JSON array (text).
+    SERVICES: str
+    #: A join the planner must take in the order written (SQLite reads CROSS JOIN so).
+    ORDERED_JOIN = "JOIN"
+
+    @abstractmethod
+    def _write(self) -> AbstractContextManager[Connection]:
+        """A write transaction: committed when the block ends, rolled back if it raises."""
+
+    @abstractmethod
+    def _read(self, sql: str, params: Sequence[Any]) -> list[Mapping[str, Any]]:
+        """All rows of a read-only query."""
+
+    @abstractmethod
+    def _id_prefix(self, prefix: str) -> tuple[str, Any]:
+        """A condition on ``i.id`` that holds when it starts with ``prefix``, and its
+        parameter."""
+
+    @abstractmethod
+    def _credit_once(self, db: Connection, shipped: Sequence[tuple[Deployment, list[str]]]) -> None:
+        """Credit each commit to the first deployment of the service and env that shipped it,
+        as lead time measures the time to reach production once.
+
+        ``shipped`` holds deployments just stored with their commits. Deployments are ordered
+        by finish, then id: of the deployments of one service and env that list a commit,
+        only the first keeps it. So a roll forward after a rollback ships nothing new, and a
+        backfill takes its commits from the deployment recorded before it that shipped them.
+        """
+
+    def _lock_histories(self, db: Connection, deployments: Iterable[Deployment]) -> None:
+        """Keep other writers off the histories (service and env) of ``deployments`` until
+        the transaction ends, where the engine lets several write at once: crediting commits
+        once reads the history it changes."""
+
+    def _bulk(self) -> AbstractContextManager[object]:
+        """Engine settings for writing many rows at once."""
+        return nullcontext()
+
+    def save(
+        self, event: Event, *, queue: bool = False, commits: Sequence[Commit] | None = None
+    ) -> None:
+        with self._write() as db:
+            if commits is not None and isinstance(event, Deployment):
+                self._lock_histories(db, [event])
+            self._write_events(db, [(event, commits)], time.time_ns())
+            _queue(db, event.kind, event.id, insert=queue)
+
+    def save_many(
+        self, items: Iterable[tuple[Event, Sequence[Commit] | None]], *, queue: bool = False
+    ) -> Saved:
+        saved = Saved()
+        now = time.time_ns()
+        with self._bulk(), self._write() as db:
+            for chunk in _chunks(items, CHUNK):
+                self._save_chunk(db, chunk, saved, queue=queue, now=now)
+        return saved
+
+    def previous_commit(self, deployment: Deployment) -> str | None:
+        env, params = _same_env("env", deployment.env)
+        found = self._read(
+            f"SELECT commit_sha FROM deployments WHERE service = ? AND {env} "
+            "AND (finished_at, id) < (?, ?) AND commit_sha IS NOT NULL "
+            "ORDER BY finished_at DESC, id DESC LIMIT 1",
+            (
+                deployment.service,
+                *params,
+                timeparse.to_ns(deployment.finished_at),
+                deployment.id,
+            ),
+        )
+        return str(found[0]["commit_sha"]) if found else None
+
+    def finish_incident(
+        self, incident_id: str, finished_at: datetime, *, queue: bool = False
+    ) -> bool:
+        with self._write() as db:
+            done = db.execute(
+                "UPDATE incidents SET finished_at = ? WHERE id = ? AND finished_at IS NULL",
+                (timeparse.to_ns(finished_at), incident_id),
+            )
+            if done.rowcount == 1:
+                _queue(db, "incident", incident_id, insert=queue)
+            return done.rowcount == 1
+
+    def undelivered(self) -> list[Pending]:
+        outbox = self._read(
+            "SELECT kind, event_id, state, attempts, last_error FROM outbox "
+            "WHERE state != 'delivered' ORDER BY queued_at, kind, event_id",
+            (),
+        )
+        pending = []
+        for entry in outbox:
+            event = self.get(entry["kind"], entry["event_id"])
+            if event is not None:
+                pending.append(
+                    Pending(event, entry["state"], entry["attempts"], entry["last_error"])
+                )
+        return pending
+
+    def claim(self, event: Event, seconds: float) -> bool:
+        now = time.time_ns()
+        with self._write() as db:
+            taken = db.execute(
+                "UPDATE outbox SET claimed_until = ? WHERE kind = ? AND event_id = ? "
+                "AND state != 'delivered' AND (claimed_until IS NULL OR claimed_until < ?)",
+                (now + int(seconds * 1e9), event.kind, event.id, now),
+            )
+            return taken.rowcount == 1
+
+    def release(self, event: Event) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE outbox SET claimed_until = NULL WHERE kind = ? AND event_id = ?",
+                (event.kind, event.id),
+            )
+
+    def mark_delivered(self, event: Event) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, "
+                "last_error = NULL, delivered_at = ?, claimed_until = NULL "
+                "WHERE kind = ? AND event_id = ?",
+                (time.time_ns(), event.kind, event.id),
+            )
+
+    def mark_failed(self, event: Event, error: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ?, "
+                "claimed_until = NULL WHERE kind = ? AND event_id = ?",
+                (error, event.kind, event.id),
+            )
+
+    def get(self, kind: str, event_id: str) -> Event | None:
+        if kind == "deployment":
+            rows = self._read("SELECT * FROM deployments WHERE id = ?", (event_id,))
+            return deployment_from_row(rows[0]) if rows else None
+        incidents = self._incidents("WHERE i.id = ?", (event_id,))
+        return incidents[0] if incidents else None
+
+    def incidents_by_prefix(self, prefix: str, limit: int) -> list[Incident]:
+        condition, param = self._id_prefix(prefix)
+        return self._incidents(
+            f"WHERE {condition} ORDER BY i.id != ?, i.id LIMIT ?", (param, prefix, limit)
+        )
+
+    def list_incidents(
+        self, *, open_only: bool = False, services: Sequence[str] = (), limit: int | None = None
+    ) -> list[Incident]:
+        where: list[str] = []
+        params: list[Any] = []
+        if open_only:
+            where.append("i.finished_at IS NULL")
+        if services:
+            marks = ", ".join("?" * len(services))
+            where.append(
+                "EXISTS (SELECT 1 FROM incident_services s "
+                f"WHERE s.incident_id = i.id AND s.service IN ({marks}))"
+            )
+            params.extend(services)
+        sql = f"WHERE {' AND '.join(where)}" if where else ""
+        sql += " ORDER BY i.started_at DESC, i.id DESC"
+        if limit:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return self._incidents(sql, params)
+
+    def _incidents(self, rest: str, params: Sequence[Any]) -> list[Incident]:
+        """Incidents of ``SELECT ... FROM incidents i {rest}``, with their services."""
+        sql = (
+            "SELECT i.id, i.name, i.severity, i.env, i.version, i.team, i.started_at, "
+            "i.finished_at, i.repository_url, i.commit_sha, i.custom_tags, "
+            f"{self.SERVICES} AS services FROM incidents i {rest}"
+        )
+        return [incident_from_row(r, json.loads(r["services"])) for r in self._read(sql, params)]
+
+    def _save_chunk(
+        self, db: Connection, chunk: list[_Item], saved: Saved, *, queue: bool, now: int
+    ) -> None:
+        stored: set[tuple[str, str]] = set()
+        for kind, table in (("deployment", "deployments"), ("incident", "incidents")):
+            ids = [event.id for event, _ in chunk if event.kind == kind]
+            if ids:
+                marks = ", ".join("?" * len(ids))
+                found = db.execute(f"SELECT id FROM {table} WHERE id IN ({marks})", ids)
+                stored.update((kind, event_id) for (event_id,) in found)
+        self._lock_histories(
+            db, (e for e, commits in chunk if isinstance(e, Deployment) and commits is not None)
+        )
+        changed: list[_Item] = []
+        for event, commits in chunk:
+            if (event.kind, event.id) not in stored:
+                saved.new += 1
+            elif self._unchanged(db, event, commits):
+                saved.unchanged += 1
+                if queue:
+                    _queue_new(db, event.kind, event.id, now)
+                continue
+            else:
+                saved.updated += 1
+            changed.append((event, commits))
+        self._write_events(db, changed, now)
+        for event, _ in changed:
+            _queue(db, event.kind, event.id, insert=queue)
+
+    def _write_events(self, db: Connection, items: Sequence[_Item], recorded_at: int) -> None:
+        """Insert or replace the events (keeping when each was first recorded) and what goes
+        with them: an incident's services, a deployment's commits (None keeps those stored)."""
+        for model, table in ((Deployment, "deployments"), (Incident, "incidents")):
+            rows = [event_row(event) for event, _ in items if isinstance(event, model)]
+            if rows:
+                _upsert(db, table, [{**row, "recorded_at": recorded_at} for row in rows])
+        incidents = [event for event, _ in items if isinstance(event, Incident)]
+        if incidents:
+            db.executemany(
+                "DELETE FROM incident_services WHERE incident_id = ?", [(i.id,) for i in incidents]
+            )
+        services = [(i.id, service, n) for i in incidents for n, service in enumerate(i.services)]
+        if services:
+            db.executemany(
+                "INSERT INTO incident_services (incident_id, service, position) VALUES (?, ?, ?)",
+                services,
+            )
+        shipping = [
+            (event, commits)
+            for event, commits in items
+            if isinstance(event, Deployment) and commits is not None
+        ]
+        if not shipping:
+            return
+        db.executemany(
+            "DELETE FROM deployment_commits WHERE deployment_id = ?",
+            [(d.id,) for d, _ in shipping],
+        )
+        commits = [
+            (d.id, c.sha, timeparse.to_ns(c.committed_at))
+            for d, shipped in shipping
+            for c in shipped
+        ]
+        if commits:
+            db.executemany(
+                "INSERT INTO deployment_commits (deployment_id, sha, committed_at) "
+                "VALUES (?, ?, ?) ON CONFLICT (deployment_id, sha) DO NOTHING",
+                commits,
+            )
+        self._credit_once(db, [(d, [c.sha for c in shipped]) for d, shipped in shipping])
+
+    def _unchanged(self, db: Connection, event: Event, commits: Sequence[Commit] | None) -> bool:
+        """Whether ``event`` (and its commits, if given) is stored exactly so: a deployment's
+        commits compared as they would be kept, without those an earlier deployment of its
+        service and env was credited with."""
+        stored = _stored(db, event, with_commits=commits is not None)
+        given = _as_stored(event, commits)
+        if stored is None or stored[:2] != given[:2] or stored == given:
+            return stored == given
+        shipped = given[2] or []
+        assert isinstance(event, Deployment)  # noqa: S101 - only deployments have commits
+        env, env_params = _same_env("d.env", event.env)
+        earlier: set[str] = set()
+        for start in range(0, len(shipped), CHUNK):
+            part = [sha for sha, _ in shipped[start : start + CHUNK]]
+            earlier.update(
+                sha
+                for (sha,) in db.execute(
+                    f"SELECT c.sha FROM deployment_commits c {self.ORDERED_JOIN} deployments d "
+                    f"ON d.id = c.deployment_id WHERE c.sha IN ({', '.join('?' * len(part))}) "
+                    f"AND d.service = ? AND {env} AND (d.finished_at, d.id) < (?, ?)",
+                    (
+                        *part,
+                        event.service,
+                        *env_params,
+                        timeparse.to_ns(event.finished_at),
+                        event.id,
+                    ),
+                )
+            )
+        return stored[2] == [commit for commit in shipped if commit[0] not in earlier]
+
+
+def _same_env(column: str, env: str | None) -> tuple[str, tuple[str, ...]]:
+    """A condition that ``column`` holds ``env`` (NULL for none), in a form both engines
+    can answer from an index, and its parameters."""
+    return (f"{column} IS NULL", ()) if env is None else (f"{column} = ?", (env,))
+
+
+def _chunks(items: Iterable[_Item], size: int) -> Iterator[list[_Item]]:
+    """Lists of at most ``size`` items, none holding one event twice (a later copy of an
+    event starts the next list, so that it is compared with the earlier one as stored)."""
+    chunk: list[_Item] = []
+    keys: set[tuple[str, str]] = set()
+    for item in items:
+        key = (item[0].kind, item[0].id)
+        if len(chunk) >= size or key in keys:
+            yield chunk
+            chunk, keys = [], set()
+        chunk.append(item)
+        keys.add(key)
+    if chunk:
+        yield chunk
+
+
+_Stored = tuple[dict[str, Any], list[str], list[tuple[str, int]] | None]
+
+
+def _stored(db: Connection, event: Event, *, with_commits: bool) -> _Stored | None:
+    """The stored form of the event with ``event``'s kind and id, to compare with
+    ``_as_stored``; None if there is none."""
+    table = "deployments" if isinstance(event, Deployment) else "incidents"
+    found = db.execute(f"SELECT * FROM {table} WHERE id = ?", (event.id,)).fetchone()
+    if found is None:
+        return None
+    row = {key: found[key] for key in found.keys() if key != "recorded_at"}  # noqa: SIM118
+    services: list[str] = []
+    commits = None
+    if isinstance(event, Incident):
+        services = [
+            service
+            for (service,) in db.execute(
+                "SELECT service FROM incident_services WHERE incident_id = ? ORDER BY position",
+                (event.id,),
+            )
+        ]
+    elif with_commits:
+        commits = [
+            (sha, committed_at)
+            for sha, committed_at in db.execute(
+                "SELECT sha, committed_at FROM deployment_commits WHERE deployment_id = ? "
+                "ORDER BY sha",
+                (event.id,),
+            )
+        ]
+    return row, services, commits
+
+
+def _as_stored(event: Event, commits: Sequence[Commit] | None) -> _Stored:
+    shipped = None
+    if commits is not None and isinstance(event, Deployment):
+        shipped = sorted({(c.sha, timeparse.to_ns(c.committed_at)) for c in commits})
+    services = event.services if isinstance(event, Incident) else []
+    return event_row(event), list(services), shipped
+
+
+def _queue(db: Connection, kind: str, event_id: str, *, insert: bool) -> None:
+    """Put a changed event (back) in the outbox as pending, keeping its count of attempts.
+
+    Without ``insert`` only an event already in the outbox goes back: one that was sent to a
+    backend once is sent again when it changes, whatever backend the change was made with.
+    """
+    now = time.time_ns()
+    if insert:
+        db.execute(
+            "INSERT INTO outbox (kind, event_id, state, queued_at) VALUES (?, ?, 'pending', ?) "
+            "ON CONFLICT (kind, event_id) DO UPDATE SET state = 'pending', "
+            "queued_at = excluded.queued_at, delivered_at = NULL",
+            (kind, event_id, now),
+        )
+    else:
+        db.execute(
+            "UPDATE outbox SET state = 'pending', queued_at = ?, delivered_at = NULL "
+            "WHERE kind = ? AND event_id = ?",
+            (now, kind, event_id),
+        )
+
+
+def _queue_new(db: Connection, kind: str, event_id: str, now: int) -> None:
+    """Put an event in the outbox as pending unless it is there already, in any state."""
+    db.execute(
+        "INSERT INTO outbox (kind, event_id, state, queued_at) VALUES (?, ?, 'pending', ?) "
+        "ON CONFLICT (kind, event_id) DO NOTHING",
+        (kind, event_id, now),
+    )
+
+
+def _upsert(db: Connection, table: str, rows: list[dict[str, Any]]) -> None:
+    """Insert the rows (all with the same columns), or update those already stored, except
+    for when they were first recorded."""
+    names = list(rows[0])
+    updates = ", ".join(f"{name} = excluded.{name}" for name in names if name != "recorded_at")
+    db.executemany(
+        f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
+        f"ON CONFLICT (id) DO UPDATE SET {updates}",
+        [tuple(row[name] for name in names) for row in rows],
+    )
