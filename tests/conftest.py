@@ -3,6 +3,7 @@ a pinned clock where it asks for one, and no network."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import sqlite3
@@ -21,6 +22,7 @@ from typer.testing import CliRunner
 from dora import timeparse
 from dora.cli import _runtime, app
 from dora.gitmeta import CI_PROVIDERS
+from dora.store import is_postgres
 
 FIXED_NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -109,20 +111,123 @@ def dora():
     return run
 
 
-def rows(db: Path, sql: str, params: tuple = ()) -> list[dict]:
-    """What is in the store, read with plain sqlite3."""
-    if not db.exists():
+#: The PostgreSQL server the tests of both engines use: each test gets a schema of its own in
+#: a database made for the run. Without one, those tests skip, unless DORA_TEST_POSTGRES_REQUIRED
+#: is set (as CI sets it), when they fail.
+POSTGRES = os.environ.get("DORA_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+_REQUIRED = os.environ.get("DORA_TEST_POSTGRES_REQUIRED", "") not in ("", "0")
+_schemas = itertools.count()
+
+
+class PostgresTarget(str):
+    """A PostgreSQL store URL that answers ``exists()`` as a store file's path does: whether
+    a store was made there."""
+
+    def exists(self) -> bool:
+        return bool(
+            _pg_rows(self, "SELECT to_regclass('dora_migrations') IS NOT NULL AS x")[0]["x"]
+        )
+
+
+def _pg_connect(url: str):
+    import psycopg
+    from psycopg.rows import dict_row
+
+    return psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=5)
+
+
+def _pg_rows(url: str, sql: str, params: tuple = ()) -> list[dict]:
+    with _pg_connect(url) as conn:
+        return conn.execute(sql.replace("?", "%s"), params).fetchall()
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A database of its own for this test run on the PostgreSQL server; dropped at the end."""
+    try:
+        import psycopg  # noqa: F401 - only whether it is installed
+    except ImportError:
+        _no_postgres("psycopg is not installed (pip install -e '.[test]')")
+    try:
+        admin = _pg_connect(POSTGRES)
+    except Exception as exc:  # whatever stops a connection, the reason is shown
+        _no_postgres(f"no PostgreSQL server answers at {POSTGRES} ({exc}); set DORA_TEST_POSTGRES")
+    name = f"dora_test_{os.getpid()}"
+    with admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.execute(f"CREATE DATABASE {name}")
+        try:
+            yield POSTGRES.rsplit("/", 1)[0] + f"/{name}"
+        finally:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _no_postgres(reason: str) -> None:
+    if _REQUIRED:
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_db(request: pytest.FixtureRequest, isolated: Path, monkeypatch: pytest.MonkeyPatch):
+    """The store of the test on each engine: an SQLite file, or an empty schema of its own
+    on the PostgreSQL server (``DORA_DB`` points at it either way)."""
+    if request.param == "sqlite":
+        return isolated / "dora.db"
+    database = request.getfixturevalue("postgres_database")
+    schema = f"test_{next(_schemas)}"
+    with _pg_connect(database) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    # the role and password come from libpq's variables, as a team's CI would pass them: a
+    # URL without them is shown as it is in dora's messages
+    from psycopg.conninfo import conninfo_to_dict
+
+    given = conninfo_to_dict(database)
+    for name, variable in (("user", "PGUSER"), ("password", "PGPASSWORD")):
+        if given.get(name):
+            monkeypatch.setenv(variable, str(given[name]))
+    where = f"{given.get('host') or '127.0.0.1'}:{given.get('port') or 5432}"
+    url = PostgresTarget(f"postgresql://{where}/{given['dbname']}?options=-csearch_path%3D{schema}")
+    monkeypatch.setenv("DORA_DB", url)
+    return url
+
+
+def rows(db: Path | str, sql: str, params: tuple = ()) -> list[dict]:
+    """What is in the store, read with plain sqlite3 (or psycopg); nothing if there is none."""
+    if is_postgres(db):
+        return _pg_rows(str(db), sql, params) if PostgresTarget(db).exists() else []
+    if not Path(db).exists():
         return []
     with closing(sqlite3.connect(db)) as conn, conn:
         conn.row_factory = sqlite3.Row
         return [dict(row) for row in conn.execute(sql, params)]
 
 
-def count(db: Path, table: str) -> int:
-    if not db.exists():
-        return 0
+def execute(db: Path | str, sql: str, params: tuple = ()) -> None:
+    """Change the store behind dora's back, as another program would."""
+    if is_postgres(db):
+        with _pg_connect(str(db)) as conn:
+            conn.execute(sql.replace("?", "%s"), params)
+        return
     with closing(sqlite3.connect(db)) as conn, conn:
-        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        conn.execute(sql, params)
+
+
+def everything(db: Path | str) -> str:
+    """All that the store holds, as text: every row of every table (PostgreSQL), or the
+    bytes of the database and its journal files (SQLite)."""
+    if is_postgres(db):
+        tables = rows(db, "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+        return "\n".join(
+            str(row) for t in tables for row in rows(db, f"SELECT * FROM {t['tablename']}")
+        )
+    files = Path(db).parent.glob(Path(db).name + "*")
+    return "\n".join(path.read_bytes().decode("latin-1") for path in files)
+
+
+def count(db: Path | str, table: str) -> int:
+    found = rows(db, f"SELECT count(*) AS n FROM {table}")
+    return found[0]["n"] if found else 0
 
 
 def git(cwd: Path, *args: str) -> str:

@@ -770,8 +770,9 @@ def test_verbose_shows_where_git_data_came_from(dora, db_path, monkeypatch):
         (["--db", ""], "--db: must not be empty"),
         (["--service", " "], "--service: must not be empty"),
         (
-            ["--db", "postgresql://dora:hunter2@db.example.com/dora"],
-            "postgresql:// stores are not supported yet; the store must be an SQLite file path",
+            ["--db", "mysql://dora:hunter2@db.example.com/dora"],
+            "mysql:// stores are not supported; "
+            "the store is an SQLite file path or a postgresql:// URL",
         ),
     ],
 )
@@ -892,8 +893,8 @@ def test_a_database_url_is_refused_before_git_is_asked(dora, tmp_path):
 
     assert (result.exit_code, result.stderr) == (
         2,
-        "dora: error: mysql:// stores are not supported yet; "
-        "the store must be an SQLite file path\n",
+        "dora: error: mysql:// stores are not supported; "
+        "the store is an SQLite file path or a postgresql:// URL\n",
     )
 
 

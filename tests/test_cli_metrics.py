@@ -8,14 +8,12 @@ import csv
 import io
 import json
 import re
-import sqlite3
 import time
-from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from conftest import FIXED_NOW
+from conftest import FIXED_NOW, execute
 from dora import metrics
 from test_metrics import API, DB, NO_SERVICE, TOTAL, WEB, build_fixture, event_id, figures
 
@@ -28,6 +26,12 @@ API_LEVELS = {
     "change_failure_rate": "low",
     "time_to_restore": "high",
 }
+
+
+@pytest.fixture
+def db_path(store_db):
+    """Every test here runs on both engines."""
+    return store_db
 
 
 @pytest.fixture
@@ -320,14 +324,15 @@ def test_a_window_without_events_says_so_on_stderr(dora, fixture_store):
     assert result.stderr == "No deployments or incidents in this window.\n"
 
 
-def test_a_store_that_is_not_dora_is_a_one_line_failure(dora, db_path):
-    db_path.write_text("not a database")
+def test_a_file_that_is_not_dora_is_a_one_line_failure(dora, tmp_path):
+    path = tmp_path / "other.db"
+    path.write_text("not a database")
 
-    result = dora("metrics")
+    result = dora("metrics", "--db", str(path))
 
     assert result.exit_code == 1
     assert result.stderr == (
-        f"dora: error: {db_path} is not a dora database (not an SQLite file); left untouched\n"
+        f"dora: error: {path} is not a dora database (not an SQLite file); left untouched\n"
     )
 
 
@@ -491,24 +496,23 @@ def test_open_incidents_age_no_further_than_now(dora, fixture_store, frozen_now)
 
 
 def test_a_report_reads_one_state_of_a_store_written_meanwhile(fixture_store, monkeypatch):
-    from dora.store.sqlite import SQLiteStore
-
-    original = SQLiteStore.rows
     written = []
 
-    def rows_then_a_write(self, sql, params=()):
-        yield from original(self, sql, params)
-        if not written:  # another CI job records a deployment after the first query
-            with closing(sqlite3.connect(fixture_store)) as other, other:
-                other.execute(
+    with open_fixture(fixture_store) as store:
+        original = type(store).rows
+
+        def rows_then_a_write(self, sql, params=()):
+            yield from original(self, sql, params)
+            if not written:  # another CI job records a deployment after the first query
+                execute(
+                    fixture_store,
                     "INSERT INTO deployments (id, service, started_at, finished_at, recorded_at) "
                     "VALUES ('late-deployment-0001', 'api', ?, ?, 0)",
                     (WINDOW_NS[0] + 1, WINDOW_NS[0] + 1),
                 )
-            written.append(True)
+                written.append(True)
 
-    monkeypatch.setattr(SQLiteStore, "rows", rows_then_a_write)
-    with open_fixture(fixture_store) as store:
+        monkeypatch.setattr(type(store), "rows", rows_then_a_write)
         report = metrics.report(store, *WINDOW)
 
     assert written

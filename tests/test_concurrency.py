@@ -1,11 +1,11 @@
-"""Many processes recording into one new store at the same moment: nothing lost, nothing locked."""
+"""Many processes recording into one new store at the same moment: nothing lost, nothing
+locked; on both engines."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from conftest import count, rows
 from dora.store.migrations import MIGRATIONS
@@ -32,8 +32,8 @@ with open_store(path) as store:
 """
 
 
-def test_writer_processes_lose_nothing_on_a_new_store(tmp_path: Path):
-    path = tmp_path / "shared" / "dora.db"
+def test_writer_processes_lose_nothing_on_a_new_store(store_db):
+    path = store_db
     workers, per_worker = 8, 60
     start = time.time() + 1.0
     procs = [
@@ -58,8 +58,8 @@ def test_writer_processes_lose_nothing_on_a_new_store(tmp_path: Path):
     ]
 
 
-def test_concurrent_dora_commands_all_record(tmp_path: Path):
-    path = tmp_path / "dora.db"
+def test_concurrent_dora_commands_all_record(store_db):
+    path = store_db
     runs = 12
     procs = [
         subprocess.Popen(
@@ -90,8 +90,8 @@ def test_concurrent_dora_commands_all_record(tmp_path: Path):
     assert len(ids) == runs
 
 
-def test_of_concurrent_resolves_exactly_one_wins(tmp_path: Path):
-    path = tmp_path / "dora.db"
+def test_of_concurrent_resolves_exactly_one_wins(store_db):
+    path = store_db
     opened = subprocess.run(
         [
             *dora_command(),

@@ -47,6 +47,12 @@ NDJSON = [
 ]
 
 
+@pytest.fixture
+def db_path(store_db):
+    """Every test here runs on both engines."""
+    return store_db
+
+
 def write_ndjson(path: Path, records: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     return path

@@ -23,6 +23,12 @@ H = 3600
 ORIGIN = "https://example.com/acme/api.git"
 
 
+@pytest.fixture
+def db_path(store_db):
+    """Every test here runs on both engines."""
+    return store_db
+
+
 def at(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
 

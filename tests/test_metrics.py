@@ -41,6 +41,12 @@ UNTIL = parse_timestamp("2026-11-08T00:00:00Z")
 H, D = 3600.0, 86400.0
 
 
+@pytest.fixture
+def db_path(store_db):
+    """Every test here runs on both engines."""
+    return store_db
+
+
 def at(text: str):
     return parse_timestamp(f"2026-{text}Z")
 

@@ -1,4 +1,7 @@
-"""The SQLite store: migrations, upserts, refusing files that are not ours, failing cleanly."""
+"""The store: migrations, upserts, refusing files that are not ours, failing cleanly.
+
+What is the same on both engines runs on both (``store_db``); what is SQLite's own (files,
+WAL, PRAGMAs) on SQLite. PostgreSQL's own is in test_postgres.py."""
 
 from __future__ import annotations
 
@@ -108,8 +111,8 @@ def test_a_store_from_a_newer_dora_is_refused(tmp_path):
     )
 
 
-def test_upsert_by_id_replaces_fields_and_services(tmp_path):
-    path = tmp_path / "dora.db"
+def test_upsert_by_id_replaces_fields_and_services(store_db):
+    path = store_db
     first = build(
         Incident, {"id": "incident-000000001", "services": ["a", "b"], "started_at": "-1h"}
     )
@@ -128,8 +131,8 @@ def test_upsert_by_id_replaces_fields_and_services(tmp_path):
     assert stored.finished_at == second.finished_at
 
 
-def test_recorded_at_keeps_the_first_recording(tmp_path):
-    path = tmp_path / "dora.db"
+def test_recorded_at_keeps_the_first_recording(store_db):
+    path = store_db
     with open_store(path) as store:
         store.save(deployment(id="deploy-00000000001", version="1"))
         [first] = rows(path, "SELECT recorded_at FROM deployments")
@@ -268,8 +271,8 @@ def test_a_missing_store_is_not_created_when_only_reading(tmp_path):
     assert not path.parent.exists()
 
 
-def test_finishing_an_incident_happens_once(tmp_path):
-    path = tmp_path / "dora.db"
+def test_finishing_an_incident_happens_once(store_db):
+    path = store_db
     incident = build(Incident, {"id": "incident-000000001", "services": ["a"], "started_at": "-1h"})
     with open_store(path) as store:
         store.save(incident)

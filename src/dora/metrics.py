@@ -519,7 +519,7 @@ def _ranked(
     partition = ", ".join((["bucket"] if buckets > 1 else []) + names)
     window = f"PARTITION BY {partition} " if partition else ""
     ranks = "(n - 1) / 2, n / 2" + (", (9 * (n - 1)) / 10, (9 * (n - 1) + 9) / 10" if p90 else "")
-    total = "SUM(v * 1.0) OVER w" if p90 else "0"
+    total = "SUM(CAST(v AS DOUBLE PRECISION)) OVER w" if p90 else "0"
     return (
         f"{cte}SELECT * FROM (SELECT bucket{''.join(f', {n}' for n in names)}, v, "
         f"ROW_NUMBER() OVER w - 1 AS rn, COUNT(*) OVER w AS n, {total} AS total "

@@ -1,31 +1,53 @@
-"""Where events are kept. ``open_store`` picks the engine from the target's form."""
+"""Where events are kept. ``open_store`` picks the engine from the target's form: a
+``postgresql://`` (or ``postgres://``) URL is a PostgreSQL store, anything else an SQLite
+file path."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
-from dora.errors import UsageError
+from dora.errors import DoraError, UsageError
 from dora.store.base import Store
 
-__all__ = ["Store", "check_target", "open_store"]
+__all__ = ["INSTALL_POSTGRES", "Store", "check_target", "is_postgres", "open_store"]
+
+_POSTGRES_SCHEMES = ("postgresql", "postgres")
+#: What makes the PostgreSQL driver available.
+INSTALL_POSTGRES = "pip install 'dora[postgres]'"
+
+
+def is_postgres(target: str | Path) -> bool:
+    scheme, sep, _ = str(target).partition("://")
+    return bool(sep) and scheme.lower() in _POSTGRES_SCHEMES
 
 
 def check_target(target: str | Path) -> None:
-    """Refuse a store target this version cannot open, before any work is done for it."""
+    """Refuse a store target this installation cannot open, before any work is done for it."""
+    if is_postgres(target):
+        if importlib.util.find_spec("psycopg") is None:
+            raise DoraError(f"a PostgreSQL store needs the psycopg driver: {INSTALL_POSTGRES}")
+        return
     if "://" in str(target):
         scheme = str(target).partition("://")[0]
         raise UsageError(
-            f"{scheme}:// stores are not supported yet; the store must be an SQLite file path"
+            f"{scheme}:// stores are not supported; "
+            "the store is an SQLite file path or a postgresql:// URL"
         )
 
 
 def open_store(target: str | Path, *, create: bool = True) -> Store:
-    """Open the store at ``target``, an SQLite file path.
+    """Open the store at ``target``: an SQLite file path or a PostgreSQL URL.
 
     With ``create`` (for commands that record) a missing store is made; without it (for
     commands that only read or change what is there) a missing store raises ``NotFound``.
     """
     check_target(target)
+    if is_postgres(target):
+        from dora.store.postgres import PostgresStore
+
+        scheme, _, rest = str(target).partition("://")
+        return PostgresStore(f"{scheme.lower()}://{rest}", create=create)
     from dora.store.sqlite import SQLiteStore
 
     return SQLiteStore(target, create=create)

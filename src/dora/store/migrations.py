@@ -136,15 +136,19 @@ def applied(db: sqlite3.Connection) -> set[str]:
     return {name for (name,) in db.execute("SELECT name FROM dora_migrations")}
 
 
-def migrate(db: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:
-    """Apply the migrations ``db`` lacks; return their names. ``db`` must be in autocommit."""
-    done = applied(db)
-    names = [name for name, _ in migrations]
+def check_known(done: set[str], names: Sequence[str]) -> None:
+    """Refuse a store with migrations this dora does not know: a newer dora wrote it."""
     if unknown := sorted(done - set(names)):
         raise StoreError(
             f"the store was written by a newer dora (it has migration {unknown[-1]}); "
             "upgrade dora to use it"
         )
+
+
+def migrate(db: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:
+    """Apply the migrations ``db`` lacks; return their names. ``db`` must be in autocommit."""
+    done = applied(db)
+    check_known(done, [name for name, _ in migrations])
     ran = []
     for name, apply in migrations:
         if name in done:

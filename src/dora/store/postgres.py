@@ -1,0 +1,366 @@
+"""A shared store on PostgreSQL, for the many CI runners and laptops of one organisation.
+
+``DORA_DB=postgresql://user:password@host:5432/dbname`` (or ``postgres://``; libpq's
+``PG*`` environment variables fill in what the URL leaves out). The driver is psycopg 3,
+installed with ``pip install 'dora[postgres]'``.
+
+The schema is the SQLite store's, column for column, with text compared byte by byte
+(``COLLATE "C"``, as SQLite does) so that both engines order ids alike. Timestamps are
+integer nanoseconds (``BIGINT``). Writers run at ``READ COMMITTED``: upserts by id let any
+number of them write at once without losing or doubling an event; a transaction-scoped
+advisory lock per service and env keeps two writers from crediting one commit twice.
+Migrations run under an advisory lock, so runners that start at once apply each once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+import psycopg
+from psycopg import pq
+from psycopg.rows import tuple_row
+
+from dora.errors import NotFound, StoreError
+from dora.events import Deployment
+from dora.redact import scrub
+from dora.store import migrations
+from dora.store.sql import Connection, Cursor, SQLStore
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait for the server to answer a connection, unless the URL or
+#: ``PGCONNECT_TIMEOUT`` says otherwise (libpq's own default is to wait for ever).
+CONNECT_TIMEOUT = 10
+
+#: Rows fetched at a time by ``rows``.
+_FETCH = 2000
+
+_cursor_names = itertools.count()
+
+
+class PostgresStore(SQLStore):
+    SERVICES = (
+        "(SELECT COALESCE(json_agg(s.service ORDER BY s.position), '[]')::text "
+        "FROM incident_services s WHERE s.incident_id = i.id)"
+    )
+
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        self.location = scrub(url)
+        self._conn = self._connect(url)
+        self._db = _Adapter(self._conn)
+        try:
+            _migrate(self._conn, self.location, create=create)
+        except psycopg.Error as exc:
+            self._conn.close()
+            raise self._error("cannot open", exc) from exc
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _connect(self, url: str) -> psycopg.Connection[Any]:
+        try:
+            given = psycopg.conninfo.conninfo_to_dict(url)
+        except psycopg.Error as exc:
+            raise self._error("cannot open", exc) from exc
+        defaults: dict[str, Any] = {}
+        if "connect_timeout" not in given and not os.environ.get("PGCONNECT_TIMEOUT"):
+            defaults["connect_timeout"] = CONNECT_TIMEOUT
+        if "application_name" not in given and not os.environ.get("PGAPPNAME"):
+            defaults["application_name"] = "dora"
+        try:
+            return psycopg.connect(url, autocommit=True, row_factory=_named_row, **defaults)
+        except psycopg.Error as exc:
+            raise self._error("cannot connect to", exc) from exc
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        try:
+            self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        except psycopg.Error as exc:
+            raise self._error("cannot read", exc) from exc
+        try:
+            yield
+        finally:
+            if self._conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                with contextlib.suppress(psycopg.Error):
+                    self._conn.execute("ROLLBACK")
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Sequence[Any]]:
+        # A server-side cursor, fetched a batch at a time: several can be read side by side
+        # (as export does), and none is held in memory whole. It needs a transaction.
+        try:
+            with contextlib.ExitStack() as stack:
+                if self._conn.info.transaction_status == pq.TransactionStatus.IDLE:
+                    stack.enter_context(self._conn.transaction())
+                cursor = stack.enter_context(
+                    self._conn.cursor(name=f"dora_{next(_cursor_names)}", row_factory=tuple_row)
+                )
+                cursor.itersize = _FETCH
+                cursor.execute(_placeholders(sql), params)
+                yield from cursor
+        except psycopg.Error as exc:
+            raise self._error("cannot read", exc) from exc
+
+    def _read(self, sql: str, params: Sequence[Any]) -> list[Mapping[str, Any]]:
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except psycopg.Error as exc:
+            raise self._error("cannot read", exc) from exc
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        try:
+            with self._conn.transaction():
+                yield self._db
+        except psycopg.Error as exc:
+            raise self._error("cannot write to", exc) from exc
+
+    def _id_prefix(self, prefix: str) -> tuple[str, Any]:
+        # ids are compared bytewise (COLLATE "C"), so a LIKE prefix can use the primary key;
+        # of LIKE's metacharacters an id can hold only "_"
+        return "i.id LIKE ?", prefix.replace("_", "\\_") + "%"
+
+    def _lock_histories(self, db: Connection, deployments: Iterable[Deployment]) -> None:
+        # in one order (of the lock keys), so that two writers never wait for each other
+        keys = sorted({_history_key(d.service, d.env) for d in deployments})
+        for key in keys:
+            db.execute("SELECT pg_advisory_xact_lock(?)", (key,))
+
+    def _credit_once(self, db: Connection, shipped: Sequence[tuple[Deployment, list[str]]]) -> None:
+        shas = sorted({sha for _, listed in shipped for sha in listed})
+        if not shas:
+            return
+        db.execute(
+            "DELETE FROM deployment_commits c USING deployments d "
+            "WHERE c.sha = ANY(?) AND d.id = c.deployment_id "
+            "AND EXISTS (SELECT 1 FROM deployment_commits e "
+            "JOIN deployments f ON f.id = e.deployment_id "
+            "WHERE e.sha = c.sha AND f.service = d.service "
+            "AND f.env IS NOT DISTINCT FROM d.env "
+            "AND (f.finished_at, f.id) < (d.finished_at, d.id))",
+            (shas,),
+        )
+
+    def _error(self, doing: str, exc: BaseException) -> StoreError:
+        return StoreError(f"{doing} the store at {self.location}: {_reason(exc)}")
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's message in one line, without libpq's prefix and hints."""
+    diag = getattr(exc, "diag", None)
+    text = diag.message_primary if diag is not None else None
+    if not text:
+        lines = str(exc).strip().splitlines()
+        text = lines[0] if lines else type(exc).__name__
+    text = text.removeprefix("connection failed: ")
+    return scrub(" ".join(text.split()))
+
+
+def _history_key(service: str, env: str | None) -> int:
+    """The advisory lock key (a signed 64-bit integer) of one service and env."""
+    digest = hashlib.blake2b(json.dumps([service, env]).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@lru_cache(maxsize=256)
+def _placeholders(sql: str) -> str:
+    """The shared SQL's ``?`` placeholders as psycopg's ``%s`` (its SQL holds no ``?`` or
+    ``%`` of its own: parameters carry every value)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class _Row(tuple[Any, ...]):
+    """A row read by position or by column name, as ``sqlite3.Row`` is."""
+
+    _index: dict[str, int]
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return super().__getitem__(self._index[key])
+        return super().__getitem__(key)
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+
+def _named_row(cursor: Any) -> Any:
+    index = {column.name: n for n, column in enumerate(cursor.description or ())}
+
+    def make(values: Sequence[Any]) -> _Row:
+        row = _Row(values)
+        row._index = index
+        return row
+
+    return make
+
+
+class _Adapter:
+    """The psycopg connection as the shared SQL expects it: ``?`` placeholders."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = (), /) -> Cursor:
+        return self.conn.execute(_placeholders(sql), params)
+
+    def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> None:
+        with self.conn.cursor() as cursor:
+            cursor.executemany(_placeholders(sql), params)
+
+
+# The schema, as named migrations: the SQLite store's, under the same names, in
+# PostgreSQL's types. Append-only, like the SQLite ones.
+
+_TEXT = 'TEXT COLLATE "C"'
+
+MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "m001_initial",
+        (
+            f"""CREATE TABLE deployments (
+                id {_TEXT} PRIMARY KEY,
+                service {_TEXT} NOT NULL,
+                env {_TEXT},
+                version {_TEXT},
+                team {_TEXT},
+                started_at BIGINT NOT NULL,
+                finished_at BIGINT NOT NULL,
+                repository_url {_TEXT},
+                commit_sha {_TEXT},
+                custom_tags {_TEXT} NOT NULL DEFAULT '[]',
+                recorded_at BIGINT NOT NULL
+            )""",
+            "CREATE INDEX deployments_finished_at ON deployments (finished_at)",
+            "CREATE INDEX deployments_service_finished_at ON deployments (service, finished_at)",
+            f"""CREATE TABLE incidents (
+                id {_TEXT} PRIMARY KEY,
+                name {_TEXT},
+                severity {_TEXT},
+                env {_TEXT},
+                version {_TEXT},
+                team {_TEXT},
+                started_at BIGINT NOT NULL,
+                finished_at BIGINT,
+                repository_url {_TEXT},
+                commit_sha {_TEXT},
+                custom_tags {_TEXT} NOT NULL DEFAULT '[]',
+                recorded_at BIGINT NOT NULL
+            )""",
+            "CREATE INDEX incidents_started_at ON incidents (started_at)",
+            "CREATE INDEX incidents_finished_at ON incidents (finished_at)",
+            f"""CREATE TABLE incident_services (
+                incident_id {_TEXT} NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
+                service {_TEXT} NOT NULL,
+                position INTEGER NOT NULL,
+                PRIMARY KEY (incident_id, service)
+            )""",
+            "CREATE INDEX incident_services_service ON incident_services (service)",
+        ),
+    ),
+    (
+        "m002_outbox",
+        (
+            f"""CREATE TABLE outbox (
+                kind {_TEXT} NOT NULL CHECK (kind IN ('deployment', 'incident')),
+                event_id {_TEXT} NOT NULL,
+                state {_TEXT} NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+                attempts INTEGER NOT NULL DEFAULT 0,
+                last_error TEXT,
+                queued_at BIGINT NOT NULL,
+                delivered_at BIGINT,
+                claimed_until BIGINT,
+                PRIMARY KEY (kind, event_id)
+            )""",
+            "CREATE INDEX outbox_undelivered ON outbox (state, queued_at)",
+        ),
+    ),
+    (
+        "m003_deployment_commits",
+        (
+            f"""CREATE TABLE deployment_commits (
+                deployment_id {_TEXT} NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
+                sha {_TEXT} NOT NULL,
+                committed_at BIGINT NOT NULL,
+                PRIMARY KEY (deployment_id, sha)
+            )""",
+            "CREATE INDEX deployment_commits_sha ON deployment_commits (sha)",
+            "CREATE INDEX deployments_service_env_finished_at "
+            "ON deployments (service, env, finished_at)",
+        ),
+    ),
+)
+
+#: The tables dora makes: found without ``dora_migrations``, they are someone else's.
+_TABLES = ("deployments", "incidents", "incident_services", "outbox", "deployment_commits")
+
+
+def _applied(conn: psycopg.Connection[Any]) -> set[str] | None:
+    """The migrations applied to the schema ``conn`` writes to; None when it has no store."""
+    if _exists(conn, "dora_migrations"):
+        return {name for (name,) in conn.execute("SELECT name FROM dora_migrations")}
+    return None
+
+
+def _exists(conn: psycopg.Connection[Any], table: str) -> bool:
+    """Whether the schema ``conn`` makes tables in has ``table``. (Read from the catalog as
+    of now: ``to_regclass`` may answer from a cache made before the migration lock was
+    taken, and miss a table another process has made since.)"""
+    found = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables "
+        "WHERE schemaname = current_schema() AND tablename = %s)",
+        (table,),
+    ).fetchone()
+    return bool(found and found[0])
+
+
+def _migrate(conn: psycopg.Connection[Any], location: str, *, create: bool) -> None:
+    """Apply the migrations the store lacks, each in its own transaction with its record,
+    under an advisory lock so that processes starting at once apply each exactly once."""
+    done = _applied(conn)
+    if done is None and not create:
+        raise NotFound(f"no store at {location}: nothing has been recorded there yet")
+    names = [name for name, _ in MIGRATIONS]
+    migrations.check_known(done or set(), names)
+    if done is not None and set(names) <= done:
+        return
+    for name, statements in MIGRATIONS:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (migrations.APPLICATION_ID,))
+            if _applied(conn) is None:
+                _check_empty(conn, location)
+                log.debug("creating a new store at %s", location)
+                conn.execute(
+                    "CREATE TABLE dora_migrations "
+                    "(name TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)"
+                )
+            found = conn.execute("SELECT 1 FROM dora_migrations WHERE name = %s", (name,))
+            if found.fetchone() is not None:
+                continue  # applied already, by this store's past or by another process
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO dora_migrations (name, applied_at) VALUES (%s, %s)",
+                (name, time.time_ns()),
+            )
+
+
+def _check_empty(conn: psycopg.Connection[Any], location: str) -> None:
+    """Refuse to make a store where tables of dora's names are someone else's."""
+    for table in _TABLES:
+        if _exists(conn, table):
+            raise StoreError(
+                f"{location} has a table '{table}' that dora did not make; left untouched "
+                "(give dora a database or schema of its own)"
+            )
