@@ -124,9 +124,7 @@ class PostgresTarget(str):
     a store was made there."""
 
     def exists(self) -> bool:
-        return bool(
-            _pg_rows(self, "SELECT to_regclass('dora_migrations') IS NOT NULL AS x")[0]["x"]
-        )
+        return bool(pg_rows(self, "SELECT to_regclass('dora_migrations') IS NOT NULL AS x")[0]["x"])
 
 
 def _pg_connect(url: str):
@@ -136,7 +134,7 @@ def _pg_connect(url: str):
     return psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=5)
 
 
-def _pg_rows(url: str, sql: str, params: tuple = ()) -> list[dict]:
+def pg_rows(url: str, sql: str, params: tuple = ()) -> list[dict]:
     with _pg_connect(url) as conn:
         return conn.execute(sql.replace("?", "%s"), params).fetchall()
 
@@ -195,7 +193,7 @@ def store_db(request: pytest.FixtureRequest, isolated: Path, monkeypatch: pytest
 def rows(db: Path | str, sql: str, params: tuple = ()) -> list[dict]:
     """What is in the store, read with plain sqlite3 (or psycopg); nothing if there is none."""
     if is_postgres(db):
-        return _pg_rows(str(db), sql, params) if PostgresTarget(db).exists() else []
+        return pg_rows(str(db), sql, params) if PostgresTarget(db).exists() else []
     if not Path(db).exists():
         return []
     with closing(sqlite3.connect(db)) as conn, conn:

@@ -8,6 +8,7 @@ import sys
 import time
 
 from conftest import count, rows
+from dora.store import open_store
 from dora.store.migrations import MIGRATIONS
 from test_e2e import dora_command
 
@@ -126,3 +127,62 @@ def test_of_concurrent_resolves_exactly_one_wins(store_db):
     assert codes == [0] + [1] * (runs - 1), outputs
     losers = [err for p, (_, err) in zip(procs, outputs, strict=True) if p.returncode]
     assert all(f"incident {incident_id} is already resolved" in err for err in losers)
+
+
+SHIPPER = """
+import sys, time
+from datetime import datetime, timedelta, timezone
+from dora.events import Deployment, build
+from dora.gitmeta import Commit
+from dora.store import open_store
+
+path, worker, start = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+ROUNDS = 4
+base = datetime(2026, 11, 1, tzinfo=timezone.utc)
+shared = [Commit(f"{n:040x}", base) for n in range(2000)]
+own = [Commit(f"{worker + 1:02x}".ljust(40, "f"), base)]
+with open_store(path) as store:
+    for round in range(ROUNDS):  # a service each round, every writer at the same moment
+        while time.time() < start + round * 0.5:
+            time.sleep(0.001)
+        store.save(
+            build(Deployment, {
+                "id": f"deploy-r{round}-w{worker:02d}-0000", "service": f"api-{round}",
+                "env": "prod", "started_at": base,
+                "finished_at": base + timedelta(minutes=worker + 1),
+            }),
+            commits=[*shared, *own],
+        )
+"""
+
+
+def test_writers_shipping_the_same_commits_at_once_credit_each_commit_once(store_db):
+    open_store(store_db).close()
+    workers = 8
+    start = time.time() + 1.0  # time to start and connect
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SHIPPER, str(store_db), str(w), str(start)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(workers)
+    ]
+    outcomes = [
+        (p.returncode, err) for p, (_, err) in ((p, p.communicate(timeout=60)) for p in procs)
+    ]
+
+    assert outcomes == [(0, "")] * workers
+    credited = rows(
+        store_db,
+        "SELECT deployment_id, count(*) AS n FROM deployment_commits "
+        "GROUP BY deployment_id ORDER BY deployment_id",
+    )
+    # of each service, the first deployment (by finish) keeps the 2000 shared commits; each
+    # keeps its own
+    assert credited == [
+        {"deployment_id": f"deploy-r{r}-w{w:02d}-0000", "n": 2001 if w == 0 else 1}
+        for r in range(4)
+        for w in range(workers)
+    ]

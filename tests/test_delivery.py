@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +43,8 @@ class FakeDatadog:
     script: list[str] = field(default_factory=lambda: ["202"])
     requests: list[Request] = field(default_factory=list)
     url: str = ""
+    #: called as each request arrives, before it is answered
+    on_request: Callable[[], None] | None = None
 
     def accepted(self) -> list[str]:
         return [r.event_id for r in self.requests if r.answer.startswith("2")]
@@ -57,6 +59,8 @@ def fake_datadog() -> Iterator[FakeDatadog]:
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             answer = fake.script.pop(0) if len(fake.script) > 1 else fake.script[0]
+            if fake.on_request is not None:
+                fake.on_request()
             fake.requests.append(
                 Request(
                     self.path,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from dora.cli._runtime import set_verbose, status
-from dora.errors import DoraError, InvalidEvent, NotFound, UsageError
+from dora.errors import DoraError, InvalidEvent, NotFound, StoreError, UsageError
 
 if TYPE_CHECKING:  # the event models load pydantic: only commands that record pay for it
     from datetime import datetime
@@ -530,7 +530,9 @@ def send(store: Store, event: Event, backend: DatadogBackend) -> None:
     with backend:
         try:
             code = deliver(store, backend, event)
-        except DeliveryError as exc:
+        except (DeliveryError, StoreError) as exc:
+            # a store that fails mid-delivery (a lost connection) has the event still
+            # pending: it was kept before anything was sent
             raise DoraError(
                 f"{exc.message}\nthe {event.kind} is kept in {store.location}; "
                 "'dora push' will send it"
