@@ -34,7 +34,7 @@ class Key:
 KEYS: dict[str, Key] = {
     key.name: key
     for key in (
-        Key("db", "--db", ("DORA_DB",), "the store: an SQLite file path"),
+        Key("db", "--db", ("DORA_DB",), "the store: an SQLite file path or a postgresql:// URL"),
         Key("service", "--service", ("DD_SERVICE",), "default service of an event"),
         Key("env", "--env", ("DD_ENV",), "default environment of an event"),
         Key("team", "--team", ("DORA_TEAM",), "default team of an event"),

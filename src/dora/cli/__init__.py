@@ -40,8 +40,9 @@ def _root(
 ) -> None:
     """Record deployments and incidents, and report DORA metrics.
 
-    Events go to a local SQLite store (no set-up needed). Run 'dora COMMAND --help' for
-    each command's options and examples.
+    Events go to a local SQLite store (no set-up needed), or to a PostgreSQL database a
+    team shares (DORA_DB=postgresql://...). Run 'dora COMMAND --help' for each command's
+    options and examples.
 
     Examples:
 

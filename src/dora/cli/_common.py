@@ -52,7 +52,10 @@ Verbose = Annotated[
 Db = Annotated[
     str | None,
     typer.Option(
-        "--db", metavar="PATH", help="SQLite store file (env DORA_DB).", show_default=False
+        "--db",
+        metavar="PATH|URL",
+        help="The store: an SQLite file, or a postgresql:// URL (env DORA_DB).",
+        show_default=False,
     ),
 ]
 DryRun = Annotated[

@@ -80,6 +80,8 @@ def import_(
 
         dora export --db old.db | dora import -
 
+        dora export | dora import --db postgresql://dora@db.internal/dora -
+
         dora import --skip-invalid --format csv history.txt
     """
     from dora import interchange
