@@ -83,6 +83,19 @@ def test_a_server_that_does_not_answer_is_one_line_and_hides_the_password(dora, 
     assert "hunter2" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "url", ["postgresql://ci:pass word@db.example.com/dora", "postgresql://db/dora?secret=x"]
+)
+def test_a_malformed_url_is_a_usage_error_that_repeats_nothing_of_it(dora, url):
+    result = dora("deployment", "--service", "api", "--started-at", "-5m", "--db", url)
+
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == (
+        "dora: error: the store is not a valid PostgreSQL URL (libpq's connection URI form; "
+        "percent-encode special characters in the user name and password)\n"
+    )
+
+
 def test_a_missing_database_is_one_line(dora, pg):
     url = pg.replace("/dora_test_", "/no_such_database_", 1)
 

@@ -4,7 +4,6 @@ file path."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 from dora.errors import DoraError, UsageError
@@ -25,6 +24,8 @@ def is_postgres(target: str | Path) -> bool:
 def check_target(target: str | Path) -> None:
     """Refuse a store target this installation cannot open, before any work is done for it."""
     if is_postgres(target):
+        import importlib.util
+
         if importlib.util.find_spec("psycopg") is None:
             raise DoraError(f"a PostgreSQL store needs the psycopg driver: {INSTALL_POSTGRES}")
         return

@@ -29,7 +29,7 @@ import psycopg
 from psycopg import pq
 from psycopg.rows import tuple_row
 
-from dora.errors import NotFound, StoreError
+from dora.errors import NotFound, StoreError, UsageError
 from dora.events import Deployment
 from dora.redact import scrub
 from dora.store import migrations
@@ -69,8 +69,12 @@ class PostgresStore(SQLStore):
     def _connect(self, url: str) -> psycopg.Connection[Any]:
         try:
             given = psycopg.conninfo.conninfo_to_dict(url)
-        except psycopg.Error as exc:
-            raise self._error("cannot open", exc) from exc
+        except psycopg.Error:
+            # neither the URL nor libpq's reason is repeated: both may hold the password
+            raise UsageError(
+                "the store is not a valid PostgreSQL URL (libpq's connection URI form; "
+                "percent-encode special characters in the user name and password)"
+            ) from None
         defaults: dict[str, Any] = {}
         if "connect_timeout" not in given and not os.environ.get("PGCONNECT_TIMEOUT"):
             defaults["connect_timeout"] = CONNECT_TIMEOUT
