@@ -87,6 +87,7 @@ def test_a_server_that_does_not_answer_is_one_line_and_hides_the_password(dora, 
     "url", ["postgresql://ci:pass word@db.example.com/dora", "postgresql://db/dora?secret=x"]
 )
 def test_a_malformed_url_is_a_usage_error_that_repeats_nothing_of_it(dora, url):
+    # outside a git repository: the error comes before git is asked (no warning about it)
     result = dora("deployment", "--service", "api", "--started-at", "-5m", "--db", url)
 
     assert (result.exit_code, result.stdout) == (2, "")

@@ -28,6 +28,9 @@ def check_target(target: str | Path) -> None:
 
         if importlib.util.find_spec("psycopg") is None:
             raise DoraError(f"a PostgreSQL store needs the psycopg driver: {INSTALL_POSTGRES}")
+        from dora.store.postgres import check_url
+
+        check_url(_lower_scheme(str(target)))
         return
     if "://" in str(target):
         scheme = str(target).partition("://")[0]
@@ -35,6 +38,11 @@ def check_target(target: str | Path) -> None:
             f"{scheme}:// stores are not supported; "
             "the store is an SQLite file path or a postgresql:// URL"
         )
+
+
+def _lower_scheme(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme.lower()}://{rest}"
 
 
 def open_store(target: str | Path, *, create: bool = True) -> Store:
@@ -47,8 +55,7 @@ def open_store(target: str | Path, *, create: bool = True) -> Store:
     if is_postgres(target):
         from dora.store.postgres import PostgresStore
 
-        scheme, _, rest = str(target).partition("://")
-        return PostgresStore(f"{scheme.lower()}://{rest}", create=create)
+        return PostgresStore(_lower_scheme(str(target)), create=create)
     from dora.store.sqlite import SQLiteStore
 
     return SQLiteStore(target, create=create)

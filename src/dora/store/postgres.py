@@ -67,14 +67,7 @@ class PostgresStore(SQLStore):
             raise
 
     def _connect(self, url: str) -> psycopg.Connection[Any]:
-        try:
-            given = psycopg.conninfo.conninfo_to_dict(url)
-        except psycopg.Error:
-            # neither the URL nor libpq's reason is repeated: both may hold the password
-            raise UsageError(
-                "the store is not a valid PostgreSQL URL (libpq's connection URI form; "
-                "percent-encode special characters in the user name and password)"
-            ) from None
+        given = check_url(url)
         defaults: dict[str, Any] = {}
         if "connect_timeout" not in given and not os.environ.get("PGCONNECT_TIMEOUT"):
             defaults["connect_timeout"] = CONNECT_TIMEOUT
@@ -159,6 +152,18 @@ class PostgresStore(SQLStore):
 
     def _error(self, doing: str, exc: BaseException) -> StoreError:
         return StoreError(f"{doing} the store at {self.location}: {_reason(exc)}")
+
+
+def check_url(url: str) -> dict[str, Any]:
+    """The connection parameters of ``url``; a usage error if libpq cannot read it."""
+    try:
+        return psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.Error:
+        # neither the URL nor libpq's reason is repeated: both may hold the password
+        raise UsageError(
+            "the store is not a valid PostgreSQL URL (libpq's connection URI form; "
+            "percent-encode special characters in the user name and password)"
+        ) from None
 
 
 def _reason(exc: BaseException) -> str:
