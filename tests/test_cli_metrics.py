@@ -499,10 +499,10 @@ def test_a_report_reads_one_state_of_a_store_written_meanwhile(fixture_store, mo
     written = []
 
     with open_fixture(fixture_store) as store:
-        original = type(store).rows
+        original = type(store).aggregate
 
-        def rows_then_a_write(self, sql, params=()):
-            yield from original(self, sql, params)
+        def aggregate_then_a_write(self, sql, params=()):
+            found = original(self, sql, params)
             if not written:  # another CI job records a deployment after the first query
                 execute(
                     fixture_store,
@@ -511,8 +511,9 @@ def test_a_report_reads_one_state_of_a_store_written_meanwhile(fixture_store, mo
                     (WINDOW_NS[0] + 1, WINDOW_NS[0] + 1),
                 )
                 written.append(True)
+            return found
 
-        monkeypatch.setattr(type(store), "rows", rows_then_a_write)
+        monkeypatch.setattr(type(store), "aggregate", aggregate_then_a_write)
         report = metrics.report(store, *WINDOW)
 
     assert written

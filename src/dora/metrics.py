@@ -387,7 +387,7 @@ def _figures(
     width = len(group_by)
     dkeys, ikeys = d.key_list(), i.key_list()
 
-    for bucket, *key, count in store.rows(
+    for bucket, *key, count in store.aggregate(
         f"{cte}SELECT b.bucket{dkeys}, COUNT(*) FROM b JOIN deployments d "
         f"ON d.finished_at >= b.lo AND d.finished_at < b.hi WHERE {d.condition()} "
         f"GROUP BY b.bucket{dkeys}",
@@ -395,7 +395,7 @@ def _figures(
     ):
         figures(bucket, tuple(key)).deployments = count
 
-    for bucket, *key, count in store.rows(
+    for bucket, *key, count in store.aggregate(
         f"{cte}SELECT b.bucket{ikeys}, COUNT(*) FROM b JOIN incidents i "
         f"ON i.started_at >= b.lo AND i.started_at < b.hi{i.joins} WHERE {i.condition()} "
         f"GROUP BY b.bucket{ikeys}",
@@ -403,7 +403,7 @@ def _figures(
     ):
         figures(bucket, tuple(key)).failures = count
 
-    rows = store.rows(
+    rows = store.aggregate(
         _ranked(
             cte,
             i.keys,
@@ -429,7 +429,7 @@ def _figures(
         end = min(ends[bucket], now)  # no age beyond now
         one.oldest_open_failure_age_seconds = max(0, end - oldest) / 1e9
 
-    rows = store.rows(
+    rows = store.aggregate(
         _ranked(
             cte,
             d.keys,
@@ -457,7 +457,7 @@ def _open_at_ends(
     at some bucket's end stream by, oldest first, and each marks the buckets it spans.
     """
     if len(ends) == 1:
-        for bucket, *values, count, start in store.rows(
+        for bucket, *values, count, start in store.aggregate(
             f"{cte}SELECT b.bucket{i.key_list()}, COUNT(*), MIN(i.started_at) FROM b "
             "JOIN incidents i ON +i.started_at < b.hi "
             f"AND (i.finished_at IS NULL OR i.finished_at >= b.hi){i.joins} "

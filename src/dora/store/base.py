@@ -70,6 +70,14 @@ class Store(ABC):
         The SQL uses ``?`` placeholders and what SQLite and PostgreSQL both understand.
         """
 
+    def aggregate(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
+        """Run a read-only query whose result is small (a few rows per group) and return
+        all its rows: an engine may plan it for the whole result, not for the first rows.
+
+        The SQL is as for ``rows``.
+        """
+        return list(self.rows(sql, params))
+
     @abstractmethod
     def incidents_by_prefix(self, prefix: str, limit: int) -> list[Incident]:
         """Up to ``limit`` incidents whose id starts with ``prefix``, exact match first."""
