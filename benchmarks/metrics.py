@@ -11,20 +11,30 @@ Three questions, answered in one run so that the ratios are measured side by sid
     python benchmarks/metrics.py                    # builds a 1,000,000-deployment store
     python benchmarks/metrics.py --store store.db   # one made by benchmarks/make_store.py
     python benchmarks/metrics.py --quick            # small sizes, a few seconds (CI smoke)
+    python benchmarks/metrics.py --postgres postgresql://postgres@127.0.0.1:5432/postgres
+
+With ``--postgres URL`` the same questions are asked of dora's PostgreSQL store too, in the
+same run: each store is copied into a database made for the run on that server (by
+``benchmarks/to_postgres.py``: dora's migrations, then ``COPY``, then ``VACUUM ANALYZE``),
+dropped again at the end, and each round times every measurement on both engines. The
+warm-up round also checks that dora's reports on the two engines agree on every figure.
 
 The store is made by ``benchmarks/make_store.py`` (in a temporary directory, or at
 ``--cache`` to be reused by the next run; ``--cache`` does not change the figures). Each
 round runs every measurement in turn, after one warm-up round that also checks that dora
-and the hand-written SQL agree on every figure they share; the median of ``--repeat`` rounds
-is reported. The output is a Markdown section for ``BENCHMARKS.md``.
+and the hand-written SQL agree on every figure they share (on each engine); the median of
+``--repeat`` rounds is reported. The output is a Markdown section for ``BENCHMARKS.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib.util
 import os
 import platform
 import shlex
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -32,11 +42,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing
+from contextlib import AbstractContextManager, closing, nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
+from functools import partial
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from to_postgres import Scratch
 
 NS = 1_000_000_000
 DAY_NS = 86_400 * NS
@@ -95,6 +110,45 @@ TOTAL = {
 }
 
 FLOOR = PER_SERVICE["deployments"]
+
+# The same figures by hand in PostgreSQL's own SQL: plain joins (its planner picks the order
+# from the statistics), GREATEST, and the median as ``percentile_cont``, which interpolates
+# as dora's does. The mean is cast to a float as SQLite's AVG gives it (PostgreSQL's is exact).
+_PG_LEAD = (
+    "SELECT {key} percentile_cont(0.5) WITHIN GROUP "
+    "(ORDER BY GREATEST(d.finished_at - c.committed_at, 0)) "
+    "FROM deployments d JOIN deployment_commits c ON c.deployment_id = d.id "
+    "WHERE d.finished_at >= %(lo)s AND d.finished_at < %(hi)s {group}"
+)
+
+PG_PER_SERVICE = {
+    "deployments": "SELECT service, COUNT(*) FROM deployments "
+    "WHERE finished_at >= %(lo)s AND finished_at < %(hi)s GROUP BY service",
+    "failures": "SELECT s.service, COUNT(*) FROM incidents i "
+    "JOIN incident_services s ON s.incident_id = i.id "
+    "WHERE i.started_at >= %(lo)s AND i.started_at < %(hi)s GROUP BY s.service",
+    "resolved": "SELECT s.service, COUNT(*), AVG(i.finished_at - i.started_at)::float8 "
+    "FROM incidents i JOIN incident_services s ON s.incident_id = i.id "
+    "WHERE i.finished_at >= %(lo)s AND i.finished_at < %(hi)s GROUP BY s.service",
+    "open": "SELECT s.service, COUNT(*) FROM incidents i "
+    "JOIN incident_services s ON s.incident_id = i.id "
+    "WHERE i.started_at < %(hi)s AND (i.finished_at IS NULL OR i.finished_at >= %(hi)s) "
+    "GROUP BY s.service",
+    "lead": _PG_LEAD.format(key="d.service,", group="GROUP BY d.service"),
+}
+
+PG_TOTAL = {
+    "deployments": "SELECT COUNT(*) FROM deployments "
+    "WHERE finished_at >= %(lo)s AND finished_at < %(hi)s",
+    "failures": "SELECT COUNT(*) FROM incidents WHERE started_at >= %(lo)s AND started_at < %(hi)s",
+    "resolved": "SELECT COUNT(*), AVG(finished_at - started_at)::float8 FROM incidents "
+    "WHERE finished_at >= %(lo)s AND finished_at < %(hi)s",
+    "open": "SELECT COUNT(*) FROM incidents "
+    "WHERE started_at < %(hi)s AND (finished_at IS NULL OR finished_at >= %(hi)s)",
+    "lead": _PG_LEAD.format(key="", group=""),
+}
+
+PG_FLOOR = PG_PER_SERVICE["deployments"]
 
 # Run a command as this wrapper's only child and print the child's peak RSS: a fresh
 # process, so RUSAGE_CHILDREN holds that one command and nothing measured before it.
@@ -169,19 +223,24 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("DD_", "DORA_"))}
 
 
-def cli(path: Path, lo: int, hi: int) -> list[str]:
+# Where a store is: an SQLite file, or a PostgreSQL URL.
+Target = Path | str
+
+
+def cli(target: Target, lo: int, hi: int) -> list[str]:
     window = ["--since", iso(lo), "--until", iso(hi)]
-    return [sys.executable, "-m", "dora", "metrics", "--db", str(path), *window, "--format", "json"]
+    db = ["--db", str(target)]
+    return [sys.executable, "-m", "dora", "metrics", *db, *window, "--format", "json"]
 
 
 # What is timed. Each returns what it computed, for the warm-up round's cross-check.
 
 
-def run_library(path: Path, lo: int, hi: int) -> Any:
+def run_library(target: Target, lo: int, hi: int) -> Any:
     from dora import metrics, timeparse
     from dora.store import open_store
 
-    store = open_store(path, create=False)
+    store = open_store(target, create=False)
     try:
         since, until = timeparse.from_ns(lo), timeparse.from_ns(hi)
         return metrics.report(store, since, until, group_by=("service",))
@@ -189,9 +248,9 @@ def run_library(path: Path, lo: int, hi: int) -> Any:
         store.close()
 
 
-def run_cli(path: Path, lo: int, hi: int) -> None:
+def run_cli(target: Target, lo: int, hi: int) -> None:
     done = subprocess.run(
-        cli(path, lo, hi), env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        cli(target, lo, hi), env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     if done.returncode:
         raise RuntimeError(done.stderr.decode(errors="replace").strip())
@@ -217,19 +276,54 @@ def run_floor(path: Path, lo: int, hi: int) -> None:
         db.execute(FLOOR, {"lo": lo, "hi": hi}).fetchall()
 
 
+def run_pg_sql(queries: dict[str, str]) -> Callable[[str, int, int], dict[str, list[Any]]]:
+    def run(url: str, lo: int, hi: int) -> dict[str, list[Any]]:
+        import psycopg
+
+        with psycopg.connect(url) as db:
+            return {
+                name: db.execute(sql, {"lo": lo, "hi": hi}).fetchall()
+                for name, sql in queries.items()
+            }
+
+    return run
+
+
 LIBRARY_LABEL = "`dora.metrics.report(..., group_by=('service',))`"
 CLI_LABEL = "`dora metrics --format json` (whole CLI process)"
 HAND = "hand-written SQL, per service"
+BOTH = "hand-written SQL, per service and in total"
+FLOOR_LABEL = "floor: `SELECT service, COUNT(*) ... GROUP BY service`"
 MEASURES: dict[str, Callable[[Path, int, int], Any]] = {
     LIBRARY_LABEL: run_library,
     CLI_LABEL: run_cli,
     HAND: run_sql(PER_SERVICE),
-    "hand-written SQL, per service and in total": run_both,
-    "floor: `SELECT service, COUNT(*) ... GROUP BY service`": run_floor,
+    BOTH: run_both,
+    FLOOR_LABEL: run_floor,
 }
+# The same measurements of the same store on PostgreSQL, under the same labels.
+PG_MEASURES: dict[str, Callable[[str, int, int], Any]] = {
+    LIBRARY_LABEL: run_library,
+    CLI_LABEL: run_cli,
+    HAND: run_pg_sql(PG_PER_SERVICE),
+    BOTH: run_pg_sql({**PG_PER_SERVICE, **{f"total {k}": v for k, v in PG_TOTAL.items()}}),
+    FLOOR_LABEL: run_pg_sql({"floor": PG_FLOOR}),
+}
+SQLITE, POSTGRES = "SQLite", "PostgreSQL"
+# What is timed, by engine and label: each takes the window, [lo, hi) in ns.
+Measures = dict[tuple[str, str], Callable[[int, int], Any]]
 
 
-def check(report: Any, hand: dict[str, list[Any]]) -> None:
+def measures(store: Path, postgres: str | None) -> Measures:
+    found: Measures = {(SQLITE, name): partial(run, store) for name, run in MEASURES.items()}
+    if postgres is not None:
+        found.update(
+            {(POSTGRES, name): partial(run, postgres) for name, run in PG_MEASURES.items()}
+        )
+    return found
+
+
+def check(report: Any, hand: dict[str, list[Any]], engine: str = SQLITE) -> None:
     """Stop if dora and the hand-written SQL disagree: the comparison would mean nothing."""
     mine: dict[str, dict[str, Any]] = {}
     for row in report.groups:
@@ -257,9 +351,83 @@ def check(report: Any, hand: dict[str, list[Any]]) -> None:
         for name in defaults:
             if not same(ours[name], hands[name]):
                 sys.exit(
-                    f"dora and the hand-written SQL disagree on {name} of {service}: "
-                    f"{ours[name]!r} against {hands[name]!r}"
+                    f"dora and the hand-written SQL disagree on {engine}, on {name} of "
+                    f"{service}: {ours[name]!r} against {hands[name]!r}"
                 )
+
+
+#: How far apart the two engines' floats may be, relatively. Only the mean time to restore
+#: may differ at all: it divides a sum of floats, which an engine may add up in another order
+#: or more carefully (SQLite from 3.43 on), changing its last digits; every other figure is
+#: computed in Python from the same integers, and must be equal.
+ENGINES_TOLERANCE = 1e-11
+#: The figure that depends on the clock: an open incident's age is counted up to the
+#: window's end, or up to now when the window ends later.
+AGE = "oldest_open_failure_age_seconds"
+
+
+@dataclass
+class Agreement:
+    """What ``check_engines`` found: of the figures compared, how many were equal exactly,
+    how many were means within ``ENGINES_TOLERANCE`` (and the largest relative difference),
+    and how many were ages apart by less than the time between the reports."""
+
+    compared: int = 0
+    exact: int = 0
+    means: int = 0
+    largest: float = 0.0
+    ages: int = 0
+
+    def __str__(self) -> str:
+        text = f"{self.compared:,} figures, {self.exact:,} of them exactly"
+        if self.means:
+            text += (
+                f"; {self.means:,} means of the time to restore within {self.largest:.0e} "
+                "of each other (relatively)"
+            )
+        if self.ages:
+            text += f"; {self.ages:,} ages counted up to now, apart by less than the run took"
+        return text
+
+
+def check_engines(window: str, sqlite_report: Any, pg_report: Any, clock: float = 0.0) -> Agreement:
+    """Stop if dora's reports of one window on SQLite and on PostgreSQL differ in any figure
+    of any group or the total: equal, but for the mean time to restore within
+    ``ENGINES_TOLERANCE``, and ages within ``clock`` seconds (the time between the two
+    reports, when the window ends after they ran)."""
+
+    def rows(report: Any) -> list[tuple[Any, dict[str, Any]]]:
+        found = [(row.key, row.figures) for row in report.groups] + [("total", report.total)]
+        return [(key, {**dataclasses.asdict(f), **f.as_dict()}) for key, f in found]
+
+    ours, theirs = rows(sqlite_report), rows(pg_report)
+    keys, other_keys = [key for key, _ in ours], [key for key, _ in theirs]
+    if keys != other_keys:
+        only = sorted(map(str, set(keys) ^ set(other_keys))) or "the same, in another order"
+        sys.exit(f"dora on SQLite and on PostgreSQL report other groups, {window}: {only}")
+    found = Agreement()
+    for (key, mine), (_, other) in zip(ours, theirs, strict=True):
+        for name, a in mine.items():
+            b = other[name]
+            found.compared += 1
+            if a == b and type(a) is type(b):
+                found.exact += 1
+                continue
+            if isinstance(a, float) and isinstance(b, float):
+                if name == "mttr_seconds":
+                    apart = abs(a - b) / max(abs(a), abs(b))
+                    found.largest = max(found.largest, apart)
+                    if apart <= ENGINES_TOLERANCE:
+                        found.means += 1
+                        continue
+                elif name == AGE and abs(a - b) <= clock:
+                    found.ages += 1
+                    continue
+            sys.exit(
+                f"dora on SQLite and on PostgreSQL disagree, {window}, on {name} of {key}: "
+                f"{a!r} on SQLite against {b!r} on PostgreSQL"
+            )
+    return found
 
 
 def same(a: Any, b: Any) -> bool:
@@ -270,31 +438,51 @@ def same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+Timings = dict[tuple[str, str, str], float | None]
+
+
 def timings(
-    store: Store, windows: dict[str, tuple[int, int]], repeat: int
-) -> dict[tuple[str, str], float | None]:
-    """Median seconds per (measure, window), rounds interleaved; None where it failed."""
-    runs: dict[tuple[str, str], list[float]] = {(m, w): [] for m in MEASURES for w in windows}
-    broken: set[str] = set()
-    for lo, hi in windows.values():  # warm-up, and the cross-check
+    measured: Measures, windows: dict[str, tuple[int, int]], repeat: int
+) -> tuple[Timings, dict[str, Agreement]]:
+    """Median seconds per (engine, measure, window), rounds interleaved; None where it
+    failed. With both engines, also what ``check_engines`` found, per window."""
+    runs: dict[tuple[str, str, str], list[float]] = {
+        (*key, w): [] for key in measured for w in windows
+    }
+    broken: set[tuple[str, str]] = set()
+    engines = list(dict.fromkeys(engine for engine, _ in measured))
+    agreed = {}
+    for window, (lo, hi) in windows.items():  # warm-up, and the cross-checks
+        began = time.time_ns()
         results = {}
-        for name, measure in MEASURES.items():
+        for key, measure in measured.items():
             try:
-                results[name] = measure(store.path, lo, hi)
+                results[key] = measure(lo, hi)
             except RuntimeError as exc:
-                print(f"{name}: failed, left out: {exc}", file=sys.stderr)
-                broken.add(name)
-        check(results[LIBRARY_LABEL], results[HAND])
+                print(f"{' '.join(key)}: failed, left out: {exc}", file=sys.stderr)
+                broken.add(key)
+        for engine in engines:
+            check(results[engine, LIBRARY_LABEL], results[engine, HAND], engine)
+        if POSTGRES in engines:
+            clock = (time.time_ns() - began) / 1e9 if hi > began else 0.0
+            agreed[window] = check_engines(
+                window, results[SQLITE, LIBRARY_LABEL], results[POSTGRES, LIBRARY_LABEL], clock
+            )
+            print(
+                f"{window}: dora on SQLite and on PostgreSQL agree on {agreed[window]}",
+                file=sys.stderr,
+            )
     for round_ in range(repeat):
         print(f"round {round_ + 1}/{repeat}", file=sys.stderr)
         for window, (lo, hi) in windows.items():
-            for name, measure in MEASURES.items():
-                if name in broken:
+            for key, measure in measured.items():
+                if key in broken:
                     continue
                 start = time.perf_counter()
-                measure(store.path, lo, hi)
-                runs[name, window].append(time.perf_counter() - start)
-    return {key: statistics.median(times) if times else None for key, times in runs.items()}
+                measure(lo, hi)
+                runs[key[0], key[1], window].append(time.perf_counter() - start)
+    medians = {key: statistics.median(times) if times else None for key, times in runs.items()}
+    return medians, agreed
 
 
 def peak_rss_mib(argv: Sequence[str]) -> float:
@@ -317,30 +505,44 @@ def count_deployments(store: Store, lo: int, hi: int) -> int:
     return int(n)
 
 
-def show_plans(store: Store, windows: dict[str, tuple[int, int]]) -> None:
-    """Each query ``dora.metrics.report`` runs, timed, with SQLite's plan for it."""
+def show_plans(target: Target, windows: dict[str, tuple[int, int]]) -> None:
+    """Each query ``dora.metrics.report`` runs, timed, with the engine's plan for it: SQLite's
+    ``EXPLAIN QUERY PLAN``; PostgreSQL's ``EXPLAIN ANALYZE`` of the query as dora runs it, a
+    plain query for an aggregate, a cursor for rows it streams (which runs it again)."""
     from dora import metrics, timeparse
-    from dora.store import open_store
+    from dora.store import is_postgres, open_store
 
-    opened = open_store(store.path, create=False)
-    rows = opened.rows
-    seen: list[tuple[float, int, str, Sequence[Any]]] = []
+    opened = open_store(target, create=False)
+    engine = POSTGRES if is_postgres(target) else SQLITE
+    rows, aggregate = opened.rows, opened.aggregate
+    seen: list[tuple[float, int, str, Sequence[Any], bool]] = []
 
     def timed(sql: str, params: Sequence[Any] = ()) -> Iterator[Sequence[Any]]:
         start, n = time.perf_counter(), 0
         for row in rows(sql, params):
             n += 1
             yield row
-        seen.append((time.perf_counter() - start, n, sql, params))
+        seen.append((time.perf_counter() - start, n, sql, params, True))
+
+    def timed_aggregate(sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
+        start = time.perf_counter()
+        found = aggregate(sql, params)
+        seen.append((time.perf_counter() - start, len(found), sql, params, False))
+        return found
 
     opened.rows = timed  # type: ignore[method-assign]
+    opened.aggregate = timed_aggregate  # type: ignore[method-assign]
     try:
         for window, (lo, hi) in windows.items():
             seen.clear()
             metrics.report(opened, timeparse.from_ns(lo), timeparse.from_ns(hi))
-            print(f"\n#### Queries of `dora.metrics.report`, {window}\n")
-            for took, n, sql, params in seen:
+            print(f"\n#### Queries of `dora.metrics.report` on {engine}, {window}\n")
+            for took, n, sql, params, streamed in seen:
                 print(f"{took:.3f} s, {n} rows:\n```sql\n{sql}\n```\n```")
+                if engine == POSTGRES:
+                    print("\n".join(pg_plan(str(target), sql, params, cursor=streamed)))
+                    print("```")
+                    continue
                 depth = {0: -1}
                 for step_id, parent, _, detail in list(rows(f"EXPLAIN QUERY PLAN {sql}", params)):
                     depth[step_id] = depth.get(parent, -1) + 1
@@ -348,6 +550,44 @@ def show_plans(store: Store, windows: dict[str, tuple[int, int]]) -> None:
                 print("```")
     finally:
         opened.close()
+
+
+def pg_plan(url: str, sql: str, params: Sequence[Any], *, cursor: bool) -> list[str]:
+    """PostgreSQL's plan for ``sql`` (with ``?`` placeholders) as dora runs it: a plain query,
+    or read through a cursor, which the planner plans for its first rows and never runs in
+    parallel."""
+    import psycopg
+
+    explain = "EXPLAIN (ANALYZE) " + ("DECLARE plan CURSOR FOR " if cursor else "")
+    with psycopg.connect(url) as db:
+        query = explain + sql.replace("%", "%%").replace("?", "%s")
+        return [line for (line,) in db.execute(query, params)]
+
+
+def terminated(signum: int, frame: FrameType | None) -> None:
+    """On SIGTERM, leave as on Ctrl-C: what the run made on the server is dropped."""
+    sys.exit(128 + signum)
+
+
+def scratch(url: str | None) -> AbstractContextManager[Scratch | None]:
+    """Where the run's stores go on the PostgreSQL server, if one is given."""
+    if url is None:
+        return nullcontext()
+    from to_postgres import Scratch
+
+    return Scratch(url)
+
+
+def to_postgres(place: Scratch, store: Store) -> str:
+    """A copy of ``store`` in a schema of its own in ``place``: its URL."""
+    from to_postgres import copy_store
+
+    began = time.perf_counter()
+    url = place.store(f"store_{store.deployments}")
+    counts = copy_store(store.path, url)
+    rows = ", ".join(f"{count:,} {table}" for table, count in counts.items())
+    print(f"copied into PostgreSQL: {rows} in {time.perf_counter() - began:.1f} s", file=sys.stderr)
+    return url
 
 
 def machine() -> str:
@@ -398,21 +638,36 @@ def main() -> None:
     parser.add_argument(
         "--plans", action="store_true", help="also time each query of the report, with its plan"
     )
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="also measure dora's PostgreSQL store on this server (postgresql://...), in a "
+        "database made for the run and dropped at the end",
+    )
     args = parser.parse_args()
     if args.store and args.deployments:
         parser.error("--deployments sizes a generated store; not with --store")
+    if args.postgres is not None:
+        from dora.store import INSTALL_POSTGRES, is_postgres
+
+        if not is_postgres(args.postgres):
+            parser.error("--postgres takes a postgresql:// (or postgres://) URL")
+        if importlib.util.find_spec("psycopg") is None:
+            parser.error(f"--postgres needs the psycopg driver: {INSTALL_POSTGRES}")
     size = args.deployments or (20_000 if args.quick else 1_000_000)
     repeat = 3 if args.quick and "--repeat" not in sys.argv else args.repeat
     sizes_text = args.memory_sizes or (
         "5000,10000,20000" if args.quick else "100000,300000,1000000"
     )
     sizes = [int(n) for n in sizes_text.split(",")]
+    signal.signal(signal.SIGTERM, terminated)
 
-    with tempfile.TemporaryDirectory(prefix="dora-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="dora-bench-") as tmp, scratch(args.postgres) as place:
         if args.store:
             store = inspect(args.store)
         else:
             store = make_store(args.cache or Path(tmp) / "store.db", size)
+        pg_url = None if place is None else to_postgres(place, store)
         since, until = store.since, store.until
         recent = max(since, until - args.window_days * DAY_NS)
         full_days = (until - since) // DAY_NS
@@ -420,7 +675,8 @@ def main() -> None:
             f"full range ({full_days} days)": (since, until),
             f"last {args.window_days} days": (recent, until),
         }
-        figures = timings(store, windows, repeat)
+        full, part = windows
+        figures, agreed = timings(measures(store.path, pg_url), windows, repeat)
 
         series = []
         for n in sizes:
@@ -432,69 +688,134 @@ def main() -> None:
                 )
             else:
                 one = make_store(Path(tmp) / f"store-{n}.db", n)
-            cli_peak = (
-                None
-                if figures[CLI_LABEL, next(iter(windows))] is None
-                else peak_rss_mib(cli(one.path, one.since, one.until))
-            )
-            lib_peak = peak_rss_mib(
-                [sys.executable, "-c", LIBRARY, str(one.path), str(one.since), str(one.until)]
-            )
-            series.append((one, cli_peak, lib_peak))
+            targets: list[tuple[str, Target]] = [(SQLITE, one.path)]
+            if place is not None and pg_url is not None:
+                targets.append((POSTGRES, pg_url if one is store else to_postgres(place, one)))
+            for engine, target in targets:
+                cli_peak = (
+                    None
+                    if figures[engine, CLI_LABEL, full] is None
+                    else peak_rss_mib(cli(target, one.since, one.until))
+                )
+                lib_peak = peak_rss_mib(
+                    [sys.executable, "-c", LIBRARY, str(target), str(one.since), str(one.until)]
+                )
+                series.append((engine, one, target, cli_peak, lib_peak))
         baseline = peak_rss_mib([sys.executable, "-c", "import dora.cli"])
-        lib_baseline = peak_rss_mib(
-            [sys.executable, "-c", "import dora.metrics, dora.store.sqlite"]
-        )
+        lib_baselines = {
+            engine: peak_rss_mib(
+                [sys.executable, "-c", f"import dora.metrics, dora.store.{module}"]
+            )
+            for engine, module in ((SQLITE, "sqlite"), (POSTGRES, "postgres"))
+            if engine == SQLITE or pg_url is not None
+        }
 
         shown = list(sys.argv[1:])
         if "--cache" in shown:  # where the store is kept changes no figure
             at = shown.index("--cache")
             del shown[at : at + 2]
         shown = [a for a in shown if not a.startswith("--cache=")]
+        if args.postgres is not None:  # no password in print
+            from to_postgres import shown as shown_url
+
+            shown = [shown_url(a) if a == args.postgres else a for a in shown]
+            shown = [
+                f"--postgres={shown_url(args.postgres)}" if a.startswith("--postgres=") else a
+                for a in shown
+            ]
         command = shlex.join(["python", "benchmarks/metrics.py", *shown])
         in_window = {w: count_deployments(store, lo, hi) for w, (lo, hi) in windows.items()}
 
-        print(f"Measured {date.today().isoformat()}: {machine()}.\n")
-        print("```sh")
+        print(f"Measured {date.today().isoformat()}: {machine()}.", end="")
+        if pg_url is not None:
+            from to_postgres import describe
+
+            print(f" {describe(pg_url)}.", end="")
+        print("\n\n```sh")
         print(command)
         if not args.store:
             extra = "" if size == 1_000_000 else f" --deployments {size} --incidents {size // 10}"
             print(f"# its store on its own: python benchmarks/make_store.py store.db{extra}")
         print("```\n")
+        on_server = ""
+        if pg_url is not None:
+            from to_postgres import size_mib
+
+            on_server = f" ({size_mib(pg_url):,.0f} MiB on PostgreSQL, with the indexes)"
         print(
             f"Store: {store.deployments:,} deployments ({store.commits:,} commits), "
             f"{store.incidents:,} incidents, {iso(since)[:10]} to {iso(until)[:10]}, "
-            f"{store.mib:,.0f} MiB. Median of {repeat} interleaved rounds; "
-            f'"× hand" is the ratio to `{HAND}`.\n'
-        )
-        full, part = windows
-        hand_full, hand_part = figures[HAND, full], figures[HAND, part]
-        print(f"| | {full} | × hand | {part} | × hand | {part} ÷ full |")
-        print("|---|---:|---:|---:|---:|---:|")
-        for name in MEASURES:
-            a, b = figures[name, full], figures[name, part]
-            print(
-                f"| {name} | {seconds(a)} | {ratio(a, hand_full)} | {seconds(b)} | "
-                f"{ratio(b, hand_part)} | {ratio(b, a)} |"
+            f"{store.mib:,.0f} MiB{on_server}. Median of {repeat} interleaved rounds; "
+            f'"× hand" is the ratio to `{HAND}`'
+            + (
+                ' on the same engine; "× SQLite" the ratio to the same row on SQLite.\n'
+                if pg_url
+                else ".\n"
             )
-        a, b = in_window[full], in_window[part]
-        print(f"| deployments in the window | {a:,} | | {b:,} | | {ratio(b, a)} |")
+        )
+        engines = [SQLITE] if pg_url is None else [SQLITE, POSTGRES]
+        for engine in engines:
+            versus = engine != SQLITE
+            if pg_url is not None:
+                print(f"On {engine}:\n")
+            extra = " × SQLite |" if versus else ""
+            print(f"| | {full} | × hand |{extra} {part} | × hand |{extra} {part} ÷ full |")
+            print("|---|---:|---:|" + ("---:|" if versus else "") * 2 + "---:|---:|---:|")
+            hand_full, hand_part = figures[engine, HAND, full], figures[engine, HAND, part]
+            for name in MEASURES:
+                a, b = figures[engine, name, full], figures[engine, name, part]
+                vs_full = f" {ratio(a, figures[SQLITE, name, full])} |" if versus else ""
+                vs_part = f" {ratio(b, figures[SQLITE, name, part])} |" if versus else ""
+                print(
+                    f"| {name} | {seconds(a)} | {ratio(a, hand_full)} |{vs_full} {seconds(b)} | "
+                    f"{ratio(b, hand_part)} |{vs_part} {ratio(b, a)} |"
+                )
+            a, b = in_window[full], in_window[part]
+            gap = " |" if versus else ""
+            print(f"| deployments in the window | {a:,} | |{gap} {b:,} | |{gap} {ratio(b, a)} |\n")
+        for window, agreement in agreed.items():
+            print(
+                f"Checked in the warm-up, {window}: dora's reports on SQLite and on PostgreSQL "
+                f"agree on every group's figures and the total's: {agreement}.\n"
+            )
 
-        print("\nPeak RSS of one full-range report, grouped by service, per store size:\n")
-        print("| store | file | `dora metrics` (CLI) | `dora.metrics.report` (library) |")
-        print("|---|---:|---:|---:|")
-        print(
-            f'| baseline: `python -c "import dora.cli"` / `"import dora.metrics, '
-            f'dora.store.sqlite"` | | {baseline:.1f} MiB | {lib_baseline:.1f} MiB |'
-        )
-        for one, cli_peak, lib_peak in series:
-            cli_text = "n/a" if cli_peak is None else f"{cli_peak:.1f} MiB"
+        print("Peak RSS of one full-range report, grouped by service, per store size:\n")
+        for engine in engines:
+            if pg_url is not None:
+                print(
+                    f"On {engine}"
+                    + (" (the client process alone):\n" if engine == POSTGRES else ":\n")
+                )
+            place_name = "file" if engine == SQLITE else "on the server"
+            module = "sqlite" if engine == SQLITE else "postgres"
             print(
-                f"| {one.deployments:,} deployments, {one.incidents:,} incidents | "
-                f"{one.mib:,.0f} MiB | {cli_text} | {lib_peak:.1f} MiB |"
+                f"| store | {place_name} | `dora metrics` (CLI) | `dora.metrics.report` (library) |"
             )
+            print("|---|---:|---:|---:|")
+            print(
+                f'| baseline: `python -c "import dora.cli"` / `"import dora.metrics, '
+                f'dora.store.{module}"` | | {baseline:.1f} MiB | {lib_baselines[engine]:.1f} MiB |'
+            )
+            for found, one, target, cli_peak, lib_peak in series:
+                if found != engine:
+                    continue
+                cli_text = "n/a" if cli_peak is None else f"{cli_peak:.1f} MiB"
+                if engine == SQLITE:
+                    mib = one.mib
+                else:
+                    from to_postgres import size_mib
+
+                    mib = size_mib(str(target))
+                print(
+                    f"| {one.deployments:,} deployments, {one.incidents:,} incidents | "
+                    f"{mib:,.0f} MiB | {cli_text} | {lib_peak:.1f} MiB |"
+                )
+            if engine != engines[-1]:
+                print()
         if args.plans:
-            show_plans(store, windows)
+            show_plans(store.path, windows)
+            if pg_url is not None:
+                show_plans(pg_url, windows)
 
 
 if __name__ == "__main__":

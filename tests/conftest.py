@@ -149,7 +149,10 @@ def postgres_database() -> Iterator[str]:
     try:
         admin = _pg_connect(POSTGRES)
     except Exception as exc:  # whatever stops a connection, the reason is shown
-        _no_postgres(f"no PostgreSQL server answers at {POSTGRES} ({exc}); set DORA_TEST_POSTGRES")
+        reason = " ".join(str(exc).split())
+        _no_postgres(
+            f"no PostgreSQL server answers at {POSTGRES} ({reason}); set DORA_TEST_POSTGRES"
+        )
     name = f"dora_test_{os.getpid()}"
     with admin:
         admin.execute(f"DROP DATABASE IF EXISTS {name}")
