@@ -127,7 +127,7 @@ class PostgresTarget(str):
         return bool(pg_rows(self, "SELECT to_regclass('dora_migrations') IS NOT NULL AS x")[0]["x"])
 
 
-def _pg_connect(url: str):
+def pg_connect(url: str):
     import psycopg
     from psycopg.rows import dict_row
 
@@ -135,7 +135,7 @@ def _pg_connect(url: str):
 
 
 def pg_rows(url: str, sql: str, params: tuple = ()) -> list[dict]:
-    with _pg_connect(url) as conn:
+    with pg_connect(url) as conn:
         return conn.execute(sql.replace("?", "%s"), params).fetchall()
 
 
@@ -147,7 +147,7 @@ def postgres_database() -> Iterator[str]:
     except ImportError:
         _no_postgres("psycopg is not installed (pip install -e '.[test]')")
     try:
-        admin = _pg_connect(POSTGRES)
+        admin = pg_connect(POSTGRES)
     except Exception as exc:  # whatever stops a connection, the reason is shown
         reason = " ".join(str(exc).split())
         _no_postgres(
@@ -177,7 +177,7 @@ def store_db(request: pytest.FixtureRequest, isolated: Path, monkeypatch: pytest
         return isolated / "dora.db"
     database = request.getfixturevalue("postgres_database")
     schema = f"test_{next(_schemas)}"
-    with _pg_connect(database) as conn:
+    with pg_connect(database) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
     # the role and password come from libpq's variables, as a team's CI would pass them: a
     # URL without them is shown as it is in dora's messages
@@ -207,7 +207,7 @@ def rows(db: Path | str, sql: str, params: tuple = ()) -> list[dict]:
 def execute(db: Path | str, sql: str, params: tuple = ()) -> None:
     """Change the store behind dora's back, as another program would."""
     if is_postgres(db):
-        with _pg_connect(str(db)) as conn:
+        with pg_connect(str(db)) as conn:
             conn.execute(sql.replace("?", "%s"), params)
         return
     with closing(sqlite3.connect(db)) as conn, conn:

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import threading
 
 import pytest
 
-from conftest import count, everything, execute, pg_rows, rows
+from conftest import count, everything, execute, pg_connect, pg_rows, rows
+from dora import timeparse
+from dora.events import Incident, build
 from dora.store import migrations, open_store
 from dora.store.postgres import MIGRATIONS
 from test_delivery import deploy, fake_datadog, outbox, run  # noqa: F401 - a fixture
+from test_e2e import dora_command
 
 # Each test has a PostgreSQL store of its own (an empty schema; DORA_DB points at it).
 pytestmark = [
@@ -92,8 +97,9 @@ def test_a_malformed_url_is_a_usage_error_that_repeats_nothing_of_it(dora, url):
 
     assert (result.exit_code, result.stdout) == (2, "")
     assert result.stderr == (
-        "dora: error: the store is not a valid PostgreSQL URL (libpq's connection URI form; "
-        "percent-encode special characters in the user name and password)\n"
+        "dora: error: the store is not a valid PostgreSQL URL (libpq's connection URI form, "
+        "with libpq's parameters; percent-encode special characters in the user name and "
+        "password)\n"
     )
 
 
@@ -222,3 +228,125 @@ def test_a_connection_lost_while_sending_keeps_the_event_for_push(pg, fake_datad
     assert fake_datadog.accepted() == [deployment_id, deployment_id]  # sent again, by id
     assert [(r["event_id"], r["state"]) for r in outbox(pg)] == [(deployment_id, "delivered")]
     assert count(pg, "deployments") == 1
+
+
+def test_an_unescaped_at_in_the_password_is_refused_without_repeating_it(dora):
+    url = "postgresql://ci:p@SECRETTAIL@127.0.0.1/dora"
+
+    result = dora("--verbose", "incident", "list", "--db", url)
+
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr.splitlines()[-1] == (
+        "dora: error: the store URL has '@' in its user name or password: percent-encode it as %40"
+    )
+    assert "SECRETTAIL" not in result.stderr
+
+
+def test_a_libpq_key_value_string_is_refused_not_taken_for_a_file(dora, tmp_path):
+    target = "host=127.0.0.1 password=SECRETK dbname=dora"
+
+    result = dora("deployment", "--service", "api", "--started-at", "-5m", "--db", target)
+
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == (
+        "dora: error: the store looks like a libpq 'key=value' string: give a postgresql:// URL\n"
+    )
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == []
+
+
+def test_writers_wait_for_each_other_even_if_the_server_defaults_to_serializable(pg):
+    url = pg + "%20-cdefault_transaction_isolation%3Dserializable"
+    incident = build(Incident, {"id": "incident-000000001", "services": ["a"], "started_at": "-1h"})
+    with open_store(url) as store:
+        store.save(incident)
+    stores = [open_store(url) for _ in range(6)]
+    try:
+        results = []
+        threads = [
+            threading.Thread(
+                target=lambda s=s: results.append(s.finish_incident(incident.id, timeparse.now()))
+            )
+            for s in stores
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for store in stores:
+            store.close()
+
+    assert sorted(results) == [False] * 5 + [True]
+
+
+def test_imports_at_once_of_the_same_events_in_opposite_orders_both_succeed(pg, tmp_path):
+    lines = [
+        json.dumps(
+            {
+                "type": "deployment",
+                "id": f"deploy-{n:010d}",
+                "service": f"svc-{n % 7}",
+                "started_at": "2026-11-01T00:00:00Z",
+                "finished_at": f"2026-11-01T00:{n // 60 % 60:02d}:{n % 60:02d}Z",
+                "commits": [{"sha": f"{n % 50:040x}", "committed_at": "2026-10-31T00:00:00Z"}],
+            }
+        )
+        for n in range(1200)
+    ]
+    forward, backward = tmp_path / "forward.ndjson", tmp_path / "backward.ndjson"
+    forward.write_text("\n".join(lines) + "\n")
+    backward.write_text("\n".join(reversed(lines)) + "\n")
+
+    procs = [
+        subprocess.Popen(
+            [*dora_command(), "import", str(path), "--db", pg],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for path in (forward, backward)
+    ]
+    outcomes = [
+        (p.returncode, err) for p, (_, err) in ((p, p.communicate(timeout=120)) for p in procs)
+    ]
+
+    assert [code for code, _ in outcomes] == [0, 0], outcomes
+    assert count(pg, "deployments") == 1200
+    # each of the 50 commits credited once per service that shipped it
+    assert count(pg, "deployment_commits") == len({(n % 7, n % 50) for n in range(1200)})
+
+
+def test_a_writer_kept_waiting_fails_in_one_line_after_the_lock_timeout(dora, pg, monkeypatch):
+    monkeypatch.setattr("dora.store.postgres.LOCK_TIMEOUT", 1)
+    open_store(pg).close()
+    with pg_connect(pg) as other, other.transaction():
+        other.execute("SELECT pg_advisory_xact_lock(%s, 1)", (migrations.APPLICATION_ID,))
+        result = dora("deployment", "--service", "api", "--started-at", "-5m", "--skip-git")
+
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"dora: error: cannot write to the store at {pg}: canceling statement due to lock timeout\n"
+    )
+
+
+def test_a_sql_ascii_database_reads_back_what_it_stored(dora, pg):
+    name = "dora_test_ascii_" + pg.rsplit("_", 1)[-1].replace("-", "")
+    name = "".join(c for c in name if c.isalnum() or c == "_")[:60]
+    base = pg.split("?")[0].rsplit("/", 1)[0]
+    with pg_connect(base + "/postgres") as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.execute(
+            f"CREATE DATABASE {name} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' "
+            "TEMPLATE template0"
+        )
+    try:
+        url = f"{base}/{name}"
+        assert (
+            dora("incident", "open", "--service", "api", "--skip-git", "--db", url).exit_code == 0
+        )
+        listed = dora("incident", "list", "--db", url)
+        assert listed.exit_code == 0, listed.stderr
+        assert "api" in listed.stdout
+    finally:
+        with pg_connect(base + "/postgres") as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -502,11 +502,14 @@ def deliver_all(store: Store, backend: DatadogBackend, keys: set[tuple[str, str]
     from dora.backends import outbox
     from dora.cli._runtime import Progress
 
+    kept = f"the events not sent are kept in {store.location}; 'dora push' will send them"
     try:
         with backend, Progress("Sending") as bar:
             report = outbox.push(store, backend, only=keys, progress=bar.update)
+    except StoreError as lost:  # the store lost while sending: what was not sent is kept
+        raise DoraError(f"{lost.message}\n{kept}") from lost
     except KeyboardInterrupt:
-        status(f"the events not sent are kept in {store.location}; 'dora push' will send them")
+        status(kept)
         raise
     for event, exc in report.failed[:5]:
         log.warning("%s %s: %s", event.kind, event.id, exc.message)

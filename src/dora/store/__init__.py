@@ -4,6 +4,7 @@ file path."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from dora.errors import DoraError, UsageError
@@ -12,6 +13,10 @@ from dora.store.base import Store
 __all__ = ["INSTALL_POSTGRES", "Store", "check_target", "is_postgres", "open_store"]
 
 _POSTGRES_SCHEMES = ("postgresql", "postgres")
+# "host=db dbname=dora ...": libpq's other connection string form
+_LIBPQ_KEYWORDS = re.compile(
+    r"\s*(host|hostaddr|port|dbname|user|password|service|sslmode|options)\s*=", re.IGNORECASE
+)
 #: What makes the PostgreSQL driver available.
 INSTALL_POSTGRES = "pip install 'dora[postgres]'"
 
@@ -28,10 +33,19 @@ def check_target(target: str | Path) -> None:
 
         if importlib.util.find_spec("psycopg") is None:
             raise DoraError(f"a PostgreSQL store needs the psycopg driver: {INSTALL_POSTGRES}")
-        from dora.store.postgres import check_url
-
+        try:
+            from dora.store.postgres import check_url
+        except ImportError as exc:  # installed, but unusable (no libpq for its build)
+            raise DoraError(
+                f"the psycopg driver cannot be loaded ({exc}): {INSTALL_POSTGRES}"
+            ) from exc
         check_url(_lower_scheme(str(target)))
         return
+    if _LIBPQ_KEYWORDS.match(str(target)):
+        # not a file name anyone means; and never to be repeated: it may hold a password
+        raise UsageError(
+            "the store looks like a libpq 'key=value' string: give a postgresql:// URL"
+        )
     if "://" in str(target):
         scheme = str(target).partition("://")[0]
         raise UsageError(

@@ -20,6 +20,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
@@ -40,6 +41,10 @@ log = logging.getLogger(__name__)
 #: Seconds to wait for the server to answer a connection, unless the URL or
 #: ``PGCONNECT_TIMEOUT`` says otherwise (libpq's own default is to wait for ever).
 CONNECT_TIMEOUT = 10
+
+#: Seconds a statement waits for a lock (another writer, a migration) before it fails,
+#: unless the server or the URL sets ``lock_timeout``: as long as SQLite's busy timeout.
+LOCK_TIMEOUT = 30
 
 #: Rows fetched at a time by ``rows``.
 _FETCH = 2000
@@ -74,9 +79,27 @@ class PostgresStore(SQLStore):
         if "application_name" not in given and not os.environ.get("PGAPPNAME"):
             defaults["application_name"] = "dora"
         try:
-            return psycopg.connect(url, autocommit=True, row_factory=_named_row, **defaults)
+            # text is UTF-8 whatever the database's or PGCLIENTENCODING's (psycopg would
+            # give bytes for SQL_ASCII)
+            conn = psycopg.connect(
+                url, autocommit=True, row_factory=_named_row, client_encoding="utf8", **defaults
+            )
         except psycopg.Error as exc:
             raise self._error("cannot connect to", exc) from exc
+        # writers at READ COMMITTED whatever the server's default: upserts by id and
+        # conditional updates (resolve, claim) wait for each other rather than fail
+        conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
+        try:
+            # a writer waits for a lock as long as on SQLite, then fails, never for ever
+            conn.execute(
+                "SELECT set_config('lock_timeout', %s, false) "
+                "WHERE current_setting('lock_timeout') = '0'",
+                (f"{LOCK_TIMEOUT}s",),
+            )
+        except psycopg.Error as exc:
+            conn.close()
+            raise self._error("cannot open", exc) from exc
+        return conn
 
     def close(self) -> None:
         self._conn.close()
@@ -126,9 +149,18 @@ class PostgresStore(SQLStore):
             raise self._error("cannot read", exc) from exc
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def _write(self, *, bulk: bool = False) -> Iterator[Connection]:
+        if self._conn.info.transaction_status != pq.TransactionStatus.IDLE:
+            # inside another transaction (a snapshot, a rows() being read) the write would
+            # be a savepoint that the outer transaction's end could undo
+            raise RuntimeError("a write inside a read transaction")
         try:
             with self._conn.transaction():
+                # Any number of single-event writes at once, but a bulk write (an import)
+                # alone: its many rows, locked in the order of its input, would deadlock
+                # with another import's, as SQLite's one writer at a time never does.
+                lock = "pg_advisory_xact_lock" if bulk else "pg_advisory_xact_lock_shared"
+                self._conn.execute(f"SELECT {lock}(%s, 1)", (migrations.APPLICATION_ID,))
                 yield self._db
         except psycopg.Error as exc:
             raise self._error("cannot write to", exc) from exc
@@ -165,13 +197,21 @@ class PostgresStore(SQLStore):
 
 def check_url(url: str) -> dict[str, Any]:
     """The connection parameters of ``url``; a usage error if libpq cannot read it."""
+    rest = url.partition("://")[2]
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "@" in authority.rpartition("@")[0]:
+        # libpq would split at the first "@" and name the rest of the password as a host
+        raise UsageError(
+            "the store URL has '@' in its user name or password: percent-encode it as %40"
+        )
     try:
         return psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.Error:
         # neither the URL nor libpq's reason is repeated: both may hold the password
         raise UsageError(
-            "the store is not a valid PostgreSQL URL (libpq's connection URI form; "
-            "percent-encode special characters in the user name and password)"
+            "the store is not a valid PostgreSQL URL (libpq's connection URI form, with "
+            "libpq's parameters; percent-encode special characters in the user name and "
+            "password)"
         ) from None
 
 

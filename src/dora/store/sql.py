@@ -65,8 +65,9 @@ class SQLStore(Store):
     ORDERED_JOIN = "JOIN"
 
     @abstractmethod
-    def _write(self) -> AbstractContextManager[Connection]:
-        """A write transaction: committed when the block ends, rolled back if it raises."""
+    def _write(self, *, bulk: bool = False) -> AbstractContextManager[Connection]:
+        """A write transaction: committed when the block ends, rolled back if it raises.
+        ``bulk`` (many events in one long transaction) may keep other writers out."""
 
     @abstractmethod
     def _read(self, sql: str, params: Sequence[Any]) -> list[Mapping[str, Any]]:
@@ -111,7 +112,7 @@ class SQLStore(Store):
     ) -> Saved:
         saved = Saved()
         now = time.time_ns()
-        with self._bulk(), self._write() as db:
+        with self._bulk(), self._write(bulk=True) as db:
             for chunk in _chunks(items, CHUNK):
                 self._save_chunk(db, chunk, saved, queue=queue, now=now)
         return saved

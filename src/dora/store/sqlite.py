@@ -66,7 +66,8 @@ class SQLiteStore(SQLStore):
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read the store at {self.path}: {exc}") from exc
 
-    def _write(self) -> _Transaction:
+    def _write(self, *, bulk: bool = False) -> _Transaction:
+        # every write transaction keeps the others out (BEGIN IMMEDIATE)
         return _Transaction(self._db, self.path)
 
     def _id_prefix(self, prefix: str) -> tuple[str, Any]:
