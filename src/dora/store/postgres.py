@@ -8,8 +8,10 @@ The schema is the SQLite store's, column for column, with text compared byte by 
 (``COLLATE "C"``, as SQLite does) so that both engines order ids alike. Timestamps are
 integer nanoseconds (``BIGINT``). Writers run at ``READ COMMITTED``: upserts by id let any
 number of them write at once without losing or doubling an event; a transaction-scoped
-advisory lock per service and env keeps two writers from crediting one commit twice.
-Migrations run under an advisory lock, so runners that start at once apply each once.
+advisory lock per service and env keeps two writers from crediting one commit twice. An
+import takes a store-wide advisory lock that single-event writes share, so that it writes
+alone, as on SQLite. Migrations run under an advisory lock, so runners that start at once
+apply each once.
 """
 
 from __future__ import annotations
