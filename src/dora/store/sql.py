@@ -145,19 +145,27 @@ class SQLStore(Store):
             return done.rowcount == 1
 
     def undelivered(self) -> list[Pending]:
+        waiting = "SELECT event_id FROM outbox WHERE kind = ? AND state != 'delivered'"
         outbox = self._read(
             "SELECT kind, event_id, state, attempts, last_error FROM outbox "
             "WHERE state != 'delivered' ORDER BY queued_at, kind, event_id",
             (),
         )
-        pending = []
-        for entry in outbox:
-            event = self.get(entry["kind"], entry["event_id"])
-            if event is not None:
-                pending.append(
-                    Pending(event, entry["state"], entry["attempts"], entry["last_error"])
-                )
-        return pending
+        events: dict[tuple[str, str], Event] = {
+            ("deployment", row["id"]): deployment_from_row(row)
+            for row in self._read(
+                f"SELECT * FROM deployments WHERE id IN ({waiting})", ("deployment",)
+            )
+        }
+        events.update(
+            (("incident", incident.id), incident)
+            for incident in self._incidents(f"WHERE i.id IN ({waiting})", ("incident",))
+        )
+        return [
+            Pending(event, entry["state"], entry["attempts"], entry["last_error"])
+            for entry in outbox
+            if (event := events.get((entry["kind"], entry["event_id"]))) is not None
+        ]
 
     def claim(self, event: Event, seconds: float) -> bool:
         now = time.time_ns()
