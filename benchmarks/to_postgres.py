@@ -42,10 +42,6 @@ SETTINGS = (
 )
 
 
-def is_url(text: str) -> bool:
-    return text.partition("://")[0].lower() in ("postgresql", "postgres")
-
-
 def store_url(url: str, schema: str, database: str | None = None) -> str:
     """``url`` with ``schema`` first in its ``search_path`` (and ``database`` for its own,
     if given); its other parts kept."""
@@ -59,7 +55,9 @@ def store_url(url: str, schema: str, database: str | None = None) -> str:
 
 
 def shown(url: str) -> str:
-    """``url`` as it may be printed: a password, in the user-info or the query, masked."""
+    """``url`` as it may be printed: a password, in the user-info or the query, masked.
+    (``dora.redact.scrub`` masks a lone user name too; a command in BENCHMARKS.md keeps it,
+    so that it can be run again as shown.)"""
     parts = urlsplit(url)
     netloc = parts.netloc
     if parts.password is not None:
@@ -255,7 +253,9 @@ def main() -> None:
     parser.add_argument("path", type=Path, metavar="PATH", help="a store made by make_store.py")
     parser.add_argument("url", metavar="URL", help="postgresql://...: where to copy it")
     args = parser.parse_args()
-    if not is_url(args.url):
+    from dora.store import is_postgres
+
+    if not is_postgres(args.url):
         parser.error("URL must be a postgresql:// (or postgres://) URL")
     if not args.path.exists():
         parser.error(f"{args.path} does not exist")

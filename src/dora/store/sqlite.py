@@ -58,13 +58,13 @@ class SQLiteStore(SQLStore):
             while batch := cursor.fetchmany(1000):
                 yield from batch
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot read the store at {self.path}: {exc}") from exc
+            raise _store_error(self.path, "cannot read", exc) from exc
 
     def _read(self, sql: str, params: Sequence[Any]) -> list[Mapping[str, Any]]:
         try:
             return self._db.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot read the store at {self.path}: {exc}") from exc
+            raise _store_error(self.path, "cannot read", exc) from exc
 
     def _write(self, *, bulk: bool = False) -> _Transaction:
         # every write transaction keeps the others out (BEGIN IMMEDIATE)
