@@ -295,3 +295,59 @@ def test_a_bad_site_in_the_config_file_is_named_as_such(dora, db_path, monkeypat
         "dora: error: 'site' in the config file: 'datadoghq.con' is not a Datadog site"
     )
     assert not db_path.exists()
+
+
+# --- no credentials of any remote form reach the store, the output or the wire --------------
+
+_SCP_SECRETS = [
+    "user:ghp_SECRET@github.com:x/y.git",
+    "git@github.com:x/y.git?token=ghp_SECRET",
+    "ghp_SECRET0123456789abcdefghijklmnopq@github.com:x/y.git",
+    "persistent-https::https://u:ghp_SECRET@github.com/x/y.git",
+]
+
+
+@pytest.mark.parametrize("remote", _SCP_SECRETS)
+@pytest.mark.parametrize("source", ["flag", "DD_GIT_REPOSITORY_URL", "CI_REPOSITORY_URL", "git"])
+def test_no_remote_form_carries_its_token_anywhere(
+    respx_router, dora, db_path, datadog, frozen_now, monkeypatch, remote, source
+):
+    from conftest import everything, git, make_repo
+
+    route = respx_router.post(f"{API}/api/v2/dora/deployment").mock(
+        return_value=httpx.Response(202)
+    )
+    flags = ["--git-commit-sha", "a" * 40]
+    if source == "flag":
+        flags += ["--git-repository-url", remote]
+    elif source == "git":
+        repo = make_repo(db_path.parent / "work", origin=None)
+        git(repo, "remote", "add", "origin", remote)
+    else:
+        monkeypatch.setenv(source, remote)
+        if source == "CI_REPOSITORY_URL":
+            monkeypatch.setenv("GITLAB_CI", "true")
+
+    result = dora("-v", "deployment", "--service", "api", "--started-at", "-5m", *flags)
+    dry = dora("deployment", "--service", "api", "--started-at", "-5m", "--dry-run", *flags)
+    exported = dora("export")
+
+    assert result.exit_code == 0, result.stderr
+    [stored] = rows(db_path, "SELECT repository_url FROM deployments")
+    assert stored["repository_url"] in ("github.com:x/y.git", "git@github.com:x/y.git") or (
+        stored["repository_url"] == "persistent-https::https://github.com/x/y.git"
+    )
+    [call] = route.calls
+    seen = {
+        "output": result.stdout + result.stderr,
+        "dry run": dry.stdout + dry.stderr,
+        "export": exported.stdout,
+        "API body": call.request.content.decode(),
+        "store": everything(db_path),
+    }
+    for where, text in seen.items():
+        assert "SECRET" not in text, where
+    assert json.loads(call.request.content)["data"]["attributes"]["git"] == {
+        "repository_url": stored["repository_url"],
+        "commit_sha": "a" * 40,
+    }

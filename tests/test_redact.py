@@ -203,3 +203,95 @@ def test_scrub_hides_a_password_containing_an_at_sign():
 def test_unescaped_password_characters_and_query_tokens_are_stripped(url, expected):
     assert strip_credentials(url) == expected
     assert scrub(url).count("pa/ss") + scrub(url).count("ab#cd") + scrub(url).count("SECRET") == 0
+
+
+# --- every form git accepts as a remote ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("git@github.com:x/y.git?token=ghp_SECRET", "git@github.com:x/y.git"),
+        ("git@github.com:x/y.git#ghp_SECRET", "git@github.com:x/y.git"),
+        ("user:ghp_SECRET@github.com:x/y.git", "github.com:x/y.git"),
+        ("git:ghp_SECRET@github.com:x/y.git", "github.com:x/y.git"),
+        ("deploy:pa/ss:ghp_SECRET@git.example.com:g/p.git", "git.example.com:g/p.git"),
+        ("ghp_SECRET0123456789abcdefghijklmnopqrstu@github.com:x/y.git", "github.com:x/y.git"),
+        ("glpat-SECRET@gitlab.com:g/p.git", "gitlab.com:g/p.git"),
+        ("github.com:x/y.git?private_token=ghp_SECRET", "github.com:x/y.git"),
+        ("git@[::1]:x/y.git?token=ghp_SECRET", "git@[::1]:x/y.git"),
+        ("ssh://ghp_SECRET0123456789abcdefghijklmnopqrstu@github.com/x/y", "ssh://github.com/x/y"),
+        (
+            "persistent-https::https://u:ghp_SECRET@host.example/x",
+            "persistent-https::https://host.example/x",
+        ),
+        (
+            "codecommit::https://u:ghp_SECRET@h.example/r?token=ghp_SECRET",
+            "codecommit::https://h.example/r",
+        ),
+    ],
+    ids=[
+        "scp-query",
+        "scp-fragment",
+        "scp-user-password",
+        "scp-login-password",
+        "scp-password-with-slash-and-colon",
+        "scp-token-as-user",
+        "scp-gitlab-token-as-user",
+        "scp-no-user-query",
+        "scp-ipv6-query",
+        "ssh-token-as-user",
+        "remote-helper",
+        "remote-helper-query",
+    ],
+)
+def test_scp_like_and_helper_remotes_lose_their_credentials(url, expected):
+    result = strip_credentials(url)
+
+    assert result == expected
+    assert "SECRET" not in result
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "git@github.com:o/r.git",
+        "deploy@git.example.com:/srv/r.git",
+        "github.com:org/repo@v1",
+        "myhost:repo.git",
+        "./relative:path",
+        "/srv/git/with:colon.git",
+        "C:\\repos\\r",
+        "file:///srv/git/r.git",
+    ],
+)
+def test_remotes_without_secrets_are_kept_as_git_reads_them(url):
+    assert strip_credentials(url) == url
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "remote user:ghp_SECRET@github.com:x/y.git failed",
+            "remote user:***@github.com:x/y.git failed",
+        ),
+        (
+            "fetch git@github.com:x/y.git?token=ghp_SECRET done",
+            "fetch git@github.com:x/y.git?token=*** done",
+        ),
+        (
+            "clone ghp_SECRET0123456789abcdefghijklmnopqrstu@github.com:x/y.git",
+            "clone ***@github.com:x/y.git",
+        ),
+        (
+            "cloning https://ghp_SECRET0123456789abcdefghijklmnopqrstu:x-oauth-basic@github.com/o/r",
+            "cloning https://***@github.com/o/r",
+        ),
+    ],
+)
+def test_scrub_masks_scp_like_remotes_and_token_user_names_in_text(text, expected):
+    result = scrub(text)
+
+    assert result == expected
+    assert "SECRET" not in result

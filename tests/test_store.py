@@ -42,6 +42,7 @@ def test_a_new_store_is_created_with_its_directories_in_wal_mode(tmp_path):
             ("m001_initial",),
             ("m002_outbox",),
             ("m003_deployment_commits",),
+            ("m004_strip_repository_credentials",),
         ]
 
 
@@ -280,3 +281,33 @@ def test_finishing_an_incident_happens_once(store_db):
         second = store.finish_incident(incident.id, incident.started_at)
 
     assert (first, second) == (True, False)
+
+
+def test_an_upgrade_strips_tokens_an_earlier_version_stored(store_db):
+    from conftest import execute
+
+    with open_store(store_db) as store:
+        store.save(deployment(id="deploy-with-a-token-1", git={"commit_sha": "a" * 40}))
+        store.save(deployment(id="deploy-without-a-token", git={"commit_sha": "b" * 40}))
+    # as dora 0.x left them: an scp-like remote with its token, before m004 was applied
+    execute(
+        store_db, "DELETE FROM dora_migrations WHERE name = 'm004_strip_repository_credentials'"
+    )
+    execute(
+        store_db,
+        "UPDATE deployments SET repository_url = ? WHERE id = ?",
+        ("user:ghp_SECRET@github.com:x/y.git?token=ghp_SECRET", "deploy-with-a-token-1"),
+    )
+    execute(
+        store_db,
+        "UPDATE deployments SET repository_url = ? WHERE id = ?",
+        ("git@github.com:x/y.git", "deploy-without-a-token"),
+    )
+
+    with open_store(store_db):
+        pass
+
+    assert rows(store_db, "SELECT id, repository_url FROM deployments ORDER BY id") == [
+        {"id": "deploy-with-a-token-1", "repository_url": "github.com:x/y.git"},
+        {"id": "deploy-without-a-token", "repository_url": "git@github.com:x/y.git"},
+    ]

@@ -13,8 +13,12 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from dora.errors import StoreError
+
+if TYPE_CHECKING:
+    from dora.store.sql import Connection
 
 Migration = tuple[str, Callable[[sqlite3.Connection], None]]
 
@@ -120,10 +124,33 @@ def m003_deployment_commits(db: sqlite3.Connection) -> None:
     )
 
 
+def m004_strip_repository_credentials(db: Connection) -> None:
+    """Earlier versions kept the password, token, query and fragment of scp-like remotes
+    (``user:TOKEN@host:path``, ``git@host:path?token=...``) and of ``transport::`` remotes
+    in the repository URLs they stored: store them as ``redact.strip_credentials`` does now.
+
+    Written once for both engines (``?`` placeholders), and run by each in its migration's
+    transaction. Reads each distinct URL once, so a large store pays for its repositories,
+    not its events.
+    """
+    from dora.redact import strip_credentials
+
+    for table in ("deployments", "incidents"):
+        urls = db.execute(
+            f"SELECT DISTINCT repository_url FROM {table} WHERE repository_url IS NOT NULL"
+        ).fetchall()
+        changed = [(clean, url) for (url,) in urls if (clean := strip_credentials(url)) != url]
+        if changed:
+            db.executemany(
+                f"UPDATE {table} SET repository_url = ? WHERE repository_url = ?", changed
+            )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     ("m001_initial", m001_initial),
     ("m002_outbox", m002_outbox),
     ("m003_deployment_commits", m003_deployment_commits),
+    ("m004_strip_repository_credentials", m004_strip_repository_credentials),
 )
 
 

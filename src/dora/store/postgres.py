@@ -24,7 +24,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -285,7 +285,10 @@ class _Adapter:
 
 _TEXT = 'TEXT COLLATE "C"'
 
-MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+#: A migration's steps: SQL, or a function of the connection (written once for both engines).
+_Step = str | Callable[[Connection], None]
+
+MIGRATIONS: tuple[tuple[str, tuple[_Step, ...]], ...] = (
     (
         "m001_initial",
         (
@@ -360,6 +363,7 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "ON deployments (service, env, finished_at)",
         ),
     ),
+    ("m004_strip_repository_credentials", (migrations.m004_strip_repository_credentials,)),
 )
 
 #: The tables dora makes: found without ``dora_migrations``, they are someone else's.
@@ -408,8 +412,11 @@ def _migrate(conn: psycopg.Connection[Any], location: str, *, create: bool) -> N
             found = conn.execute("SELECT 1 FROM dora_migrations WHERE name = %s", (name,))
             if found.fetchone() is not None:
                 continue  # applied already, by this store's past or by another process
-            for statement in statements:
-                conn.execute(statement)
+            for step in statements:
+                if isinstance(step, str):
+                    conn.execute(step)
+                else:
+                    step(_Adapter(conn))
             conn.execute(
                 "INSERT INTO dora_migrations (name, applied_at) VALUES (%s, %s)",
                 (name, time.time_ns()),
