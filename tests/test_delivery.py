@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -304,3 +305,59 @@ def test_two_pushes_at_once_send_each_event_once(fake_datadog, db_path):
 
     assert sorted(fake_datadog.accepted()) == sorted(kept)  # each id once, between the two
     assert [r["state"] for r in outbox(db_path)] == ["delivered"] * 3
+
+
+def test_three_pushes_at_once_each_succeed_and_send_each_event_once(
+    fake_datadog, db_path, tmp_path
+):
+    events = tmp_path / "events.ndjson"
+    events.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "type": "deployment",
+                    "id": f"deploy-concurrent-{n:04d}",
+                    "service": "api",
+                    "started_at": f"2026-11-02T09:{n // 60:02d}:{n % 60:02d}Z",
+                    "finished_at": f"2026-11-02T10:{n // 60:02d}:{n % 60:02d}Z",
+                }
+            )
+            + "\n"
+            for n in range(300)
+        )
+    )
+    fake_datadog.script = ["503"]
+    assert run(fake_datadog, "import", str(events), budget="1").returncode == 1
+    fake_datadog.requests.clear()
+    fake_datadog.script = ["202"]
+    fake_datadog.on_request = lambda: time.sleep(0.002)  # so that the three overlap
+
+    pushes = [
+        subprocess.Popen(
+            [*dora_command(), "push"],
+            env=dora_env(fake_datadog),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    done = [(push.wait(timeout=60), push.stderr.read()) for push in pushes]
+    for push in pushes:
+        push.stdout.close()
+        push.stderr.close()
+
+    assert [code for code, _ in done] == [0, 0, 0], [err.splitlines()[-2:] for _, err in done]
+    accepted = fake_datadog.accepted()
+    assert sorted(accepted) == [f"deploy-concurrent-{n:04d}" for n in range(300)]
+    assert {r["state"] for r in outbox(db_path)} == {"delivered"}
+    sent = [int(err.splitlines()[-1].split()[1]) for _, err in done]
+    assert sum(sent) == 300, [err.splitlines()[-1] for _, err in done]
+    for (_, err), mine in zip(done, sent, strict=True):
+        assert (
+            err.splitlines()[-1] == f"Delivered {mine} event{'s' * (mine != 1)}; nothing remains."
+        )
+        if mine < 300:  # the rest was another push's: said, not counted as a failure
+            assert err.splitlines()[-2].startswith(
+                "Left to another 'dora push' running at the same time: "
+            )

@@ -49,7 +49,11 @@ _LEASE_MARGIN = 30.0
 class PushReport:
     delivered: list[tuple[Event, int]] = field(default_factory=list)
     failed: list[tuple[Event, DeliveryError]] = field(default_factory=list)
-    busy: list[Event] = field(default_factory=list)  # being sent by another process
+    #: another sender held these when this push came to them, and still does or failed them
+    busy: list[Event] = field(default_factory=list)
+    #: another sender delivered these before this push came to them
+    delivered_elsewhere: list[Event] = field(default_factory=list)
+    #: events this push was to deliver that are still waiting, with no sender on them now
     remaining: int = 0
 
 
@@ -65,6 +69,10 @@ def push(
 
     An event the API rejects as it is (a 4xx) stays failed and the push goes on; when the
     API cannot be reached or keeps failing, the push stops and the rest waits in the outbox.
+
+    A push answers for the events that were waiting when it began and that no other sender
+    held when it came to them: ``remaining`` counts those still waiting at the end with no
+    sender on them. Events other pushes running at once delivered, or hold, are theirs.
     """
 
     def waiting() -> list[Event]:
@@ -88,5 +96,13 @@ def push(
             report.busy.append(event)
         else:
             report.delivered.append((event, status))
-    report.remaining = len(waiting())
+    left = {(item.event.kind, item.event.id): item for item in store.undelivered()}
+    others = {(event.kind, event.id) for event in report.busy}
+    report.delivered_elsewhere = [e for e in report.busy if (e.kind, e.id) not in left]
+    report.busy = [e for e in report.busy if (e.kind, e.id) in left]
+    report.remaining = sum(
+        1
+        for e in events
+        if (key := (e.kind, e.id)) in left and key not in others and not left[key].claimed
+    )
     return report

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # the event models load pydantic: only commands that record p
     from datetime import datetime
 
     from dora.backends.datadog import DatadogBackend, Endpoint, RetryPolicy
+    from dora.backends.outbox import PushReport
     from dora.config import Settings
     from dora.events import Event
     from dora.gitmeta import Commit
@@ -514,8 +515,8 @@ def deliver_all(store: Store, backend: DatadogBackend, keys: set[tuple[str, str]
     for event, exc in report.failed[:5]:
         log.warning("%s %s: %s", event.kind, event.id, exc.message)
     sent = len(report.delivered)
-    if report.busy:
-        status(f"{_events(len(report.busy))} being sent by another 'dora push' now; left to it.")
+    if line := others_line(report):
+        status(line)
     if report.remaining:
         raise DoraError(
             f"sent {_events(sent)} to {backend.endpoint.base_url}; {report.remaining} remain "
@@ -526,6 +527,19 @@ def deliver_all(store: Store, backend: DatadogBackend, keys: set[tuple[str, str]
 
 def _events(n: int) -> str:
     return f"{n:,} event{'s' * (n != 1)}"
+
+
+def others_line(report: PushReport) -> str | None:
+    """What other senders running at the same time did with the events of this push (they
+    are theirs, not failures of this one), or None when there were none."""
+    parts = []
+    if report.delivered_elsewhere:
+        parts.append(f"{_events(len(report.delivered_elsewhere))} delivered")
+    if report.busy:
+        parts.append(f"{_events(len(report.busy))} being sent now")
+    if not parts:
+        return None
+    return f"Left to another 'dora push' running at the same time: {' and '.join(parts)}."
 
 
 def send(store: Store, event: Event, backend: DatadogBackend) -> None:

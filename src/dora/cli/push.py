@@ -23,7 +23,8 @@ def push(
     """Send every pending or failed event to the Datadog DORA API, oldest first.
 
     Events recorded with the datadog backend wait in the store until Datadog accepts them.
-    Each is sent once, by its id. Exits 1 if any remain.
+    Each is sent once, by its id. Exits 1 if any it was to send remain; events that
+    another 'dora push' running at the same time delivered, or is sending, are its own.
 
     Examples:
 
@@ -65,8 +66,8 @@ def push(
         for event, exc in report.failed:
             error_line(f"{event.kind} {event.id}: {exc.message}")
     sent = len(report.delivered)
-    if report.busy:
-        status(f"{len(report.busy)} being sent by another 'dora push' now; left to it.")
+    if line := opt.others_line(report):
+        status(line)
     if report.remaining:
         raise DoraError(
             f"delivered {sent}; {report.remaining} remain in {store.location}, "

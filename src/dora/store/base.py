@@ -193,6 +193,8 @@ class Pending:
     state: str  # "pending" (never tried since queued) or "failed"
     attempts: int
     last_error: str | None
+    #: a sender (another ``dora push``, say) holds it now: it is that sender's to deliver
+    claimed: bool = False
 
 
 # Rows <-> events. Engines store timestamps as integer UTC nanoseconds, custom tags as a JSON

@@ -146,8 +146,9 @@ class SQLStore(Store):
 
     def undelivered(self) -> list[Pending]:
         waiting = "SELECT event_id FROM outbox WHERE kind = ? AND state != 'delivered'"
+        now = time.time_ns()
         outbox = self._read(
-            "SELECT kind, event_id, state, attempts, last_error FROM outbox "
+            "SELECT kind, event_id, state, attempts, last_error, claimed_until FROM outbox "
             "WHERE state != 'delivered' ORDER BY queued_at, kind, event_id",
             (),
         )
@@ -162,7 +163,13 @@ class SQLStore(Store):
             for incident in self._incidents(f"WHERE i.id IN ({waiting})", ("incident",))
         )
         return [
-            Pending(event, entry["state"], entry["attempts"], entry["last_error"])
+            Pending(
+                event,
+                entry["state"],
+                entry["attempts"],
+                entry["last_error"],
+                claimed=(entry["claimed_until"] or 0) >= now,
+            )
             for entry in outbox
             if (event := events.get((entry["kind"], entry["event_id"]))) is not None
         ]
