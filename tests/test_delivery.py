@@ -38,8 +38,9 @@ class Request:
 @dataclass
 class FakeDatadog:
     """A DORA API whose answers are scripted: "202", "500", "stall" (no answer for longer
-    than the client waits), "drip" (an answer trickled a byte at a time) or "close" (hang
-    up mid-request). The last one repeats."""
+    than the client waits), "drip" (a 503 trickled a byte at a time), "202-drip" (an
+    acceptance whose body trickles for ever), "202-huge" (an acceptance with a 16 GiB body)
+    or "close" (hang up mid-request). The last one repeats."""
 
     script: list[str] = field(default_factory=lambda: ["202"])
     requests: list[Request] = field(default_factory=list)
@@ -76,8 +77,8 @@ def fake_datadog() -> Iterator[FakeDatadog]:
             if answer == "slow":  # a 202 that takes a moment
                 release.wait(0.5)
                 answer = "202"
-            if answer == "drip":  # an answer that never quite ends: a byte now and then
-                self.send_response(200)
+            if answer in ("drip", "202-drip"):  # an answer that never quite ends
+                self.send_response(503 if answer == "drip" else 202)
                 self.send_header("Content-Length", "1000")
                 self.end_headers()
                 for _ in range(1000):
@@ -85,6 +86,19 @@ def fake_datadog() -> Iterator[FakeDatadog]:
                         return
                     self.wfile.write(b" ")
                     self.wfile.flush()
+                return
+            if answer == "202-huge":
+                self.send_response(202)
+                self.send_header("Content-Length", str(16 * 2**30))
+                self.end_headers()
+                chunk = b" " * 2**20
+                try:
+                    for _ in range(16 * 2**10):
+                        if release.is_set():
+                            return
+                        self.wfile.write(chunk)
+                except OSError:  # the client went away once it had the status
+                    pass
                 return
             if answer == "close":
                 self.close_connection = True
@@ -284,6 +298,26 @@ def test_proxy_variables_are_honoured(fake_datadog, db_path):
     assert [r.path for r in fake_datadog.requests] == [
         "http://dora-api.invalid/api/v2/dora/deployment"
     ]
+
+
+@pytest.mark.parametrize("answer", ["202-drip", "202-huge"])
+def test_an_acceptance_is_a_delivery_whatever_its_body_does(fake_datadog, db_path, answer):
+    fake_datadog.script = [answer]
+
+    done = deploy(fake_datadog, budget="2")
+
+    assert done.returncode == 0, done.stderr
+    event_id = done.stdout.strip()
+    assert done.stderr.splitlines()[-1] == (
+        f"Sent deployment {event_id} to {fake_datadog.url}/api/v2/dora/deployment (202)"
+    )
+    assert outbox(db_path) == [
+        {"kind": "deployment", "event_id": event_id, "state": "delivered", "attempts": 1}
+    ]
+    fake_datadog.script = ["202"]
+    pushed = run(fake_datadog, "push")
+    assert pushed.stderr.splitlines() == ["Nothing to push: no event is waiting in the outbox."]
+    assert fake_datadog.accepted() == [event_id]  # sent once, never again
 
 
 def test_two_pushes_at_once_send_each_event_once(fake_datadog, db_path):

@@ -160,7 +160,11 @@ class DatadogBackend:
         body = json.dumps(event.api_body()).encode()
         try:
             response = self._http.request(
-                "POST", event.api_path, content=body, headers={"Content-Type": "application/json"}
+                "POST",
+                event.api_path,
+                content=body,
+                headers={"Content-Type": "application/json"},
+                status_decides=True,  # a 2xx is a delivery, whatever its body does after
             )
         except http.OutOfTime:
             raise DeliveryError(

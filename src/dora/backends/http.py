@@ -78,6 +78,10 @@ def check_base_url(value: str, label: str) -> str:
     return value.rstrip("/")
 
 
+#: Seconds the body of a 2xx is read for when the status alone decides (``status_decides``).
+_ACCEPTED_BODY = 1.0
+
+
 def retryable(status: int) -> bool:
     return status in (408, 429) or status >= 500
 
@@ -138,9 +142,15 @@ class Client:
         params: Mapping[str, str] | None = None,
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
+        status_decides: bool = False,
     ) -> httpx.Response:
         """The first answer that is a success or final; raise ``GaveUp`` or ``OutOfTime``
-        when the budget runs out first."""
+        when the budget runs out first.
+
+        With ``status_decides`` (a request whose success is all that matters, such as a
+        delivery) a 2xx status line is the answer: its body is read only as far as
+        ``max_answer`` and the budget allow, and a body that fails or never ends does not
+        turn an acceptance into a failure to be sent again."""
         import httpx
 
         url = f"{self.base_url}{path}"
@@ -152,7 +162,9 @@ class Client:
                 raise OutOfTime(url)
             attempts += 1
             try:
-                response = self._send(method, path, params, content, headers, remaining)
+                response = self._send(
+                    method, path, params, content, headers, remaining, status_decides
+                )
             except httpx.TimeoutException as exc:
                 problem, status, wait = f"timed out ({type(exc).__name__})", None, None
             except httpx.HTTPError as exc:  # connection, protocol, decoding...
@@ -184,9 +196,11 @@ class Client:
         content: bytes | None,
         headers: Mapping[str, str] | None,
         remaining: float,
+        status_decides: bool = False,
     ) -> httpx.Response:
         """One request whose answer is read within the budget and kept to ``max_answer``
-        bytes: a server that trickles its answer cannot hold the command past its budget."""
+        bytes: a server that trickles its answer cannot hold the command past its budget.
+        With ``status_decides``, a 2xx is returned with what of its body could be read."""
         import httpx
 
         request = self._client.build_request(
@@ -201,16 +215,31 @@ class Client:
             ),
         )
         response = self._client.send(request, stream=True)
+        accepted = status_decides and response.is_success
+        # an acceptance's body is only read for the connection's sake: briefly
+        deadline = min(self._deadline, self._clock() + _ACCEPTED_BODY) if accepted else None
         kept, size = [], 0
         try:
             for chunk in response.iter_bytes():
                 if size < self._max_answer:
                     kept.append(chunk[: self._max_answer - size])
                 size += len(chunk)
-                if self._clock() > self._deadline:
+                if accepted and size >= self._max_answer:
+                    break  # the rest of an acceptance is not worth waiting for
+                if self._clock() > (deadline or self._deadline):
                     raise httpx.ReadTimeout(
                         "the answer outlasted the retry budget", request=request
                     )
+        except httpx.HTTPError as exc:
+            if not accepted:
+                raise
+            log.debug(
+                "%s %s: %s, but its body could not be read (%s); the status decides",
+                method,
+                request.url,
+                response.status_code,
+                _transport_problem(exc),
+            )
         finally:
             response.close()
         headers_kept = [
