@@ -66,8 +66,8 @@ def test_a_rejected_event_says_what_to_fix_and_stays_failed(
     ("env", "message"),
     [
         (
-            {"DATADOG_API_KEY": ""},
-            "the datadog backend needs an API key: set DATADOG_API_KEY or DD_API_KEY",
+            {"DATADOG_API_KEY": "a key with spaces"},
+            "DATADOG_API_KEY: an API key is printable ASCII without spaces",
         ),
         (
             {"DATADOG_SITE": "datadoghq.con"},
@@ -351,3 +351,85 @@ def test_no_remote_form_carries_its_token_anywhere(
         "repository_url": stored["repository_url"],
         "commit_sha": "a" * 40,
     }
+
+
+# --- no API key: the event is kept and queued, and the command says so ---------------------
+
+
+def test_without_an_api_key_a_deployment_is_kept_queued_and_sent_by_a_later_push(
+    respx_router, dora, db_path, datadog, frozen_now, monkeypatch
+):
+    route = respx_router.post(f"{API}/api/v2/dora/deployment").mock(
+        return_value=httpx.Response(202)
+    )
+    monkeypatch.delenv("DATADOG_API_KEY")
+
+    result = dora("deployment", "--service", "api", "--started-at", "-5m", "--skip-git")
+
+    event_id = result.stdout.strip()
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"Recorded deployment {event_id} (api) in {db_path}",
+        "dora: error: no Datadog API key is set (DD_API_KEY or DATADOG_API_KEY): the deployment "
+        f"is kept in {db_path}; 'dora push' will send it once one is",
+    ]
+    assert rows(db_path, "SELECT event_id, state FROM outbox") == [
+        {"event_id": event_id, "state": "pending"}
+    ]
+    assert not route.called
+
+    monkeypatch.setenv("DD_API_KEY", KEY)
+    pushed = dora("push")
+
+    assert pushed.exit_code == 0, pushed.stderr
+    [call] = route.calls
+    assert json.loads(call.request.content)["data"]["attributes"]["id"] == event_id
+    assert rows(db_path, "SELECT state FROM outbox") == [{"state": "delivered"}]
+
+
+def test_without_an_api_key_open_and_resolve_keep_the_incident_queued(
+    respx_router, dora, db_path, datadog, frozen_now, monkeypatch
+):
+    monkeypatch.delenv("DATADOG_API_KEY")
+
+    opened = dora("incident", "open", "--service", "api", "--skip-git")
+    resolved = dora("incident", "resolve", opened.stdout.strip())
+
+    no_key = "dora: error: no Datadog API key is set (DD_API_KEY or DATADOG_API_KEY): "
+    kept = f"the incident is kept in {db_path}; 'dora push' will send it once one is"
+    assert (opened.exit_code, opened.stderr.splitlines()[-1]) == (1, no_key + kept)
+    assert (resolved.exit_code, resolved.stderr.splitlines()[-1]) == (1, no_key + kept)
+    assert rows(db_path, "SELECT finished_at IS NOT NULL AS done FROM incidents") == [{"done": 1}]
+    assert rows(db_path, "SELECT state FROM outbox") == [{"state": "pending"}]
+
+
+def test_without_an_api_key_an_import_keeps_every_event_queued(
+    respx_router, dora, db_path, datadog, monkeypatch, tmp_path
+):
+    monkeypatch.delenv("DATADOG_API_KEY")
+    events = tmp_path / "events.ndjson"
+    events.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "type": "deployment",
+                    "service": "api",
+                    "started_at": f"2026-11-0{n}T09:00:00Z",
+                    "finished_at": f"2026-11-0{n}T09:05:00Z",
+                }
+            )
+            + "\n"
+            for n in (1, 2, 3)
+        )
+    )
+
+    result = dora("import", str(events))
+
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        "dora: error: no Datadog API key is set (DD_API_KEY or DATADOG_API_KEY): the 3 events "
+        f"are kept in {db_path}; 'dora push' will send them once one is"
+    )
+    assert rows(db_path, "SELECT state, COUNT(*) AS n FROM outbox GROUP BY state") == [
+        {"state": "pending", "n": 3}
+    ]

@@ -298,7 +298,8 @@ def test_a_missing_key_is_a_usage_error_naming_both_variables(env):
         endpoint(env, need_key=True)
 
     assert raised.value.message == (
-        "the datadog backend needs an API key: set DATADOG_API_KEY or DD_API_KEY"
+        "no Datadog API key is set (DD_API_KEY or DATADOG_API_KEY): "
+        "the datadog backend needs one to send"
     )
     assert raised.value.exit_code == 2
 

@@ -781,12 +781,21 @@ def test_with_the_datadog_backend_the_incidents_are_posted_after_being_saved(
     assert result.stderr.splitlines()[-1] == "Sent 2 events to https://api.datadoghq.com."
 
 
-def test_the_datadog_backend_without_its_key_stops_before_asking_pagerduty(fake, dora, db_path):
+def test_the_datadog_backend_without_its_key_imports_and_keeps_the_incidents_queued(
+    fake, dora, db_path
+):
+    fake.incidents = [incident("PONE"), incident("PTWO", number=2)]
+
     result = run(dora, "--backend", "datadog")
 
-    assert result.exit_code == 2
-    assert "DATADOG_API_KEY" in result.stderr
-    assert fake.requests == []
+    assert result.exit_code == 1
+    imported = count(db_path, "incidents")
+    assert imported == 2
+    assert result.stderr.splitlines()[-1] == (
+        "dora: error: no Datadog API key is set (DD_API_KEY or DATADOG_API_KEY): the "
+        f"{imported} events are kept in {db_path}; 'dora push' will send them once one is"
+    )
+    assert count(db_path, "outbox") == imported
 
 
 # --- the library -------------------------------------------------------------------------------

@@ -46,6 +46,8 @@ SITES = (
 GOVERNMENT_SITES = ("ddog-gov.com", "us2.ddog-gov.com")
 DEFAULT_SITE = "datadoghq.com"
 KEY_VARIABLES = ("DATADOG_API_KEY", "DD_API_KEY")
+#: What a command that cannot send for want of a key says, before what becomes of the event.
+NO_KEY = "no Datadog API key is set (DD_API_KEY or DATADOG_API_KEY)"
 SITE_VARIABLES = ("DATADOG_SITE", "DD_SITE")
 
 
@@ -87,7 +89,7 @@ def endpoint(
         ((name, env[name].strip()) for name in KEY_VARIABLES if env.get(name, "").strip()), None
     )
     if need_key and found is None:
-        raise UsageError("the datadog backend needs an API key: set DATADOG_API_KEY or DD_API_KEY")
+        raise UsageError(f"{NO_KEY}: the datadog backend needs one to send")
     if found is not None and not _KEY.fullmatch(found[1]):
         raise UsageError(f"{found[0]}: an API key is printable ASCII without spaces")
     key = found[1] if found else None
@@ -146,6 +148,12 @@ class DatadogBackend:
 
     def __exit__(self, *exc_info: object) -> None:
         self._http.close()
+
+    @property
+    def has_key(self) -> bool:
+        """Whether there is an API key to send with. Without one (a CI job that was given no
+        secrets), events are kept and queued for ``dora push`` but not sent."""
+        return self.endpoint.api_key is not None
 
     def renew_budget(self) -> None:
         """Start a fresh retry budget: ``dora push`` gives each event its own, so that a long

@@ -317,7 +317,12 @@ def build_with_git(
 def prepare(settings: Settings, *, dry_run: bool) -> tuple[Endpoint | None, DatadogBackend | None]:
     """Check the store and backend settings before git is asked or anything is written:
     the endpoint events go to besides the store (None: local backend), and the client that
-    sends them (None as well for a dry run, which needs neither a store nor an API key)."""
+    sends them (None as well for a dry run, which needs neither a store nor an API key).
+
+    A missing API key is no reason to lose an event (a CI job given no secrets, such as a
+    pull request from a fork): the client is made without one, the event is kept and
+    queued, and ``send`` says that ``dora push`` will send it once a key is set. A
+    malformed key is a usage error here, before anything is written."""
     if not dry_run:
         from dora.store import check_target
 
@@ -328,15 +333,15 @@ def prepare(settings: Settings, *, dry_run: bool) -> tuple[Endpoint | None, Data
 
 
 def backend_endpoint(settings: Settings, *, dry_run: bool) -> Endpoint | None:
-    """Where to send events besides the store: None for the local backend. The datadog
-    backend needs an API key, except for a dry run."""
+    """Where to send events besides the store: None for the local backend. Its API key may
+    be missing (see ``prepare``); a malformed one is a usage error."""
     setting = settings.setting("backend")
     name = (setting.value or "local").lower()
     if name == "local":
         return None
     if name != "datadog":
         raise UsageError(f"{setting.label}: '{name}' is not a backend; use local or datadog")
-    return datadog_endpoint(settings, need_key=not dry_run)
+    return datadog_endpoint(settings, need_key=False)
 
 
 def datadog_endpoint(settings: Settings, *, need_key: bool = True) -> Endpoint:
@@ -503,6 +508,13 @@ def deliver_all(store: Store, backend: DatadogBackend, keys: set[tuple[str, str]
     from dora.backends import outbox
     from dora.cli._runtime import Progress
 
+    if not backend.has_key:
+        with backend:  # made only to check the settings: close it
+            pass
+        waiting = sum(1 for item in store.undelivered() if (item.event.kind, item.event.id) in keys)
+        if waiting:
+            raise DoraError(no_key(f"the {_events(waiting)} are", "them", store))
+        return
     kept = f"the events not sent are kept in {store.location}; 'dora push' will send them"
     try:
         with backend, Progress("Sending") as bar:
@@ -548,6 +560,8 @@ def send(store: Store, event: Event, backend: DatadogBackend) -> None:
     from dora.backends.outbox import deliver
 
     with backend:
+        if not backend.has_key:
+            raise DoraError(no_key(f"the {event.kind} is", "it", store))
         try:
             code = deliver(store, backend, event)
         except (DeliveryError, StoreError) as exc:
@@ -564,6 +578,13 @@ def send(store: Store, event: Event, backend: DatadogBackend) -> None:
             status(f"A 'dora push' running now is sending {event.kind} {event.id}.")
         else:
             status(f"Sent {event.kind} {event.id} to {backend.url(event)} ({code})")
+
+
+def no_key(kept: str, it: str, store: Store) -> str:
+    """One line for events kept and queued but not sent, for want of an API key."""
+    from dora.backends.datadog import NO_KEY
+
+    return f"{NO_KEY}: {kept} kept in {store.location}; 'dora push' will send {it} once one is"
 
 
 def _warn(warnings: tuple[str, ...]) -> None:
