@@ -433,3 +433,21 @@ def test_without_an_api_key_an_import_keeps_every_event_queued(
     assert rows(db_path, "SELECT state, COUNT(*) AS n FROM outbox GROUP BY state") == [
         {"state": "pending", "n": 3}
     ]
+
+
+def test_an_answer_nested_too_deeply_is_shown_as_text_not_a_crash(
+    respx_router, dora, db_path, datadog, frozen_now
+):
+    respx_router.post(f"{API}/api/v2/dora/deployment").mock(
+        return_value=httpx.Response(
+            400, content=b"[" * 100_000, headers={"Content-Type": "application/json"}
+        )
+    )
+
+    result = dora("deployment", "--service", "api", "--started-at", "-5m", "--skip-git")
+
+    assert result.exit_code == 1
+    error, kept = result.stderr.splitlines()[1:]
+    assert error.startswith("dora: error: Datadog rejected the deployment (400 Bad Request: [[[[")
+    assert error.endswith("…); fix the field it names")
+    assert kept == f"dora: the deployment is kept in {db_path}; 'dora push' will send it"

@@ -192,3 +192,39 @@ def test_a_ci_pipeline_records_deployments_in_a_repository_and_reports_lead_time
     assert group["median_lead_time_seconds"] is not None  # the two new commits, just made
     assert 0 <= group["median_lead_time_seconds"] < 60
     assert len(rows(db_path, "SELECT sha FROM deployment_commits")) == 2
+
+
+def closed_stdout(*args: str) -> subprocess.CompletedProcess:
+    """The installed command run as ``dora ARGS >&-``: with no standard output at all."""
+    return subprocess.run(
+        ["bash", "-c", 'exec "$@" >&-', "dora", *dora_command(), *args],
+        stdout=None,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_closed_stdout_is_a_one_line_failure_and_the_deployment_is_kept(db_path):
+    done = closed_stdout("deployment", "--service", "api", "--started-at", "-3m", "--skip-git")
+
+    [row] = rows(db_path, "SELECT id FROM deployments")
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"Recorded deployment {row['id']} (api) in {db_path}",
+        "dora: error: cannot write the output: standard output is closed",
+    ]
+
+
+def test_a_closed_stdout_still_lets_the_report_fail_cleanly(db_path):
+    assert (
+        run("deployment", "--service", "api", "--started-at", "-3m", "--skip-git").returncode == 0
+    )
+
+    done = closed_stdout("metrics")
+
+    assert (done.returncode, done.stderr) == (
+        1,
+        "dora: error: cannot write the output: standard output is closed\n",
+    )

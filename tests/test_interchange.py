@@ -740,3 +740,18 @@ def test_an_interrupted_send_leaves_the_events_for_the_next_push(
         rows(db_path, "SELECT state, claimed_until FROM outbox")
         == [{"state": "pending", "claimed_until": None}] * 3
     )
+
+
+def test_json_nested_deeper_than_can_be_read_is_an_invalid_record(dora, db_path, tmp_path):
+    deep = tmp_path / "deep.ndjson"
+    deep.write_text("[" * 100_000 + "\n")
+
+    result = dora("import", str(deep))
+
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr.splitlines() == [
+        f"dora: error: {deep}:1: not an event (JSON nested too deeply)",
+        "dora: error: 1 invalid record; nothing was imported "
+        "(--skip-invalid imports the valid ones)",
+    ]
+    assert not db_path.exists()

@@ -156,6 +156,8 @@ class Settings:
                 data = tomllib.load(handle)
             except tomllib.TOMLDecodeError as exc:
                 raise ConfigError(f"config file {self.path}: invalid TOML: {exc}") from None
+            except RecursionError:
+                raise ConfigError(f"config file {self.path}: nested too deeply") from None
             except UnicodeDecodeError:
                 raise ConfigError(f"config file {self.path}: not UTF-8 text") from None
             except OSError as exc:  # e.g. the path is a directory

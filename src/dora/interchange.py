@@ -125,6 +125,9 @@ def _ndjson(
         except json.JSONDecodeError as exc:
             yield number, Problem(source, number, "", f"not JSON ({exc.msg}, column {exc.colno})")
             continue
+        except RecursionError:  # "[[[[..." deeper than the parser goes: no event is so deep
+            yield number, Problem(source, number, "", "not an event (JSON nested too deeply)")
+            continue
         if not isinstance(data, dict):
             yield number, Problem(source, number, "", "not a JSON object")
             continue

@@ -206,9 +206,8 @@ def _answer(response: httpx.Response) -> str:
 
 def _errors(response: httpx.Response) -> str:
     """The server's own error text: one line, no control characters, at most 300 long."""
-    try:
-        data: Any = response.json()
-    except ValueError:
+    data: Any = http.json_body(response)
+    if data is None:
         return http.one_line(response.text)
     items = data.get("errors", []) if isinstance(data, dict) else []
     parts = []

@@ -267,10 +267,10 @@ def status_line(response: httpx.Response, detail: str) -> str:
 
 
 def json_body(response: httpx.Response) -> Any:
-    """The answer's JSON, or None when it is not JSON."""
+    """The answer's JSON, or None when it is not JSON (or nested deeper than it can be read)."""
     try:
         return response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 

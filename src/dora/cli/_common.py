@@ -446,7 +446,12 @@ def record(
         store.save(event, queue=backend is not None, commits=commits)
         _warn(warnings)
         status(f"{summary} in {store.location}")
-        print(event.id, flush=True)  # the id is the caller's, whatever delivery does next
+        try:
+            print(event.id, flush=True)  # the id is the caller's, whatever delivery does next
+        except OSError as unwritten:  # stdout closed or full: still send, then say so
+            if backend is not None:
+                send(store, event, backend)
+            raise unwritten from None
         if backend is not None:
             send(store, event, backend)
 

@@ -25,8 +25,36 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-# stdout errors that are the world's doing, not a bug: a full disk, a closed terminal
-_OUTPUT_ERRORS = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG}
+# stdout errors that are the world's doing, not a bug: a full disk, a closed terminal, a
+# closed descriptor (`dora ... >&-`)
+_OUTPUT_ERRORS = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG, errno.EBADF}
+
+
+class _Closed:
+    """Stands for a standard stream the command was started without (``>&-``), which Python
+    leaves as None: writing to it is an output error like any other, not an AttributeError."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, f"{self.name} is closed")
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        raise OSError(errno.EBADF, f"{self.name} is closed")
+
+
+def _stand_in_for_closed_streams() -> None:
+    if sys.stdout is None:
+        sys.stdout = _Closed("standard output")
+    if sys.stderr is None:  # nowhere to say anything: say nothing
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
 
 
 class _State:
@@ -102,6 +130,7 @@ class DoraGroup(TyperGroup):
         **extra: Any,
     ) -> Any:
         state.verbose = False
+        _stand_in_for_closed_streams()
         _setup_logging()
         code = self._run(args, prog_name or "dora", complete_var, **extra)
         if standalone_mode:
