@@ -924,3 +924,146 @@ def test_an_incident_just_ahead_of_the_clock_lists_as_open_0s(dora, db_path, fro
     result = dora("incident", "list")
 
     assert result.stdout.splitlines()[1].split()[3:5] == ["open", "0s"]
+
+
+# --- names people read: no hidden characters, no more than Datadog takes ---------------------
+
+_NOT_SEEN = "which is not seen but changes what is: use visible text only"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["deployment", "--service", "ap\u202ei"],
+            f"--service: holds U+202E RIGHT-TO-LEFT OVERRIDE, {_NOT_SEEN}",
+        ),
+        (
+            ["deployment", "--service", "api", "--env", "pr\u2066od"],
+            f"--env: holds U+2066 LEFT-TO-RIGHT ISOLATE, {_NOT_SEEN}",
+        ),
+        (
+            ["deployment", "--service", "api", "--team", "pay\u200bments"],
+            f"--team: holds U+200B ZERO WIDTH SPACE, {_NOT_SEEN}",
+        ),
+        (
+            ["deployment", "--service", "api", "--version", "1.0\u009b31m"],
+            f"--version: holds U+009B, {_NOT_SEEN}",
+        ),
+        (
+            ["deployment", "--service", "api", "--custom-tags", "owner:al\u202dice"],
+            f"--custom-tags: a tag holds U+202D LEFT-TO-RIGHT OVERRIDE, {_NOT_SEEN}",
+        ),
+        (
+            ["incident", "open", "--service", "api", "--name", "checkout\u2028down"],
+            f"--name: holds U+2028 LINE SEPARATOR, {_NOT_SEEN}",
+        ),
+        (
+            ["incident", "open", "--service", "api", "--severity", "SEV\ufeff1"],
+            f"--severity: holds U+FEFF ZERO WIDTH NO-BREAK SPACE, {_NOT_SEEN}",
+        ),
+    ],
+)
+def test_hidden_characters_in_names_are_refused(dora, db_path, frozen_now, args, message):
+    result = dora(*args, "--started-at", "-5m", "--skip-git")
+
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == f"dora: error: {message}\n"
+    assert not db_path.exists()
+
+
+def test_visible_names_in_any_script_are_kept(dora, db_path, frozen_now):
+    name = "Zahlung über 日本 🚀 café\u00a0bar"
+
+    result = dora("incident", "open", "--service", "ünïcode-api", "--name", name, "--skip-git")
+
+    assert result.exit_code == 0, result.stderr
+    assert rows(db_path, "SELECT name FROM incidents") == [{"name": name}]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["deployment", "--service", "s" * 101],
+            "--service: is 101 characters long; at most 100 (Datadog's limit for a service name)",
+        ),
+        (
+            ["deployment", "--service", "api", "--env", "e" * 197],
+            "--env: is 197 characters long; at most 196 "
+            "(Datadog keeps a tag to 200 characters, 'env:' included)",
+        ),
+        (
+            ["deployment", "--service", "api", "--team", "t" * 196],
+            "--team: is 196 characters long; at most 195 "
+            "(Datadog keeps a tag to 200 characters, 'team:' included)",
+        ),
+        (
+            ["deployment", "--service", "api", "--version", "v" * 193],
+            "--version: is 193 characters long; at most 192 "
+            "(Datadog keeps a tag to 200 characters, 'version:' included)",
+        ),
+        (
+            ["deployment", "--service", "api", "--custom-tags", "k:" + "v" * 199],
+            "--custom-tags: a tag is 201 characters long; at most 200 "
+            "(Datadog keeps a tag to 200 characters)",
+        ),
+        (
+            ["incident", "open", "--service", "s" * 1_000_000],
+            "--service: is 1,000,000 characters long; at most 100 "
+            "(Datadog's limit for a service name)",
+        ),
+        (
+            ["incident", "open", "--service", "api", "--name", "n" * 1025],
+            "--name: is 1,025 characters long; at most 1,024 "
+            "(an incident's name is a line, not a report)",
+        ),
+        (
+            ["incident", "open", "--service", "api", "--severity", "s" * 192],
+            "--severity: is 192 characters long; at most 191 "
+            "(Datadog keeps a tag to 200 characters, 'severity:' included)",
+        ),
+        (
+            [
+                "deployment",
+                "--service",
+                "api",
+                "--git-repository-url",
+                "https://h.io/" + "r" * 2040,
+            ],
+            "--git-repository-url: is 2,053 characters long; at most 2,048 "
+            "(the longest URL most git hosts serve)",
+        ),
+    ],
+)
+def test_values_longer_than_datadog_takes_are_refused(dora, db_path, frozen_now, args, message):
+    result = dora(*args, "--started-at", "-5m", "--skip-git")
+
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == f"dora: error: {message}\n"
+    assert not db_path.exists()
+
+
+def test_values_at_the_limit_are_kept(dora, db_path, frozen_now):
+    result = dora(
+        "deployment", "--service", "s" * 100, "--env", "e" * 196, "--team", "t" * 195,
+        "--version", "v" * 192, "--custom-tags", "k:" + "v" * 198,
+        "--started-at", "-5m", "--skip-git",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    assert count(db_path, "deployments") == 1
+
+
+def test_incident_list_shows_hidden_characters_a_store_written_before_holds(
+    dora, db_path, frozen_now
+):
+    from conftest import execute
+
+    assert dora("incident", "open", "--service", "api", "--name", "x", "--skip-git").exit_code == 0
+    execute(db_path, "UPDATE incidents SET name = ?", ("pay\u202eroll",))
+
+    result = dora("incident", "list")
+
+    assert "\u202e" not in result.stdout
+    assert "pay<U+202E>roll" in result.stdout

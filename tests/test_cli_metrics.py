@@ -574,3 +574,50 @@ def test_a_rare_deployment_still_shows_a_frequency(dora, db_path):
     result = dora("metrics", "--since", "365d")
 
     assert lines(result.stdout)[3].split()[:3] == ["api", "1", "0.003"]
+
+
+# --- what a store written before the checks may hold is shown, not obeyed -------------------
+
+
+@pytest.fixture
+def spoofed(fixture_store):
+    """The fixture with names a store written before dora refused them may hold: a
+    right-to-left override in a service, mentions as names."""
+    execute(
+        fixture_store, "UPDATE deployments SET service = ? WHERE service = ?", ("we\u202eb", "web")
+    )
+    execute(
+        fixture_store,
+        "UPDATE incident_services SET service = ? WHERE service = ?",
+        ("we\u202eb", "web"),
+    )
+    execute(fixture_store, "UPDATE deployments SET service = ? WHERE service = ?", ("@here", "api"))
+    execute(
+        fixture_store,
+        "UPDATE incident_services SET service = ? WHERE service = ?",
+        ("@here", "api"),
+    )
+    execute(fixture_store, "UPDATE deployments SET team = ?", ("@acme/on-call",))
+    return fixture_store
+
+
+def test_hidden_characters_are_shown_in_every_format_people_read(dora, spoofed):
+    outputs = {
+        "table": dora("metrics", *WEEK).stdout,
+        "markdown": dora("metrics", *WEEK, "--format", "markdown").stdout,
+        "csv": dora("metrics", *WEEK, "--format", "csv").stdout,
+    }
+
+    shown = {"table": "we<U+202E>b", "markdown": "we\\<U+202E\\>b", "csv": "we<U+202E>b"}
+    for fmt, text in outputs.items():
+        assert "\u202e" not in text, fmt
+        assert shown[fmt] in text, fmt
+
+
+def test_markdown_turns_mentions_into_code_so_nobody_is_notified(dora, spoofed):
+    by_service = dora("metrics", *WEEK, "--format", "markdown").stdout
+    by_team = dora("metrics", *WEEK, "--by", "team", "--format", "markdown").stdout
+
+    assert "| `@here` |" in by_service
+    assert "| `@acme/on-call` |" in by_team
+    assert re.search(r"(?<!`)@(here|acme)", by_service + by_team) is None

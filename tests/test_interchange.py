@@ -755,3 +755,27 @@ def test_json_nested_deeper_than_can_be_read_is_an_invalid_record(dora, db_path,
         "(--skip-invalid imports the valid ones)",
     ]
     assert not db_path.exists()
+
+
+def test_a_huge_or_spoofing_name_in_a_file_is_an_invalid_record(dora, db_path, tmp_path):
+    path = tmp_path / "events.ndjson"
+    base = {"type": "deployment", "started_at": "2026-11-02T09:00:00Z"}
+    path.write_text(
+        json.dumps({**base, "service": "s" * 1_000_000, "finished_at": "2026-11-02T09:05:00Z"})
+        + "\n"
+        + json.dumps({**base, "service": "ap\u202ei", "finished_at": "2026-11-02T09:05:00Z"})
+        + "\n"
+    )
+
+    result = dora("import", str(path))
+
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"dora: error: {path}:1: service: is 1,000,000 characters long; at most 100 "
+        "(Datadog's limit for a service name)",
+        f"dora: error: {path}:2: service: holds U+202E RIGHT-TO-LEFT OVERRIDE, which is not "
+        "seen but changes what is: use visible text only",
+        "dora: error: 2 invalid records; nothing was imported "
+        "(--skip-invalid imports the valid ones)",
+    ]
+    assert not db_path.exists()

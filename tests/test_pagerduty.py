@@ -833,3 +833,15 @@ def test_a_token_with_spaces_is_a_usage_error():
         pagerduty.account({"PAGERDUTY_TOKEN": "two words"})
 
     assert raised.value.message == "PAGERDUTY_TOKEN: a token is printable ASCII without spaces"
+
+
+def test_hidden_characters_in_pagerduty_names_are_dropped_not_a_reason_to_skip(fake, dora, db_path):
+    fake.incidents = [
+        incident("PHIDDEN", title="Checkout\u200b down \u202eagain", service="We\u200bb")
+    ]
+
+    result = run(dora)
+
+    assert result.exit_code == 0, result.stderr
+    assert rows(db_path, "SELECT name FROM incidents") == [{"name": "Checkout down again"}]
+    assert rows(db_path, "SELECT service FROM incident_services") == [{"service": "Web"}]

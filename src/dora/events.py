@@ -8,7 +8,9 @@ Rules:
 
 * ``started_at <= finished_at``; neither more than ``CLOCK_SKEW`` in the future;
 * ``git.commit_sha`` is 40 or more hexadecimal characters;
-* ``custom_tags`` are ``key:value``, at most 100;
+* ``custom_tags`` are ``key:value``, at most 100, each at most 200 characters;
+* names are visible text on one line (``dora.text.hidden``: no control, bidirectional or
+  other invisible format characters), no longer than Datadog takes them (``LIMITS``);
 * ``id`` is 16 to 128 characters of ``[A-Za-z0-9._:-]``, and a new time-sortable
   ULID when not given;
 * an incident names at least one service or a team.
@@ -33,12 +35,34 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from dora import timeparse
+from dora import text, timeparse
 from dora.errors import InvalidEvent
 from dora.gitmeta import SHA_PATTERN
 from dora.redact import scrub, strip_credentials
 
 MAX_TAGS = 100
+#: Datadog keeps a tag (``key:value``) to 200 characters: custom tags, and the env, team,
+#: version and severity it indexes as tags (docs.datadoghq.com/getting_started/tagging).
+MAX_TAG = 200
+#: The longest value of each field, and why. A service is an APM service: Datadog's trace
+#: agent cuts service names at 100 (MaxServiceLen, pkg/trace/traceutil/normalize.go).
+#: Datadog documents no limit for a failure's name or a repository URL: 1,024 characters
+#: (the longest summary PagerDuty's Events API takes) and 2,048 keep them readable lines.
+LIMITS: dict[str, tuple[int, str]] = {
+    "service": (100, "Datadog's limit for a service name"),
+    "env": (MAX_TAG - len("env:"), "Datadog keeps a tag to 200 characters, 'env:' included"),
+    "team": (MAX_TAG - len("team:"), "Datadog keeps a tag to 200 characters, 'team:' included"),
+    "version": (
+        MAX_TAG - len("version:"),
+        "Datadog keeps a tag to 200 characters, 'version:' included",
+    ),
+    "severity": (
+        MAX_TAG - len("severity:"),
+        "Datadog keeps a tag to 200 characters, 'severity:' included",
+    ),
+    "name": (1024, "an incident's name is a line, not a report"),
+    "repository_url": (2048, "the longest URL most git hosts serve"),
+}
 ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{16,128}")
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -88,6 +112,17 @@ def _not_future(value: datetime) -> datetime:
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+def _visible_only(value: str) -> None:
+    """Refuse what is not seen but changes what is (``dora.text.hidden``)."""
+    if _CONTROL.search(value):
+        raise _invalid("must be one line without control characters")
+    if (char := text.hidden(value)) is not None:
+        raise _invalid(
+            f"holds {text.describe(char)}, which is not seen but changes what is: "
+            "use visible text only"
+        )
+
+
 def _utf8(value: str) -> str:
     """Refuse text that cannot be written as UTF-8 (bytes the shell passed undecoded)."""
     try:
@@ -102,9 +137,20 @@ def _text(value: str) -> str:
     value = _utf8(value).strip()
     if not value:
         raise _invalid("must not be empty")
-    if _CONTROL.search(value):
-        raise _invalid("must be one line without control characters")
+    _visible_only(value)
     return scrub(value)
+
+
+def _at_most(field: str) -> AfterValidator:
+    """The length check of ``field`` (``LIMITS``), before anything else reads the value."""
+    limit, why = LIMITS[field]
+
+    def check(value: str) -> str:
+        if (length := len(value.strip())) > limit:
+            raise _invalid(f"is {length:,} characters long; at most {limit:,} ({why})")
+        return value
+
+    return AfterValidator(check)
 
 
 def _check_id(value: str) -> str:
@@ -127,10 +173,20 @@ def _check_tags(tags: list[str]) -> list[str]:
     for tag in tags:
         _utf8(tag)
         key, colon, value = tag.partition(":")
-        if not colon or not key.strip() or not value.strip():
-            raise _invalid(f"'{scrub(tag)}' is not a key:value tag")
+        if len(tag.strip()) > MAX_TAG:
+            raise _invalid(
+                f"a tag is {len(tag.strip()):,} characters long; at most {MAX_TAG} "
+                "(Datadog keeps a tag to 200 characters)"
+            )
         if _CONTROL.search(tag):
             raise _invalid("tags must be one line without control characters")
+        if (char := text.hidden(tag)) is not None:
+            raise _invalid(
+                f"a tag holds {text.describe(char)}, which is not seen but changes what is: "
+                "use visible text only"
+            )
+        if not colon or not key.strip() or not value.strip():
+            raise _invalid(f"'{scrub(tag)}' is not a key:value tag")
         seen.setdefault(scrub(tag.strip()))
     if len(seen) > MAX_TAGS:
         raise _invalid(f"{len(seen)} tags given; at most {MAX_TAGS} are allowed")
@@ -143,9 +199,12 @@ def _dedupe(values: list[str]) -> list[str]:
 
 Timestamp = Annotated[datetime, BeforeValidator(_parse_time), AfterValidator(_not_future)]
 Text = Annotated[str, AfterValidator(_text)]
+ServiceName = Annotated[str, _at_most("service"), AfterValidator(_text)]
 EventId = Annotated[str, AfterValidator(_check_id)]
 CommitSha = Annotated[str, AfterValidator(_check_sha)]
-RepositoryUrl = Annotated[str, AfterValidator(_text), AfterValidator(strip_credentials)]
+RepositoryUrl = Annotated[
+    str, _at_most("repository_url"), AfterValidator(_text), AfterValidator(strip_credentials)
+]
 Tags = Annotated[list[str], AfterValidator(_check_tags)]
 
 
@@ -170,9 +229,9 @@ class Event(BaseModel):
     id: EventId = Field(default_factory=new_id)
     started_at: Timestamp
     finished_at: Timestamp | None = None
-    env: Text | None = None
-    version: Text | None = None
-    team: Text | None = None
+    env: Annotated[str, _at_most("env"), AfterValidator(_text)] | None = None
+    version: Annotated[str, _at_most("version"), AfterValidator(_text)] | None = None
+    team: Annotated[str, _at_most("team"), AfterValidator(_text)] | None = None
     git: GitInfo | None = None
     custom_tags: Tags = Field(default_factory=list)
 
@@ -212,7 +271,7 @@ class Deployment(Event):
     kind: ClassVar[str] = "deployment"
     api_path: ClassVar[str] = "/api/v2/dora/deployment"
 
-    service: Text
+    service: ServiceName
     # Required here; the command line fills in "now" when no finish is given.
     finished_at: Timestamp
 
@@ -223,9 +282,9 @@ class Incident(Event):
     kind: ClassVar[str] = "incident"
     api_path: ClassVar[str] = "/api/v2/dora/failure"
 
-    services: Annotated[list[Text], AfterValidator(_dedupe)] = Field(default_factory=list)
-    name: Text | None = None
-    severity: Text | None = None
+    services: Annotated[list[ServiceName], AfterValidator(_dedupe)] = Field(default_factory=list)
+    name: Annotated[str, _at_most("name"), AfterValidator(_text)] | None = None
+    severity: Annotated[str, _at_most("severity"), AfterValidator(_text)] | None = None
 
     @model_validator(mode="after")
     def _has_owner(self) -> Incident:

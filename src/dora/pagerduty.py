@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from dora import timeparse
+from dora import text, timeparse
 from dora.backends import http
 from dora.errors import DoraError, InvalidEvent, UsageError
 
@@ -428,10 +428,11 @@ def _summary(reference: Any) -> str | None:
 
 
 def _line(value: Any) -> Any:
-    """Text as one line, None when empty; anything else as it is, for the checks to refuse."""
+    """Text as one line without hidden characters (``dora.text.plain``), None when empty;
+    anything else as it is, for the checks to refuse."""
     if not isinstance(value, str):
         return value
-    return " ".join(_CONTROL.sub(" ", value).split()) or None
+    return text.plain(" ".join(_CONTROL.sub(" ", value).split())) or None
 
 
 def _name(incident: Mapping[str, Any]) -> str:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
 from dora import timeparse
 from dora.metrics import EDITION, FIGURES, LEVELS, Evidence, Failure, Figures, Report, Row
+from dora.text import visible
 
 if TYPE_CHECKING:
     from dora.config import Setting
@@ -82,9 +84,9 @@ def incidents_table(incidents: Sequence[Incident], out: IO[str]) -> None:
             incident.id,
             incident.started_at.strftime("%Y-%m-%d %H:%M"),
             state,
-            escape(affects(incident)),
-            escape(incident.env or ""),
-            escape(" · ".join(text for text in (incident.severity, incident.name) if text)),
+            escape(visible(affects(incident))),
+            escape(visible(incident.env or "")),
+            escape(visible(" · ".join(t for t in (incident.severity, incident.name) if t))),
         )
     Console(file=out, highlight=False).print(table)
 
@@ -121,7 +123,7 @@ def _open(figures: Figures) -> str:
 
 
 def _key_text(value: str | None) -> str:
-    return "(none)" if value is None else value
+    return "(none)" if value is None else visible(value)
 
 
 def _when(moment: datetime) -> str:
@@ -145,7 +147,7 @@ def _window(report: Report) -> str:
     text += ", " + ("by " + ", ".join(report.group_by) if report.group_by else "all events")
     for name, values in report.filters.as_dict().items():
         if values:
-            text += f", {name} {' or '.join(values)}"
+            text += f", {name} {' or '.join(map(visible, values))}"
     return text
 
 
@@ -292,8 +294,10 @@ def _csv_cell(value: object) -> object:
         return ""
     if isinstance(value, float):
         return repr(value)
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
+    if isinstance(value, str):
+        value = visible(value)
+        if value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+            return "'" + value
     return value
 
 
@@ -348,8 +352,22 @@ def _group_rows(report: Report) -> list[Row]:
     return report.groups if report.group_by else []
 
 
+#: What GitHub and Slack take for a mention: @user, @org/team, @here, @channel.
+_MENTION = re.compile(r"(?<![\w`@])@[A-Za-z0-9](?:[\w.-]*\w)?(?:/[\w.-]*\w)?")
+
+
 def _md(text: str) -> str:
-    """Text that cannot break a Markdown table, start markup or an HTML entity."""
+    """Text that cannot break a Markdown table, start markup or an HTML entity, notify
+    anyone (a mention becomes code: ``@here`` pings nobody), or hide characters."""
+    parts, start = [], 0
+    text = visible(text)
+    for mention in _MENTION.finditer(text):
+        parts += [_md_plain(text[start : mention.start()]), f"`{mention[0]}`"]
+        start = mention.end()
+    return "".join([*parts, _md_plain(text[start:])])
+
+
+def _md_plain(text: str) -> str:
     text = text.replace("&", "&amp;")
     for char in "\\|*_`<>[]":
         text = text.replace(char, "\\" + char)
