@@ -480,13 +480,23 @@ def test_an_open_incident_body_has_no_finish():
     }
 
 
-def test_body_timestamps_are_integer_nanoseconds_with_microsecond_precision():
+def test_body_timestamps_are_integer_nanoseconds_exactly_as_given():
     event = deployment(started_at="2026-11-24T10:00:00.123456789Z")
 
     started = event.api_body()["data"]["attributes"]["started_at"]
 
     assert isinstance(started, int)
-    assert started == 1795514400_123456000
+    assert started == 1795514400_123456789
+
+
+def test_a_start_a_nanosecond_after_the_finish_is_refused():
+    with pytest.raises(InvalidEvent) as raised:
+        deployment(
+            started_at="2026-11-24T10:00:00.000000002Z",
+            finished_at="2026-11-24T10:00:00.000000001Z",
+        )
+
+    assert raised.value.field == "finished_at"
 
 
 @pytest.mark.parametrize(

@@ -779,3 +779,50 @@ def test_a_huge_or_spoofing_name_in_a_file_is_an_invalid_record(dora, db_path, t
         "(--skip-invalid imports the valid ones)",
     ]
     assert not db_path.exists()
+
+
+def test_nanoseconds_are_kept_end_to_end(dora, db_path, tmp_path, respx_router, monkeypatch):
+    import httpx
+
+    path = tmp_path / "exact.ndjson"
+    path.write_text(
+        json.dumps(
+            {
+                "type": "deployment",
+                "id": "deploy-to-the-nanosecond",
+                "service": "api",
+                "started_at": "2026-11-02T09:00:00.123456789Z",
+                "finished_at": 1793610300987654321,
+                "commits": [{"sha": "a" * 40, "committed_at": "2026-11-01T17:12:00.000000001Z"}],
+            }
+        )
+        + "\n"
+    )
+    route = respx_router.post("https://api.datadoghq.com/api/v2/dora/deployment").mock(
+        return_value=httpx.Response(202)
+    )
+    monkeypatch.setenv("DD_API_KEY", "0123456789abcdef")
+
+    imported = dora("import", str(path), "--backend", "datadog")
+    exported = dora("export")
+
+    assert imported.exit_code == 0, imported.stderr
+    assert rows(db_path, "SELECT started_at, finished_at FROM deployments") == [
+        {"started_at": 1793610000123456789, "finished_at": 1793610300987654321}
+    ]
+    assert rows(db_path, "SELECT committed_at FROM deployment_commits") == [
+        {"committed_at": 1793553120000000001}
+    ]
+    attributes = json.loads(route.calls[0].request.content)["data"]["attributes"]
+    assert (attributes["started_at"], attributes["finished_at"]) == (
+        1793610000123456789,
+        1793610300987654321,
+    )
+    record = json.loads(exported.stdout)
+    assert (record["started_at"], record["finished_at"]) == (
+        "2026-11-02T09:00:00.123456789Z",
+        "2026-11-02T09:05:00.987654321Z",
+    )
+    assert record["commits"] == [
+        {"sha": "a" * 40, "committed_at": "2026-11-01T17:12:00.000000001Z"}
+    ]

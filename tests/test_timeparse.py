@@ -139,24 +139,26 @@ def test_iso_8601_with_a_zone_is_read_in_that_zone(text, expected):
 
 
 @pytest.mark.parametrize(
-    ("fraction", "micro"),
+    ("fraction", "nanos"),
     [
-        ("1", 100000),
-        ("12", 120000),
-        ("123", 123000),
-        ("1234", 123400),
-        ("12345", 123450),
-        ("123456", 123456),
-        ("1234567", 123456),
-        ("12345678", 123456),
-        ("123456789", 123456),
-        ("999999999", 999999),
+        ("1", 100000000),
+        ("12", 120000000),
+        ("123", 123000000),
+        ("1234", 123400000),
+        ("12345", 123450000),
+        ("123456", 123456000),
+        ("1234567", 123456700),
+        ("12345678", 123456780),
+        ("123456789", 123456789),
+        ("999999999", 999999999),
     ],
 )
-def test_fractional_seconds_are_truncated_to_microseconds(fraction, micro):
+def test_fractional_seconds_are_kept_to_the_nanosecond(fraction, nanos):
     result = parse_timestamp(f"2026-11-24T09:30:00.{fraction}Z")
 
-    assert result == utc(2026, 11, 24, 9, 30, 0, micro)
+    assert to_ns(result) == to_ns(utc(2026, 11, 24, 9, 30, 0)) + nanos
+    shown = f"{nanos // 1000:06d}" if nanos % 1000 == 0 else f"{nanos:09d}"
+    assert format_iso(result) == f"2026-11-24T09:30:00.{shown}Z"
 
 
 def test_a_comma_may_separate_fractional_seconds():
@@ -280,11 +282,30 @@ def test_to_ns_converts_other_zones():
     assert to_ns(datetime(2026, 11, 24, 13, 0, tzinfo=plus_one)) == NOON_UNIX * 10**9
 
 
-def test_from_ns_drops_digits_below_a_microsecond():
+def test_from_ns_keeps_digits_below_a_microsecond():
     ns = NOON_UNIX * 10**9 + 123_456_789
 
-    assert from_ns(ns) == NOON + timedelta(microseconds=123456)
-    assert to_ns(from_ns(ns)) == ns - 789
+    assert from_ns(ns) > NOON + timedelta(microseconds=123456)
+    assert from_ns(ns) < NOON + timedelta(microseconds=123457)
+    assert from_ns(ns) == from_ns(ns)
+    assert to_ns(from_ns(ns)) == ns
+    assert format_iso(from_ns(ns)) == "2026-11-24T12:00:00.123456789Z"
+    assert from_ns(ns - 789) == NOON + timedelta(microseconds=123456)  # no fraction: a datetime
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2026-11-24T09:30:00.123456789Z", "1795426200123456789", "1795426200.123456789"],
+)
+def test_nanosecond_times_survive_copies_and_pickles(text):
+    import copy
+    import pickle
+
+    moment = parse_timestamp(text)
+
+    assert to_ns(copy.deepcopy(moment)) == to_ns(moment)
+    assert to_ns(pickle.loads(pickle.dumps(moment))) == to_ns(moment)  # noqa: S301
+    assert to_ns(moment) % 1000 == 789
 
 
 # --- formatting -----------------------------------------------------------------------

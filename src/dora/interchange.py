@@ -311,11 +311,13 @@ def derived_id(event: Event) -> str:
     service, env, version, times and commit; an incident by its services, team, env, name
     and start, so that resolving it (or changing its severity or tags) in the file and
     reading it again updates the incident instead of adding another."""
-    start = timeparse.to_ns(event.started_at)
+    # whole microseconds, as dora kept times before it kept nanoseconds: the same file read
+    # again derives the ids it derived then
+    start = timeparse.to_ns(event.started_at) // 1000 * 1000
     identity: list[Any] = [event.kind, event.env]
     if isinstance(event, Deployment):
         sha = event.git.commit_sha if event.git else None
-        end = timeparse.to_ns(event.finished_at)
+        end = timeparse.to_ns(event.finished_at) // 1000 * 1000
         identity += [event.service, event.version, start, end, sha]
     elif isinstance(event, Incident):
         identity += [event.services, event.team, event.name, start]

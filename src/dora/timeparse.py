@@ -11,8 +11,11 @@ Accepted forms:
   ``2026-11-24 09:30:00+01:00``. A time without ``Z`` or an offset is local time,
   as GNU ``date`` reads it.
 
-Inside dora every time is an aware UTC datetime; the store keeps integer nanoseconds.
-Python datetimes hold microseconds, so digits beyond the sixth decimal are dropped.
+Inside dora every time is an aware UTC datetime; the store and Datadog's API take integer
+nanoseconds. Python datetimes hold microseconds, so a time given to the nanosecond (a
+9-digit ISO fraction, Unix nanoseconds) is an ``Instant``: a datetime that also keeps the
+nanoseconds past its microsecond, compares by them, and gives them back to ``to_ns`` and
+``format_iso``. Nothing the user gave is cut.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
+from typing import Any, SupportsIndex
 
 UTC = timezone.utc
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -41,6 +45,68 @@ _ISO = re.compile(
     r"(?:[Tt ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:[.,]([0-9]{1,9}))?)?"
     r"\s*(?:(?P<utc>[Zz])|(?P<sign>[+-])(?P<oh>[0-9]{2}):?(?P<om>[0-5][0-9])?)?)?"
 )
+
+
+class Instant(datetime):
+    """An aware UTC datetime exact to the nanosecond: ``nanosecond`` (1 to 999) is what lies
+    past its ``microsecond``. Made only by ``from_ns`` (and so by every parser here) for a
+    time that has such nanoseconds; every other time stays a plain datetime.
+
+    Comparisons and hashing count the nanoseconds; arithmetic and ``replace`` give times
+    without them (as displays and windows need no more); pickling and copying keep them.
+    """
+
+    #: The class's value is what an Instant made by datetime's own arithmetic has.
+    nanosecond: int = 0
+
+    def __new__(cls, *args: Any, nanosecond: int = 0, **kwargs: Any) -> Instant:
+        self = super().__new__(cls, *args, **kwargs)
+        self.nanosecond = nanosecond
+        return self
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
+        return from_ns, (to_ns(self),)
+
+    def __repr__(self) -> str:
+        return f"timeparse.from_ns({to_ns(self)})"
+
+    def __hash__(self) -> int:
+        return hash((datetime.__hash__(self), self.nanosecond))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, datetime):
+            return NotImplemented
+        return datetime.__eq__(self, other) and self.nanosecond == _nanosecond(other)
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, datetime):
+            return NotImplemented
+        return datetime.__lt__(self, other) or (
+            datetime.__eq__(self, other) and self.nanosecond < _nanosecond(other)
+        )
+
+    def __gt__(self, other: object) -> bool:
+        if not isinstance(other, datetime):
+            return NotImplemented
+        return datetime.__gt__(self, other) or (
+            datetime.__eq__(self, other) and self.nanosecond > _nanosecond(other)
+        )
+
+    def __le__(self, other: object) -> bool:
+        result = self.__gt__(other)
+        return result if result is NotImplemented else not result
+
+    def __ge__(self, other: object) -> bool:
+        result = self.__lt__(other)
+        return result if result is NotImplemented else not result
+
+
+def _nanosecond(moment: datetime) -> int:
+    return moment.nanosecond if isinstance(moment, Instant) else 0
 
 
 def now() -> datetime:
@@ -122,7 +188,8 @@ def from_unix(value: str | int | float) -> datetime:
 
 def _from_iso(match: re.Match[str], text: str, *, naive_utc: bool = False) -> datetime:
     year, month, day, hour, minute, second, fraction = match.group(1, 2, 3, 4, 5, 6, 7)
-    micro = int((fraction or "0").ljust(6, "0")[:6])
+    digits = (fraction or "0").ljust(9, "0")
+    micro, nano = int(digits[:6]), int(digits[6:])
     try:
         moment = datetime(
             int(year), int(month), int(day), int(hour or 0), int(minute or 0),
@@ -146,7 +213,7 @@ def _from_iso(match: re.Match[str], text: str, *, naive_utc: bool = False) -> da
         raise ValueError(f"'{text}' is not a valid date and time ({exc})") from None
     if moment < EPOCH:
         raise ValueError(f"'{text}' is before 1970")
-    return moment
+    return from_ns(to_ns(moment) + nano) if nano else moment
 
 
 def _local(naive: datetime, text: str) -> datetime:
@@ -169,16 +236,28 @@ LATEST = EPOCH + timedelta(microseconds=(2**63 - 1) // 1000)
 def to_ns(moment: datetime) -> int:
     """Integer nanoseconds since the Unix epoch (the store's and Datadog's unit)."""
     delta = moment - EPOCH
-    return (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+    micros = (delta.days * 86400 + delta.seconds) * 10**6 + delta.microseconds
+    return micros * 1000 + _nanosecond(moment)
 
 
 def from_ns(ns: int) -> datetime:
-    """The aware UTC datetime for integer nanoseconds since the Unix epoch."""
-    return EPOCH + timedelta(microseconds=ns // 1000)
+    """The aware UTC datetime for integer nanoseconds since the Unix epoch: an ``Instant``
+    when they do not fall on a whole microsecond."""
+    moment = EPOCH + timedelta(microseconds=ns // 1000)
+    if not ns % 1000:
+        return moment
+    return Instant(
+        moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second,
+        moment.microsecond, tzinfo=UTC, nanosecond=ns % 1000,
+    )  # fmt: skip
 
 
 def format_iso(moment: datetime) -> str:
-    """``2026-11-24T09:30:00Z``, with microseconds only when there are some."""
+    """``2026-11-24T09:30:00Z``, with the fraction only when there is one: 6 digits, or 9
+    for a time exact to the nanosecond."""
+    if isinstance(moment, Instant) and moment.nanosecond:  # made by from_ns: UTC
+        fraction = moment.microsecond * 1000 + moment.nanosecond
+        return f"{moment.strftime('%Y-%m-%dT%H:%M:%S')}.{fraction:09d}Z"
     moment = moment.astimezone(UTC)
     spec = "%Y-%m-%dT%H:%M:%S.%fZ" if moment.microsecond else "%Y-%m-%dT%H:%M:%SZ"
     return moment.strftime(spec)
