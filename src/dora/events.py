@@ -112,14 +112,14 @@ def _not_future(value: datetime) -> datetime:
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _visible_only(value: str) -> None:
+def _visible_only(value: str, *, tag: bool = False) -> None:
     """Refuse what is not seen but changes what is (``dora.text.hidden``)."""
     if _CONTROL.search(value):
-        raise _invalid("must be one line without control characters")
+        raise _invalid(f"{'tags ' * tag}must be one line without control characters")
     if (char := text.hidden(value)) is not None:
         raise _invalid(
-            f"holds {text.describe(char)}, which is not seen but changes what is: "
-            "use visible text only"
+            f"{'a tag ' * tag}holds {text.describe(char)}, which is not seen but changes "
+            "what is: use visible text only"
         )
 
 
@@ -178,13 +178,7 @@ def _check_tags(tags: list[str]) -> list[str]:
                 f"a tag is {len(tag.strip()):,} characters long; at most {MAX_TAG} "
                 "(Datadog keeps a tag to 200 characters)"
             )
-        if _CONTROL.search(tag):
-            raise _invalid("tags must be one line without control characters")
-        if (char := text.hidden(tag)) is not None:
-            raise _invalid(
-                f"a tag holds {text.describe(char)}, which is not seen but changes what is: "
-                "use visible text only"
-            )
+        _visible_only(tag, tag=True)
         if not colon or not key.strip() or not value.strip():
             raise _invalid(f"'{scrub(tag)}' is not a key:value tag")
         seen.setdefault(scrub(tag.strip()))
