@@ -461,7 +461,13 @@ def shipped_commits(
         return [], None
     if not look:
         return None, None
-    return gitmeta.shipped_commits(event.git.commit_sha, store.previous_commit(event))
+    previous = store.previous_commit(event)
+    return gitmeta.shipped_commits(
+        event.git.commit_sha,
+        previous.sha if previous else None,
+        repository_url=event.git.repository_url,
+        previous_repository_url=previous.repository_url if previous else None,
+    )
 
 
 def save_all(

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dora import timeparse
 from dora.errors import DoraError, InvalidEvent, NotFound
@@ -54,9 +54,10 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def previous_commit(self, deployment: Deployment) -> str | None:
-        """The commit SHA of the latest other deployment of the same service and env that
-        finished before ``deployment`` did, if one was recorded with a SHA."""
+    def previous_commit(self, deployment: Deployment) -> PreviousCommit | None:
+        """The commit of the latest other deployment of the same service and env that
+        finished before ``deployment`` did, if one was recorded with a SHA, and the
+        repository that deployment was recorded from."""
 
     @abstractmethod
     def snapshot(self) -> AbstractContextManager[None]:
@@ -183,6 +184,14 @@ class Saved:
     @property
     def total(self) -> int:
         return self.new + self.updated + self.unchanged
+
+
+class PreviousCommit(NamedTuple):
+    """What a deployment's commits are listed from: the commit of the deployment before it,
+    and the repository URL recorded with that commit (None if unknown)."""
+
+    sha: str
+    repository_url: str | None
 
 
 @dataclass(frozen=True)

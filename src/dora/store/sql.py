@@ -21,6 +21,7 @@ from dora import timeparse
 from dora.events import Deployment, Event, Incident
 from dora.store.base import (
     Pending,
+    PreviousCommit,
     Saved,
     Store,
     deployment_from_row,
@@ -117,10 +118,10 @@ class SQLStore(Store):
                 self._save_chunk(db, chunk, saved, queue=queue, now=now)
         return saved
 
-    def previous_commit(self, deployment: Deployment) -> str | None:
+    def previous_commit(self, deployment: Deployment) -> PreviousCommit | None:
         env, params = _same_env("env", deployment.env)
         found = self._read(
-            f"SELECT commit_sha FROM deployments WHERE service = ? AND {env} "
+            f"SELECT commit_sha, repository_url FROM deployments WHERE service = ? AND {env} "
             "AND (finished_at, id) < (?, ?) AND commit_sha IS NOT NULL "
             "ORDER BY finished_at DESC, id DESC LIMIT 1",
             (
@@ -130,7 +131,9 @@ class SQLStore(Store):
                 deployment.id,
             ),
         )
-        return str(found[0]["commit_sha"]) if found else None
+        if not found:
+            return None
+        return PreviousCommit(str(found[0]["commit_sha"]), found[0]["repository_url"])
 
     def finish_incident(
         self, incident_id: str, finished_at: datetime, *, queue: bool = False
