@@ -280,3 +280,16 @@ def test_finishing_an_incident_happens_once(store_db):
         second = store.finish_incident(incident.id, incident.started_at)
 
     assert (first, second) == (True, False)
+
+
+def test_save_many_reports_the_events_written_after_each_chunk(store_db):
+    from dora.store.sql import CHUNK
+
+    events = [(deployment(id=f"deploy-{n:012d}"), None) for n in range(2 * CHUNK + 7)]
+    heard: list[int] = []
+
+    with open_store(str(store_db)) as store:
+        saved = store.save_many(events, progress=heard.append)
+
+    assert heard == [CHUNK, 2 * CHUNK, 2 * CHUNK + 7]
+    assert saved.new == count(store_db, "deployments") == 2 * CHUNK + 7

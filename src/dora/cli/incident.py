@@ -356,6 +356,7 @@ def import_pagerduty(
         ((incident, None) for incident in imported.incidents),
         source="PagerDuty",
         backend=sender,
+        total=len(imported.incidents),
     )
     if imported.services:
         from dora.store import open_store

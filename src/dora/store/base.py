@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,7 +42,11 @@ class Store(ABC):
 
     @abstractmethod
     def save_many(
-        self, items: Iterable[tuple[Event, Sequence[Commit] | None]], *, queue: bool = False
+        self,
+        items: Iterable[tuple[Event, Sequence[Commit] | None]],
+        *,
+        queue: bool = False,
+        progress: Callable[[int], None] | None = None,
     ) -> Saved:
         """Save many events in one transaction: all of them, or none if anything fails.
 
@@ -51,6 +55,8 @@ class Store(ABC):
         events twice leaves the store as after once. With ``queue``, the new and changed
         events go to the outbox as pending, and so do unchanged ones that were never in it
         (recorded before a backend was set up); one already delivered is not sent again.
+        ``progress(n)`` hears how many events are written so far, after each chunk of them
+        (the transaction commits after the last).
         """
 
     @abstractmethod

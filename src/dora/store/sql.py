@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from abc import abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -109,13 +109,19 @@ class SQLStore(Store):
             _queue(db, event.kind, event.id, insert=queue)
 
     def save_many(
-        self, items: Iterable[tuple[Event, Sequence[Commit] | None]], *, queue: bool = False
+        self,
+        items: Iterable[tuple[Event, Sequence[Commit] | None]],
+        *,
+        queue: bool = False,
+        progress: Callable[[int], None] | None = None,
     ) -> Saved:
         saved = Saved()
         now = time.time_ns()
         with self._bulk(), self._write(bulk=True) as db:
             for chunk in _chunks(items, CHUNK):
                 self._save_chunk(db, chunk, saved, queue=queue, now=now)
+                if progress is not None:
+                    progress(saved.total)
         return saved
 
     def previous_commit(self, deployment: Deployment) -> PreviousCommit | None:
