@@ -4,13 +4,19 @@ bad file gets back."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
+import dora as dora_package
 from conftest import count, rows
 from dora import interchange
+from dora.cli import _runtime
 
 SHA = "a" * 40
 OTHER_SHA = "b" * 40
@@ -578,6 +584,161 @@ def test_a_terminal_gets_a_progress_bar_and_ci_logs_do_not(
     assert with_bar.exit_code == 0
     assert "Reading" in with_bar.stderr
     assert not in_ci
+
+
+# progress on a terminal
+
+_ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def frames(shown: str) -> list[str]:
+    """What a terminal showed, a frame (or a line) at a time: escape sequences left out, cut
+    where the cursor went back to the start of a line."""
+    return [f.strip() for f in re.split(r"[\r\n]+", _ESCAPES.sub("", shown)) if f.strip()]
+
+
+def last_frame(shown: str, step: str) -> str:
+    return [f for f in frames(shown) if f.startswith(f"{step} ")][-1]
+
+
+def steps(shown: str) -> list[str]:
+    """The first word of each frame, each run of them once: the steps shown, in order."""
+    found: list[str] = []
+    for frame in frames(shown):
+        if not found or found[-1] != frame.split()[0]:
+            found.append(frame.split()[0])
+    return found
+
+
+def many(n: int) -> list[dict]:
+    """``n`` events: deployments of seven services that ship a commit each, and every
+    tenth an incident."""
+    records: list[dict] = []
+    for i in range(n):
+        at = f"2026-11-01T{i // 60 % 24:02}:{i % 60:02}:00Z"
+        service = f"service-{i % 7}"
+        if i % 10:
+            records.append({
+                "type": "deployment", "id": f"deploy-{i:014d}", "service": service,
+                "env": "prod", "started_at": at, "finished_at": at,
+                "commits": [{"sha": f"{i:040x}", "committed_at": "2026-10-31T00:00:00Z"}],
+            })  # fmt: skip
+        else:
+            records.append({"type": "incident", "id": f"incident-{i:012d}",
+                            "services": [service], "started_at": at})  # fmt: skip
+    return records
+
+
+def on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run the real ``dora`` with its stderr on a pseudo-terminal: its exit status and what
+    the terminal was sent."""
+    import pty
+    import select
+
+    master, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dora", *args],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=terminal, env=env,
+    )  # fmt: skip
+    os.close(terminal)
+    shown = b""
+    try:
+        while select.select([master], [], [], 60)[0]:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the process has closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(master)
+    return process.wait(timeout=60), shown.decode().replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize(
+    ("stderr", "setting", "shows"),
+    [
+        ("terminal", {}, True),
+        ("terminal", {"CI": "true"}, False),
+        ("terminal", {"TERM": "dumb"}, False),
+        ("pipe", {}, False),
+    ],
+    ids=["a terminal", "CI", "a dumb terminal", "a pipe"],
+)
+def test_a_real_import_shows_its_progress_on_a_terminal_only(
+    tmp_path, frozen_now, stderr, setting, shows
+):
+    events = write_ndjson(tmp_path / "many.ndjson", many(1_200))
+    store = tmp_path / "terminal.db"
+    args = ["import", str(events), "--db", str(store)]
+    src = str(Path(dora_package.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": src, "TERM": "xterm-256color", **setting}
+
+    if stderr == "terminal":
+        status, shown = on_a_terminal(args, env)
+    else:
+        done = subprocess.run(
+            [sys.executable, "-m", "dora", *args], env=env, capture_output=True, text=True
+        )
+        status, shown = done.returncode, done.stderr
+
+    summary = (
+        f"Imported 1,200 events from {events} into {store}: 1,200 new, 0 updated, 0 unchanged."
+    )
+    assert status == 0, shown
+    assert count(store, "deployments") + count(store, "incidents") == 1_200
+    if not shows:
+        assert shown == summary + "\n"
+        return
+    assert steps(shown) == ["Reading", "Writing", "Imported"]
+    assert re.fullmatch(
+        r"Reading ━+ ([0-9.]+)/\1 kB 1,200 records \d:\d\d:\d\d", last_frame(shown, "Reading")
+    )
+    assert re.fullmatch(r"Writing ━+ 1200/1200 \d:\d\d:\d\d", last_frame(shown, "Writing"))
+    assert frames(shown)[-1] == summary
+
+
+def test_on_a_terminal_progress_covers_reading_writing_and_sending(
+    respx_router, dora, db_path, events_file, datadog, monkeypatch, frozen_now
+):
+    for kind in ("deployment", "failure"):
+        respx_router.post(f"{API}/api/v2/dora/{kind}").mock(return_value=httpx.Response(202))
+    monkeypatch.setattr(_runtime, "shows_progress", lambda: True)
+
+    result = dora("import", str(events_file))
+
+    assert result.exit_code == 0, result.stderr
+    assert steps(result.stderr) == ["Reading", "Writing", "Imported", "Sending", "Sent"]
+    assert " 3 records " in last_frame(result.stderr, "Reading")
+    assert " 3/3 " in last_frame(result.stderr, "Writing")
+    # outbox.push tells the bar before each event, not after the last
+    assert re.search(r" [0-3]/3 ", last_frame(result.stderr, "Sending"))
+    bars = ("Reading ", "Writing ", "Sending ")
+    assert [line for line in frames(result.stderr) if not line.startswith(bars)] == [
+        f"Imported 3 events from {events_file} into {db_path}: 3 new, 0 updated, 0 unchanged.",
+        f"Sent 3 events to {API}.",
+    ]
+    assert result.stderr.endswith(f"\x1b[2KSent 3 events to {API}.\n")  # after the bar is gone
+
+
+def test_the_progress_display_changes_neither_the_store_nor_the_summary(
+    dora, db_path, tmp_path, monkeypatch, frozen_now
+):
+    events = write_ndjson(tmp_path / "many.ndjson", many(1_200))  # more than one chunk
+    plain = tmp_path / "plain.db"
+
+    without = dora("import", str(events), "--db", str(plain))
+    monkeypatch.setattr(_runtime, "shows_progress", lambda: True)
+    with_bar = dora("import", str(events))
+
+    assert without.exit_code == with_bar.exit_code == 0, with_bar.stderr
+    summary = "Imported 1,200 events from {} into {}: 1,200 new, 0 updated, 0 unchanged.\n"
+    assert without.stderr == summary.format(events, plain)
+    assert with_bar.stderr.endswith(summary.format(events, db_path))
+    assert " 1200/1200 " in last_frame(with_bar.stderr, "Writing")
+    assert dora("export").stdout == dora("export", "--db", str(plain)).stdout
+    assert count(db_path, "deployment_commits") == count(plain, "deployment_commits") == 1_080
 
 
 def test_a_file_without_records_imports_nothing_and_makes_no_store(dora, db_path, tmp_path):

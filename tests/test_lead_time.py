@@ -310,8 +310,9 @@ def test_deployments_recorded_outside_any_repository_record_no_commits_and_no_wa
     assert all_commit_rows(db_path) == []
 
 
+@pytest.mark.parametrize("first_url", ["unknown", "the same", "the same, as a path"])
 def test_a_shallow_clone_without_the_previous_commit_warns_and_records_no_commits(
-    dora, db_path, tmp_path, monkeypatch
+    dora, db_path, tmp_path, monkeypatch, first_url
 ):
     source = tmp_path / "source"
     source.mkdir()
@@ -319,7 +320,9 @@ def test_a_shallow_clone_without_the_previous_commit_warns_and_records_no_commit
     old = commit(source, "2026-11-01T00:00:00Z")
     for hour in (2, 4, 6):
         commit(source, f"2026-11-01T{hour:02}:00:00Z")
-    recorded(deploy(dora, "--git-commit-sha", old, finished="2026-11-01T01:00:00Z"))
+    url = {"unknown": [], "the same": [source.as_uri()], "the same, as a path": [str(source)]}
+    flags = [arg for given in url[first_url] for arg in ("--git-repository-url", given)]
+    recorded(deploy(dora, "--git-commit-sha", old, *flags, finished="2026-11-01T01:00:00Z"))
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "--quiet", "--depth", "1", source.as_uri(), str(clone))
     monkeypatch.chdir(clone)
@@ -339,6 +342,92 @@ def test_a_shallow_clone_without_the_previous_commit_warns_and_records_no_commit
     lines = result.stderr.splitlines()
     assert lines[0].startswith("dora: warning:")
     assert lines[1].startswith(f"Recorded deployment {deployment} (api, env prod) in ")
+
+
+def test_a_deployment_from_another_repository_than_the_previous_one_says_so(
+    dora, db_path, repo, tmp_path, monkeypatch
+):
+    # the service moved to a new repository: its history does not hold the old commits
+    git(
+        repo,
+        "remote",
+        "set-url",
+        "origin",
+        "https://x-access-token:ghs_S3CRET@example.com/acme/api.git",
+    )
+    recorded(deploy(dora, finished="2026-11-01T01:00:00Z"))
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    git(moved, "init", "--quiet")
+    git(moved, "remote", "add", "origin", "https://oauth2:glpat-S3CRET@example.com/acme/api-next")
+    commit(moved, "2026-11-01T06:00:00Z", "import")
+    monkeypatch.chdir(moved)
+
+    result = deploy(dora, finished="2026-11-02T00:00:00Z")
+
+    deployment = recorded(result)
+    assert warnings(result.stderr) == [
+        "dora: warning: the previous deployment of this service and env was recorded from "
+        "another repository (https://example.com/acme/api.git, not "
+        "https://example.com/acme/api-next), so no lead time is recorded"
+    ]
+    assert "S3CRET" not in result.stderr
+    assert shipped(db_path, deployment) == []
+    assert all_commit_rows(db_path) == []
+
+
+def test_a_full_clone_without_the_previous_commit_says_history_may_have_been_rewritten(
+    dora, db_path, tmp_path, monkeypatch
+):
+    source = tmp_path / "source"
+    source.mkdir()
+    git(source, "init", "--quiet")
+    commit(source, "2026-11-01T00:00:00Z", "initial")
+    gone = commit(source, "2026-11-01T02:00:00Z", "deployed, then rewritten")
+    first = tmp_path / "first"
+    git(tmp_path, "clone", "--quiet", source.as_uri(), str(first))
+    monkeypatch.chdir(first)
+    recorded(deploy(dora, finished="2026-11-01T03:00:00Z"))
+    # a force-push: the deployed commit is amended away, and a fresh full clone lacks it
+    dated_git(
+        source,
+        "2026-11-01T04:00:00Z",
+        "commit",
+        "--quiet",
+        "--amend",
+        "--allow-empty",
+        "-m",
+        "amended",
+    )
+    later = tmp_path / "later"
+    git(tmp_path, "clone", "--quiet", source.as_uri(), str(later))
+    monkeypatch.chdir(later)
+
+    result = deploy(dora, finished="2026-11-02T00:00:00Z")
+
+    deployment = recorded(result)
+    assert warnings(result.stderr) == [
+        f"dora: warning: the previous deployment's commit {gone[:12]} is not in this "
+        "repository, a full clone (was its history rewritten, by a force-push say, or was "
+        "that deployment made from a fork?), so no lead time is recorded"
+    ]
+    assert shipped(db_path, deployment) == []
+    assert all_commit_rows(db_path) == []
+
+
+def test_a_previous_commit_that_is_here_counts_whatever_url_it_was_recorded_with(
+    dora, db_path, repo
+):
+    # a renamed repository: the URL changed, the history did not
+    old_name = ("--git-repository-url", "https://example.com/acme/api-old.git")
+    recorded(deploy(dora, *old_name, finished="2026-11-01T01:00:00Z"))
+    change = commit(repo, "2026-11-01T06:00:00Z")
+
+    result = deploy(dora, finished="2026-11-02T00:00:00Z")
+
+    deployment = recorded(result)
+    assert warnings(result.stderr) == []
+    assert shipped(db_path, deployment) == [(change, ns("2026-11-01T06:00:00Z"))]
 
 
 def test_rerecording_an_id_replaces_its_commits(dora, db_path, repo):
@@ -472,15 +561,59 @@ def test_shipped_commits_outside_a_repository_are_unknown_without_a_warning(tmp_
     assert gitmeta.shipped_commits("a" * 40, "b" * 40, cwd=tmp_path / "work") == (None, None)
 
 
-def test_shipped_commits_since_a_commit_the_clone_lacks_are_unknown_with_a_warning(repo):
+def test_shipped_commits_since_a_commit_a_full_clone_lacks_are_unknown_with_a_warning(repo):
     head = git(repo, "rev-parse", "HEAD")
     commits, warning = gitmeta.shipped_commits(head, "c" * 40, cwd=repo)
 
     assert commits is None
     assert warning == (
-        f"the previous deployment's commit {'c' * 12} is not in this clone "
-        "(a shallow clone? fetch with full history), so no lead time is recorded"
+        f"the previous deployment's commit {'c' * 12} is not in this repository, a full "
+        "clone (was its history rewritten, by a force-push say, or was that deployment made "
+        "from a fork?), so no lead time is recorded"
     )
+
+
+def test_shipped_commits_since_a_commit_of_another_repository_say_so(repo):
+    head = git(repo, "rev-parse", "HEAD")
+    commits, warning = gitmeta.shipped_commits(
+        head,
+        "c" * 40,
+        cwd=repo,
+        repository_url="git@example.com:acme/web.git",
+        previous_repository_url="https://example.com/acme/api.git",
+    )
+
+    assert commits is None
+    assert warning == (
+        "the previous deployment of this service and env was recorded from another "
+        "repository (https://example.com/acme/api.git, not git@example.com:acme/web.git), "
+        "so no lead time is recorded"
+    )
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("https://github.com/acme/api.git", "git@github.com:acme/api.git"),
+        ("https://github.com/Acme/API", "ssh://git@github.com:22/acme/api.git/"),
+        ("https://token@gitlab.com/acme/api.git", "https://gitlab.com/acme/api"),
+        ("file:///srv/git/api.git", "/srv/git/api"),
+    ],
+)
+def test_one_repository_under_other_url_forms_is_the_same_repository(one, other):
+    assert gitmeta.same_repository(one, other)
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("https://github.com/acme/api.git", "https://github.com/acme/web.git"),
+        ("https://github.com/acme/api", "https://gitlab.com/acme/api"),
+        ("git@github.com:acme/api.git", "git@github.com:fork/api.git"),
+    ],
+)
+def test_other_repositories_are_not_the_same_repository(one, other):
+    assert not gitmeta.same_repository(one, other)
 
 
 def test_a_commit_git_cannot_date_is_left_out_and_the_deployment_kept(dora, db_path, repo):

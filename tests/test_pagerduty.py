@@ -462,6 +462,135 @@ def test_team_from_pagerduty_takes_the_first_team(fake, dora, db_path):
     assert teams == {"pagerduty-PTWOTEAMS": "Payments", "pagerduty-PNOTEAM": None}
 
 
+def test_env_is_set_on_every_incident_so_that_metrics_for_the_env_count_them(fake, dora, db_path):
+    fake.incidents = [incident("PONE"), incident("PTWO", status="triggered", resolved=None)]
+
+    result = run(dora, "--env", "prod")
+    metrics = dora("metrics", "--env", "prod", "--by", "none", "--format", "json")
+
+    assert result.exit_code == 0, result.stderr
+    assert {id: i.env for id, i in stored(db_path).items()} == {
+        "pagerduty-PONE__": "prod",
+        "pagerduty-PTWO__": "prod",
+    }
+    assert json.loads(metrics.stdout)["total"]["failures"] == 2
+
+
+def test_team_is_set_on_every_incident_and_owns_one_without_a_service(fake, dora, db_path):
+    fake.incidents = [incident("PWITHTEAM", teams=("Payments",)), incident("PNOSERVICE")]
+    fake.incidents[1]["service"] = None
+
+    result = run(dora, "--team", "checkout")
+
+    assert result.exit_code == 0, result.stderr
+    assert {id: (i.team, i.services) for id, i in stored(db_path).items()} == {
+        "pagerduty-PWITHTEAM": ("checkout", ["Checkout API"]),
+        "pagerduty-PNOSERVICE": ("checkout", []),
+    }
+
+
+def test_with_team_from_pagerduty_team_is_for_the_incidents_pagerduty_gives_none(
+    fake, dora, db_path
+):
+    fake.incidents = [incident("PTWOTEAMS", teams=("Payments", "SRE")), incident("PNOTEAM")]
+
+    result = run(dora, "--team-from-pagerduty", "--team", "platform")
+
+    assert result.exit_code == 0, result.stderr
+    teams = {id: i.team for id, i in stored(db_path).items()}
+    assert teams == {"pagerduty-PTWOTEAMS": "Payments", "pagerduty-PNOTEAM": "platform"}
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--env", ""), ("--team", "   "), ("--env", "prod\nstaging"), ("--team", "a\x7fb")],
+)
+def test_a_bad_env_or_team_is_refused_as_incident_open_refuses_it(fake, dora, db_path, flag, value):
+    result = run(dora, flag, value)
+    by_open = dora("incident", "open", "--service", "api", flag, value)
+
+    assert result.exit_code == by_open.exit_code == 2
+    assert result.stderr == by_open.stderr
+    assert result.stderr.startswith(f"dora: error: {flag}: must ")
+    assert len(result.stderr.splitlines()) == 1
+    assert fake.requests == []
+    assert not db_path.exists()
+
+
+def test_an_env_with_spaces_around_it_is_stored_trimmed(fake, dora, db_path):
+    fake.incidents = [incident()]
+
+    run(dora, "--env", " prod ", "--team", " sre ")
+
+    stored_incident = stored(db_path)["pagerduty-PT4KHLK"]
+    assert (stored_incident.env, stored_incident.team) == ("prod", "sre")
+
+
+def record_services(dora, *, deployed: str, opened: str | None = None) -> None:
+    """A deployment of ``deployed`` and an incident of ``opened`` recorded with dora."""
+    done = dora("deployment", "--service", deployed, "--started-at", "-1h", "--skip-git")
+    assert done.exit_code == 0, done.stderr
+    if opened is not None:
+        done = dora("incident", "open", "--service", opened, "--skip-git")
+        assert done.exit_code == 0, done.stderr
+
+
+def warnings(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("dora: warning:")]
+
+
+def test_a_service_differing_only_in_case_from_a_recorded_one_gets_a_warning_after_the_import(
+    fake, dora, store_db
+):
+    record_services(dora, deployed="web")
+    fake.incidents = [incident("PWEB1", service="Web"), incident("PWEB2", service="Web")]
+    fake.incidents.append(incident("PNEW", service="Mailer"))
+
+    first = run(dora)
+    again = run(dora)
+    fixed = run(dora, "--service-map", "Web=web", "--service-map", "Mailer=Mailer")
+
+    expected = (
+        "dora: warning: PagerDuty service 'Web' differs only in case from the recorded "
+        "service 'web', so 'dora metrics' counts them apart; import again with "
+        '--service-map "Web=web" to merge them'
+    )
+    assert first.exit_code == again.exit_code == fixed.exit_code == 0, first.stderr
+    assert first.stderr.splitlines()[1].startswith("Imported 3 events from PagerDuty into ")
+    assert first.stderr.splitlines()[2:] == [expected]
+    assert again.stderr.splitlines()[2:] == [expected]  # the first import does not hide it
+    assert warnings(fixed.stderr) == []
+    assert fixed.stderr.splitlines()[-1].endswith(": 0 new, 2 updated, 1 unchanged.")
+    services = rows(store_db, "SELECT DISTINCT service FROM incident_services ORDER BY 1")
+    assert services == [{"service": "Mailer"}, {"service": "web"}]
+
+
+def test_a_mapped_service_differing_only_in_case_names_the_pagerduty_service_to_map(
+    fake, dora, store_db
+):
+    record_services(dora, deployed="api", opened="web")
+    fake.incidents = [incident("PWEB", service="Web Frontend"), incident("PAPI", service="api")]
+
+    result = run(dora, "--service-map", "Web Frontend=WEB", "--service-map", "api=api")
+
+    assert result.exit_code == 0, result.stderr
+    assert warnings(result.stderr) == [
+        "dora: warning: service 'WEB' (PagerDuty's 'Web Frontend') differs only in case from "
+        "the recorded service 'web', so 'dora metrics' counts them apart; import again with "
+        '--service-map "Web Frontend=web" to merge them'
+    ]
+
+
+def test_a_service_recorded_exactly_gets_no_case_warning(fake, dora, db_path):
+    record_services(dora, deployed="Web", opened="web")
+    fake.incidents = [incident(service="Web")]
+
+    result = run(dora)
+
+    assert result.exit_code == 0, result.stderr
+    assert warnings(result.stderr) == []
+
+
 def test_a_title_on_several_lines_becomes_one_line(fake, dora, db_path):
     fake.incidents = [incident(title="Disk full\non db-1\t(prod)")]
 

@@ -311,3 +311,16 @@ def test_an_upgrade_strips_tokens_an_earlier_version_stored(store_db):
         {"id": "deploy-with-a-token-1", "repository_url": "github.com:x/y.git"},
         {"id": "deploy-without-a-token", "repository_url": "git@github.com:x/y.git"},
     ]
+
+
+def test_save_many_reports_the_events_written_after_each_chunk(store_db):
+    from dora.store.sql import CHUNK
+
+    events = [(deployment(id=f"deploy-{n:012d}"), None) for n in range(2 * CHUNK + 7)]
+    heard: list[int] = []
+
+    with open_store(str(store_db)) as store:
+        saved = store.save_many(events, progress=heard.append)
+
+    assert heard == [CHUNK, 2 * CHUNK, 2 * CHUNK + 7]
+    assert saved.new == count(store_db, "deployments") == 2 * CHUNK + 7

@@ -192,7 +192,12 @@ class Commit(NamedTuple):
 
 
 def shipped_commits(
-    sha: str, previous: str | None, *, cwd: str | os.PathLike[str] | None = None
+    sha: str,
+    previous: str | None,
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    repository_url: str | None = None,
+    previous_repository_url: str | None = None,
 ) -> tuple[list[Commit] | None, str | None]:
     """The commits a deployment of ``sha`` ships after one of ``previous``: reachable from
     ``sha`` and not from ``previous``, merges skipped, newest first, at most MAX_COMMITS.
@@ -201,7 +206,9 @@ def shipped_commits(
     there is nothing to measure against: no commits. When they cannot be listed, the
     commits are None (unknown, as opposed to none): when ``sha`` is not in the repository at
     ``cwd`` or there is none (the deployment was recorded from elsewhere; no warning), or
-    when this clone lacks ``previous`` (a shallow clone, usually; a warning).
+    when the repository lacks ``previous`` (a warning saying why, as far as can be told:
+    ``previous`` was recorded from another repository than ``repository_url``, this is a
+    shallow clone, or the history was rewritten).
     """
     from dora import timeparse
 
@@ -212,10 +219,7 @@ def shipped_commits(
             log.debug("commit %s is not in this repository: no commits recorded", sha)
             return None, None
         if not _has_commit(cwd, previous):
-            return None, (
-                f"the previous deployment's commit {previous[:12]} is not in this clone "
-                "(a shallow clone? fetch with full history), so no lead time is recorded"
-            )
+            return None, _lacking(cwd, previous, repository_url, previous_repository_url)
         listing = _git_checked(
             cwd,
             "log",
@@ -247,6 +251,63 @@ def shipped_commits(
 
 def _has_commit(cwd: str | os.PathLike[str] | None, sha: str) -> bool:
     return _run_git(cwd, "cat-file", "-e", f"{sha}^{{commit}}").returncode == 0
+
+
+def _lacking(
+    cwd: str | os.PathLike[str] | None,
+    previous: str,
+    repository_url: str | None,
+    previous_repository_url: str | None,
+) -> str:
+    """Why the repository at ``cwd`` lacks the previous deployment's commit, as a warning."""
+    if (
+        repository_url
+        and previous_repository_url
+        and not same_repository(repository_url, previous_repository_url)
+    ):
+        return (
+            "the previous deployment of this service and env was recorded from another "
+            f"repository ({strip_credentials(previous_repository_url)}, not "
+            f"{strip_credentials(repository_url)}), so no lead time is recorded"
+        )
+    if _git(cwd, "rev-parse", "--is-shallow-repository") == "true":
+        return (
+            f"the previous deployment's commit {previous[:12]} is not in this clone "
+            "(a shallow clone? fetch with full history), so no lead time is recorded"
+        )
+    return (
+        f"the previous deployment's commit {previous[:12]} is not in this repository, "
+        "a full clone (was its history rewritten, by a force-push say, or was that "
+        "deployment made from a fork?), so no lead time is recorded"
+    )
+
+
+_SCP_LIKE = re.compile(r"(?:[^@/]+@)?([^/:]+):(.*)")
+
+
+def same_repository(one: str, other: str) -> bool:
+    """Whether two repository URLs name the same repository, whatever the form: https or
+    SSH (``git@host:org/repo``), with or without ``.git``, user or port; host and path
+    compared without regard to case (as GitHub and GitLab treat them). A local path is the
+    same as its ``file://`` URL."""
+    return _repository_key(one) == _repository_key(other)
+
+
+def _repository_key(url: str) -> tuple[str, str]:
+    text = strip_credentials(url.strip())
+    scheme, sep, rest = text.partition("://")
+    if sep and scheme.lower() != "file":
+        authority, _, path = rest.partition("/")
+        host = authority.rpartition("@")[2]
+        host = host.partition("]")[0] if host.startswith("[") else host.partition(":")[0]
+    elif sep:
+        host, path = "", rest
+    elif (scp := _SCP_LIKE.fullmatch(text)) and "/" not in text.partition(":")[0]:
+        host, path = scp[1], scp[2]
+    else:
+        host, path = "", text
+    path = path.strip("/").removesuffix(".git").strip("/")
+    return host.lower(), path.lower()
 
 
 class _GitFailed(Exception):

@@ -386,10 +386,14 @@ def load(
     sources: Iterable[tuple[str, Iterable[tuple[int, dict[str, Any] | Problem]]]],
     *,
     keep_problems: int = 20,
+    progress: Callable[[int], None] | None = None,
 ) -> Loaded:
     """Validate every record of every source (name, records); keep the valid events aside
-    and the first ``keep_problems`` problems. Nothing is written to a store here."""
+    and the first ``keep_problems`` problems. Nothing is written to a store here.
+    ``progress(n)`` hears how many records are read and checked so far, every
+    ``_BATCH`` records and at the end."""
     loaded = Loaded()
+    checked = 0
     batch: list[tuple[Event, list[Commit] | None]] = []
     # each event's first place and a digest of its content: an id given twice with other
     # content is a mistake (which record is right?), and the same record twice is harmless
@@ -397,6 +401,9 @@ def load(
     try:
         for source, found in sources:
             for line, data in found:
+                checked += 1
+                if progress is not None and not checked % _BATCH:
+                    progress(checked)
                 problem = data if isinstance(data, Problem) else None
                 if isinstance(data, dict):
                     try:
@@ -429,6 +436,8 @@ def load(
                     batch = []
         if batch:
             loaded._keep(batch)
+        if progress is not None:
+            progress(checked)
     except BaseException:
         loaded.close()
         raise

@@ -24,11 +24,14 @@ PagerDuty                     dora
 ``priority.summary``,         ``severity``
 else ``urgency``
 ``title``                     ``name``
-``teams[0].summary``          ``team``, when asked for
+``teams[0].summary``          ``team``, when asked for; else the team given
+(none)                        ``env``: the environment given
 ============================  ====================================================
 
 Text is made one line (PagerDuty titles may hold line breaks). An incident that fails the
-checks (created in the future, say) is skipped with a warning.
+checks (created in the future, say) is skipped with a warning. ``case_clashes`` finds the
+services whose name differs only in case from one dora knows (``Web`` beside ``web``),
+which would be counted apart.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -49,6 +52,7 @@ if TYPE_CHECKING:
     import httpx
 
     from dora.events import Incident
+    from dora.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -326,12 +330,14 @@ def _whole_second(moment: datetime, *, up: bool = False) -> datetime:
 @dataclass
 class Imported:
     """What an import found: the incidents to save, how many PagerDuty listed in how many
-    requests, and what to warn about (skipped incidents, services left unmapped)."""
+    requests, what to warn about (skipped incidents, services left unmapped), and the
+    services the incidents name, each with the PagerDuty services recorded under it."""
 
     incidents: list[Incident]
     fetched: int
     requests: int
     warnings: list[str]
+    services: dict[str, set[str]] = field(default_factory=dict)
 
 
 def import_incidents(
@@ -341,14 +347,28 @@ def import_incidents(
     *,
     service_map: Mapping[str, str] | None = None,
     team_from_pagerduty: bool = False,
+    env: str | None = None,
+    team: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Imported:
-    """The incidents created in [since, until), as dora incidents."""
+    """The incidents created in [since, until), as dora incidents, with ``env`` and ``team``
+    set on each (``team`` where PagerDuty gives none, with ``team_from_pagerduty``)."""
+    service_map = service_map or {}
     raw = fetch(client, since, until, progress=progress)
     incidents, warnings = convert(
-        raw, service_map=service_map or {}, team_from_pagerduty=team_from_pagerduty
+        raw,
+        service_map=service_map,
+        team_from_pagerduty=team_from_pagerduty,
+        env=env,
+        team=team,
     )
-    return Imported(incidents, len(raw), client.requests, warnings)
+    kept = {service for incident in incidents for service in incident.services}
+    services: dict[str, set[str]] = {}
+    for item in raw:
+        name = _summary(item.get("service"))
+        if name is not None and (recorded := service_map.get(name, name)) in kept:
+            services.setdefault(recorded, set()).add(name)
+    return Imported(incidents, len(raw), client.requests, warnings, services)
 
 
 def convert(
@@ -356,6 +376,8 @@ def convert(
     *,
     service_map: Mapping[str, str],
     team_from_pagerduty: bool = False,
+    env: str | None = None,
+    team: str | None = None,
 ) -> tuple[list[Incident], list[str]]:
     """PagerDuty incidents as dora incidents, and warnings: one for each incident that fails
     the checks (it is skipped), and, with a service map, one for each service it leaves
@@ -373,7 +395,8 @@ def convert(
         if service_map and service is not None and service not in service_map:
             unmapped[service] = unmapped.get(service, 0) + 1
         try:
-            incidents.append(build(Incident, to_event(item, service_map, team_from_pagerduty)))
+            fields = to_event(item, service_map, team_from_pagerduty, env=env, team=team)
+            incidents.append(build(Incident, fields))
         except InvalidEvent as exc:
             warnings.append(f"skipped {_name(item)}: {exc.message}")
     for name, n in sorted(unmapped.items()):
@@ -390,10 +413,16 @@ def convert(
 
 
 def to_event(
-    incident: Mapping[str, Any], service_map: Mapping[str, str], team_from_pagerduty: bool
+    incident: Mapping[str, Any],
+    service_map: Mapping[str, str],
+    team_from_pagerduty: bool,
+    *,
+    env: str | None = None,
+    team: str | None = None,
 ) -> dict[str, Any]:
     """The fields of the dora incident for a PagerDuty incident, to be checked by
-    ``events.build``."""
+    ``events.build``. ``env`` and ``team`` are set as given; with ``team_from_pagerduty``,
+    the incident's first PagerDuty team comes before ``team``."""
     finished_at = None
     if incident.get("status") == "resolved":
         finished_at = incident.get("resolved_at") or incident.get("last_status_change_at")
@@ -401,16 +430,68 @@ def to_event(
             raise InvalidEvent("finished_at", "resolved, but without resolved_at")
     service = _summary(incident.get("service"))
     teams = incident.get("teams")
-    team = _summary(teams[0]) if team_from_pagerduty and isinstance(teams, list) and teams else None
+    if team_from_pagerduty and isinstance(teams, list) and teams:
+        team = _summary(teams[0]) or team
     return {
         "id": event_id(str(incident["id"])),
         "started_at": incident.get("created_at"),
         "finished_at": finished_at,
         "services": [service_map.get(service, service)] if service is not None else [],
         "team": team,
+        "env": env,
         "name": _line(incident.get("title")),
         "severity": _summary(incident.get("priority")) or _line(incident.get("urgency")),
     }
+
+
+def recorded_services(store: Store) -> set[str]:
+    """The services the store knows from elsewhere than PagerDuty: those of deployments,
+    and of incidents not imported from PagerDuty (those are what an import rewrites, so a
+    second import finds what the first found)."""
+    found = store.aggregate(
+        "SELECT DISTINCT service FROM deployments UNION "
+        "SELECT DISTINCT service FROM incident_services WHERE substr(incident_id, 1, ?) != ?",
+        (len(ID_PREFIX), ID_PREFIX),
+    )
+    return {str(name) for (name,) in found}
+
+
+def case_clashes(services: Mapping[str, Collection[str]], recorded: Collection[str]) -> list[str]:
+    """A warning for each of ``services`` (a dora service name, and the PagerDuty services
+    recorded under it) that matches none of the ``recorded`` services but one that differs
+    only in case: dora counts the two apart. Each says which ``--service-map`` merges them.
+    """
+    known = set(recorded)
+    folded: dict[str, list[str]] = {}
+    for name in known:
+        folded.setdefault(name.casefold(), []).append(name)
+    warnings = []
+    for name in sorted(services):
+        others = sorted(folded.get(name.casefold(), ()))
+        if name in known or not others:
+            continue
+        sources = sorted(services[name])
+        who = f"PagerDuty service '{name}'"
+        if sources != [name]:
+            who = f"service '{name}' (PagerDuty's {_listed(sources)})"
+        recorded_as = "recorded service" + "s" * (len(others) > 1)
+        flags = " ".join(f"--service-map {_quoted(f'{pd}={others[0]}')}" for pd in sources)
+        warnings.append(
+            f"{who} differs only in case from the {recorded_as} {_listed(others)}, "
+            f"so 'dora metrics' counts them apart; import again with {flags} to merge them"
+        )
+    return warnings
+
+
+def _listed(names: Sequence[str]) -> str:
+    """``'a'``, ``'a' and 'b'``, ``'a', 'b' and 'c'``."""
+    quoted = [f"'{name}'" for name in names]
+    return " and ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
+
+
+def _quoted(text: str) -> str:
+    """``text`` in double quotes, as a shell reads it back."""
+    return '"' + re.sub(r'([\\"$`])', r"\\\1", text) + '"'
 
 
 def event_id(pagerduty_id: str) -> str:

@@ -472,7 +472,13 @@ def shipped_commits(
         return [], None
     if not look:
         return None, None
-    return gitmeta.shipped_commits(event.git.commit_sha, store.previous_commit(event))
+    previous = store.previous_commit(event)
+    return gitmeta.shipped_commits(
+        event.git.commit_sha,
+        previous.sha if previous else None,
+        repository_url=event.git.repository_url,
+        previous_repository_url=previous.repository_url if previous else None,
+    )
 
 
 def save_all(
@@ -481,9 +487,12 @@ def save_all(
     *,
     source: str,
     backend: DatadogBackend | None = None,
+    total: int | None = None,
 ) -> None:
     """Keep many events in the store in one transaction (all or none), say what changed,
-    then, with a backend, deliver those of them still waiting in the outbox."""
+    then, with a backend, deliver those of them still waiting in the outbox. On a terminal,
+    a progress bar counts the events written (of ``total``, how many ``items`` holds)."""
+    from dora.cli._runtime import Progress
     from dora.store import open_store
 
     keys: set[tuple[str, str]] = set()
@@ -496,9 +505,12 @@ def save_all(
             yield event, commits
 
     with open_store(settings.get("db") or "") as store:
-        saved = store.save_many(
-            noting(items) if backend is not None else items, queue=backend is not None
-        )
+        with Progress("Writing", total) as bar:
+            saved = store.save_many(
+                noting(items) if backend is not None else items,
+                queue=backend is not None,
+                progress=bar.update,
+            )
         status(
             f"Imported {_events(saved.total)} from {source} into {store.location}: "
             f"{saved.new:,} new, {saved.updated:,} updated, {saved.unchanged:,} unchanged."

@@ -11,6 +11,7 @@ import errno
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -211,13 +212,28 @@ def shows_progress() -> bool:
 class Progress:
     """A progress bar on stderr while a long step runs, only for a person at a terminal:
     none when stderr is redirected, in CI (``CI`` set, as every CI service does, even one
-    that gives its jobs a terminal), or on a dumb terminal. ``advance`` counts done work;
-    ``total`` may be unknown."""
+    that gives its jobs a terminal), or on a dumb terminal. ``advance`` and ``update``
+    count done work; ``total`` may be unknown. With ``counting`` (a plural noun), a second
+    figure set by ``count`` is shown beside it: ``12,345 records``.
+
+    The bar is told at most every ``_EVERY`` seconds (and once more at the end), so a caller
+    may report every line it reads."""
+
+    _EVERY = 0.05
 
     def __init__(
-        self, description: str, total: float | None = None, *, in_bytes: bool = False
+        self,
+        description: str,
+        total: float | None = None,
+        *,
+        in_bytes: bool = False,
+        counting: str | None = None,
     ) -> None:
         self._bar: Any = None
+        self._done = 0.0
+        self._total = total
+        self._count = 0
+        self._next = 0.0
         if not shows_progress():
             return
         from rich.console import Console
@@ -226,18 +242,24 @@ class Progress:
             DownloadColumn,
             MofNCompleteColumn,
             Progress,
+            TextColumn,
             TimeElapsedColumn,
         )
 
-        self._bar = Progress(
+        columns: list[Any] = [
             "{task.description}",
             BarColumn(),
             DownloadColumn() if in_bytes else MofNCompleteColumn(),
+        ]
+        if counting:
+            columns.append(TextColumn(f"{{task.fields[count]:,}} {counting}"))
+        self._bar = Progress(
+            *columns,
             TimeElapsedColumn(),
             console=Console(file=sys.stderr, force_terminal=True),
             transient=True,
         )
-        self._task = self._bar.add_task(description, total=total)
+        self._task = self._bar.add_task(description, total=total, count=0)
 
     def __enter__(self) -> Progress:
         if self._bar is not None:
@@ -246,12 +268,30 @@ class Progress:
 
     def __exit__(self, *exc_info: object) -> None:
         if self._bar is not None:
+            self._show()  # the last figures, for the last frame
             self._bar.stop()
 
     def update(self, done: float, total: float | None = None) -> None:
         if self._bar is not None:
-            self._bar.update(self._task, completed=done, total=total)
+            self._done = done
+            self._total = self._total if total is None else total
+            self._tick()
 
     def advance(self, amount: float = 1) -> None:
         if self._bar is not None:
-            self._bar.advance(self._task, amount)
+            self._done += amount
+            self._tick()
+
+    def count(self, n: int) -> None:
+        if self._bar is not None:
+            self._count = n
+            self._tick()
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + self._EVERY
+            self._show()
+
+    def _show(self) -> None:
+        self._bar.update(self._task, completed=self._done, total=self._total, count=self._count)

@@ -266,9 +266,30 @@ def import_pagerduty(
     team_from_pagerduty: Annotated[
         bool,
         typer.Option(
-            "--team-from-pagerduty", help="Set each incident's team to its first PagerDuty team."
+            "--team-from-pagerduty",
+            help="Set each incident's team to its first PagerDuty team (else --team's).",
         ),
     ] = False,
+    env: Annotated[
+        str | None,
+        typer.Option(
+            "--env",
+            metavar="ENV",
+            help="Set this environment on every incident, e.g. prod (PagerDuty has none; "
+            "'dora metrics --env' keeps only incidents that have it).",
+            show_default=False,
+        ),
+    ] = None,
+    team: Annotated[
+        str | None,
+        typer.Option(
+            "--team",
+            metavar="TEAM",
+            help="Set this team on every incident; with --team-from-pagerduty, on those "
+            "without a PagerDuty team.",
+            show_default=False,
+        ),
+    ] = None,
     backend: opt.Backend = None,
     db: opt.Db = None,
     verbose: opt.Verbose = False,
@@ -279,7 +300,10 @@ def import_pagerduty(
     enough); PAGERDUTY_API_URL replaces https://api.pagerduty.com (an EU account, a proxy).
     An incident starts when PagerDuty created it and finishes when it was resolved;
     triggered and acknowledged ones stay open. Its service is the PagerDuty service's
-    name, its severity the priority (else the urgency), its name the title.
+    name, its severity the priority (else the urgency), its name the title. PagerDuty
+    has no environment: --env sets one (DD_ENV and the config file do not apply here).
+    A service whose name differs only in case from one recorded in dora ('Web' and
+    'web') gets a warning naming the --service-map that merges them.
 
     Each incident is recorded with the id 'pagerduty-' and PagerDuty's id (such as
     pagerduty-PT4KHLK), so importing again updates the incidents resolved since and
@@ -294,12 +318,15 @@ def import_pagerduty(
 
         dora incident import-pagerduty --since 2026-01-01 --service-map "Checkout API=checkout"
 
-        dora incident import-pagerduty --team-from-pagerduty --backend datadog
+        dora incident import-pagerduty --env prod --team payments --service-map "Web=web"
+
+        dora incident import-pagerduty --team-from-pagerduty --team sre --backend datadog
     """
     from dora import pagerduty
 
     window = opt.window(since, until)
     mapping = _service_map(service_map or [])
+    env, team = _every_incident(env, team)
     settings = Settings({"db": db, "backend": backend})
     _, sender = opt.prepare(settings, dry_run=False)
     with opt.connect_pagerduty(settings) as client, Progress("Fetching") as bar:
@@ -308,6 +335,8 @@ def import_pagerduty(
             *window,
             service_map=mapping,
             team_from_pagerduty=team_from_pagerduty,
+            env=env,
+            team=team,
             progress=bar.update,
         )
     for warning in imported.warnings[:_MAX_WARNINGS]:
@@ -327,10 +356,30 @@ def import_pagerduty(
         ((incident, None) for incident in imported.incidents),
         source="PagerDuty",
         backend=sender,
+        total=len(imported.incidents),
     )
+    if imported.services:
+        from dora.store import open_store
+
+        with open_store(settings.get("db") or "", create=False) as store:
+            recorded = pagerduty.recorded_services(store)
+        for warning in pagerduty.case_clashes(imported.services, recorded):
+            opt.log.warning("%s", warning)
 
 
 _MAX_WARNINGS = 20
+
+
+def _every_incident(env: str | None, team: str | None) -> tuple[str | None, str | None]:
+    """--env and --team checked as 'dora incident open' checks them (the same errors),
+    before PagerDuty is asked anything; as they will be stored."""
+    from dora.events import Incident
+
+    # the other fields only make the incident valid, so that the first error is theirs
+    probe = opt.build_event(
+        Incident, {"services": ["-"], "env": env, "team": team, "started_at": "now"}
+    )
+    return probe.env, probe.team
 
 
 def _service_map(values: list[str]) -> dict[str, str]:

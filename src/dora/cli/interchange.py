@@ -91,10 +91,15 @@ def import_(
     with contextlib.ExitStack() as stack:
         opened = [_open(stack, name, format) for name in files]
         total = sum(size for *_, size in opened if size is not None)
-        bar = stack.enter_context(Progress("Reading", total or None, in_bytes=True))
+        bar = stack.enter_context(
+            Progress("Reading", total or None, in_bytes=True, counting="records")
+        )
         loaded = interchange.load(
-            (label, interchange.records(lines, fmt, label, on_bytes=bar.advance))
-            for label, lines, fmt, _ in opened
+            (
+                (label, interchange.records(lines, fmt, label, on_bytes=bar.advance))
+                for label, lines, fmt, _ in opened
+            ),
+            progress=bar.count,
         )
     with loaded:
         _report_problems(loaded, skip_invalid=skip_invalid)
@@ -102,7 +107,7 @@ def import_(
         if not loaded.count:
             status(f"Nothing to import: {source} holds no valid records.")
             return
-        opt.save_all(settings, loaded.items(), source=source, backend=sender)
+        opt.save_all(settings, loaded.items(), source=source, backend=sender, total=loaded.count)
 
 
 def _open(

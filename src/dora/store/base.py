@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dora import timeparse
 from dora.errors import DoraError, InvalidEvent, NotFound
@@ -42,7 +42,11 @@ class Store(ABC):
 
     @abstractmethod
     def save_many(
-        self, items: Iterable[tuple[Event, Sequence[Commit] | None]], *, queue: bool = False
+        self,
+        items: Iterable[tuple[Event, Sequence[Commit] | None]],
+        *,
+        queue: bool = False,
+        progress: Callable[[int], None] | None = None,
     ) -> Saved:
         """Save many events in one transaction: all of them, or none if anything fails.
 
@@ -51,12 +55,15 @@ class Store(ABC):
         events twice leaves the store as after once. With ``queue``, the new and changed
         events go to the outbox as pending, and so do unchanged ones that were never in it
         (recorded before a backend was set up); one already delivered is not sent again.
+        ``progress(n)`` hears how many events are written so far, after each chunk of them
+        (the transaction commits after the last).
         """
 
     @abstractmethod
-    def previous_commit(self, deployment: Deployment) -> str | None:
-        """The commit SHA of the latest other deployment of the same service and env that
-        finished before ``deployment`` did, if one was recorded with a SHA."""
+    def previous_commit(self, deployment: Deployment) -> PreviousCommit | None:
+        """The commit of the latest other deployment of the same service and env that
+        finished before ``deployment`` did, if one was recorded with a SHA, and the
+        repository that deployment was recorded from."""
 
     @abstractmethod
     def snapshot(self) -> AbstractContextManager[None]:
@@ -183,6 +190,14 @@ class Saved:
     @property
     def total(self) -> int:
         return self.new + self.updated + self.unchanged
+
+
+class PreviousCommit(NamedTuple):
+    """What a deployment's commits are listed from: the commit of the deployment before it,
+    and the repository URL recorded with that commit (None if unknown)."""
+
+    sha: str
+    repository_url: str | None
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from abc import abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -21,6 +21,7 @@ from dora import timeparse
 from dora.events import Deployment, Event, Incident
 from dora.store.base import (
     Pending,
+    PreviousCommit,
     Saved,
     Store,
     deployment_from_row,
@@ -108,19 +109,25 @@ class SQLStore(Store):
             _queue(db, event.kind, event.id, insert=queue)
 
     def save_many(
-        self, items: Iterable[tuple[Event, Sequence[Commit] | None]], *, queue: bool = False
+        self,
+        items: Iterable[tuple[Event, Sequence[Commit] | None]],
+        *,
+        queue: bool = False,
+        progress: Callable[[int], None] | None = None,
     ) -> Saved:
         saved = Saved()
         now = time.time_ns()
         with self._bulk(), self._write(bulk=True) as db:
             for chunk in _chunks(items, CHUNK):
                 self._save_chunk(db, chunk, saved, queue=queue, now=now)
+                if progress is not None:
+                    progress(saved.total)
         return saved
 
-    def previous_commit(self, deployment: Deployment) -> str | None:
+    def previous_commit(self, deployment: Deployment) -> PreviousCommit | None:
         env, params = _same_env("env", deployment.env)
         found = self._read(
-            f"SELECT commit_sha FROM deployments WHERE service = ? AND {env} "
+            f"SELECT commit_sha, repository_url FROM deployments WHERE service = ? AND {env} "
             "AND (finished_at, id) < (?, ?) AND commit_sha IS NOT NULL "
             "ORDER BY finished_at DESC, id DESC LIMIT 1",
             (
@@ -130,7 +137,9 @@ class SQLStore(Store):
                 deployment.id,
             ),
         )
-        return str(found[0]["commit_sha"]) if found else None
+        if not found:
+            return None
+        return PreviousCommit(str(found[0]["commit_sha"]), found[0]["repository_url"])
 
     def finish_incident(
         self, incident_id: str, finished_at: datetime, *, queue: bool = False
