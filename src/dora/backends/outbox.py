@@ -96,6 +96,8 @@ def push(
             report.busy.append(event)
         else:
             report.delivered.append((event, status))
+        if progress:
+            progress(done + 1, len(events))
     left = {(item.event.kind, item.event.id): item for item in store.undelivered()}
     others = {(event.kind, event.id) for event in report.busy}
     report.delivered_elsewhere = [e for e in report.busy if (e.kind, e.id) not in left]
