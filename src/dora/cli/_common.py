@@ -23,14 +23,28 @@ if TYPE_CHECKING:  # the event models load pydantic: only commands that record p
     from dora.pagerduty import PagerDutyClient
     from dora.store import Store
 
-TIME_FORMS = (
-    "ISO 8601 (2026-11-24T09:30:00Z; without Z or an offset it is local time), "
-    "Unix time in s, ms or ns, 'now', or an offset such as -15m, -2h, -1d"
-)
+#: How a time without Z or an offset is read: as local time by the commands that record what
+#: happens now (``deployment``, ``incident open``, ``incident resolve``), as UTC by those that
+#: read a window of the past (reports, imports, exports), like the report itself.
+NAIVE_LOCAL = "a time without a zone is local time"
+NAIVE_UTC = "a time without a zone is UTC"
+
+
+def _time_forms(naive: str) -> str:
+    return (
+        f"ISO 8601 such as 2026-11-24T09:30:00Z ({naive}), Unix time in s, ms or ns, "
+        "'now', or an offset such as -15m, -2h, -1d"
+    )
+
+
+#: The forms of a time option of a recording command, and of a window's (``window``).
+TIME_FORMS = _time_forms(NAIVE_LOCAL)
+WINDOW_TIME_FORMS = _time_forms(NAIVE_UTC)
 
 
 def time_option(flag: str, help: str) -> Any:
-    """An option that takes a time in any of ``TIME_FORMS``; ``help`` says which time."""
+    """An option that takes a time in any of ``TIME_FORMS`` (or ``WINDOW_TIME_FORMS``);
+    ``help`` says which time, and how a time without a zone is read."""
     return typer.Option(flag, metavar="TIME", help=help, show_default=False)
 
 
@@ -164,7 +178,7 @@ EnvFilter = Annotated[
 
 
 def since_option(help: str) -> Any:
-    """``--since``: a time in any of ``TIME_FORMS``, or a length before ``--until``."""
+    """``--since``: a time in any of ``WINDOW_TIME_FORMS``, or a length before ``--until``."""
     return typer.Option("--since", metavar="TIME|DURATION", help=help, show_default=False)
 
 

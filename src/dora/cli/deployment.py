@@ -27,7 +27,8 @@ def deployment(
         str | None,
         opt.time_option(
             "--finished-at",
-            "When the deployment finished (default: now). Same forms as --started-at.",
+            f"When the deployment finished (default: now). Same forms as --started-at; "
+            f"{opt.NAIVE_LOCAL}.",
         ),
     ] = None,
     version: opt.Version = None,

@@ -64,7 +64,7 @@ def open_(
         opt.time_option(
             "--finished-at",
             "When it ended, to record an incident that is already over. "
-            "Same forms as --started-at.",
+            f"Same forms as --started-at; {opt.NAIVE_LOCAL}.",
         ),
     ] = None,
     version: opt.Version = None,
@@ -246,12 +246,14 @@ def import_pagerduty(
         str | None,
         opt.since_option(
             "Import the incidents created from then: a length before --until such as "
-            f"90d, 12w (default 30d), or a time: {opt.TIME_FORMS}."
+            f"90d, 12w (default 30d), or a time: {opt.WINDOW_TIME_FORMS}."
         ),
     ] = None,
     until: Annotated[
         str | None,
-        opt.time_option("--until", "End of the window, excluded (default: now). Same forms."),
+        opt.time_option(
+            "--until", f"End of the window, excluded (default: now). Same forms; {opt.NAIVE_UTC}."
+        ),
     ] = None,
     service_map: Annotated[
         list[str] | None,

@@ -169,13 +169,16 @@ def export(
     since: Annotated[
         str | None,
         opt.since_option(
-            "Only events of the window from this time (or this long before --until, "
-            "such as 30d); default: everything."
+            "Only the events of the window from then (default: everything): a length "
+            f"before --until such as 30d, or a time: {opt.WINDOW_TIME_FORMS}."
         ),
     ] = None,
     until: Annotated[
         str | None,
-        opt.time_option("--until", "End of the window, excluded (default: no end)."),
+        opt.time_option(
+            "--until",
+            f"End of the window, excluded (default: no end). Same forms; {opt.NAIVE_UTC}.",
+        ),
     ] = None,
     service: opt.ServiceFilter = None,
     team: opt.TeamFilter = None,
