@@ -616,7 +616,7 @@ def test_resolve_accepts_a_lower_case_ulid_prefix(dora, db_path, frozen_now):
     assert result.stderr.startswith(f"Resolved incident {incident_id} ")
 
 
-# --- dora config, --version, help ------------------------------------------------------------
+# --- dora config, --version ------------------------------------------------------------
 
 
 def test_config_shows_each_setting_and_its_source(dora, monkeypatch, tmp_path):
@@ -686,32 +686,6 @@ def test_no_arguments_shows_help(dora):
     assert result.exit_code == 0
     assert "deployment" in result.stdout
     assert "incident" in result.stdout
-
-
-def all_commands():
-    import typer
-
-    from dora.cli import app
-
-    root = typer.main.get_command(app)
-
-    def walk(command, path):
-        yield path, command
-        for name, sub in getattr(command, "commands", {}).items():
-            yield from walk(sub, [*path, name])
-
-    return list(walk(root, []))
-
-
-@pytest.mark.parametrize(
-    ("path", "command"), all_commands(), ids=[" ".join(p) or "dora" for p, _ in all_commands()]
-)
-def test_every_command_has_help_with_an_example(dora, path, command):
-    result = dora(*path, "--help")
-
-    assert result.exit_code == 0
-    assert "Example" in command.help
-    assert f"dora {' '.join(path)}".strip() in command.help
 
 
 # --- failures nobody planned for ---------------------------------------------------------------

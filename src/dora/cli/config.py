@@ -14,18 +14,17 @@ def config(db: opt.Db = None, verbose: opt.Verbose = False) -> None:
     Each setting comes from the first of: a flag, an environment variable, the config
     file (TOML; DORA_CONFIG sets its path), the default. Passwords in URLs are masked.
 
-    Example config file:
+    Examples:
+
+        dora config
+        DORA_CONFIG=./dora.toml dora config
+
+    A config file:
 
         db = "/var/lib/dora/dora.db"
         service = "api"
         env = "prod"
         team = "payments"
-
-    Examples:
-
-        dora config
-
-        DORA_CONFIG=./dora.toml dora config
     """
     from dora import render
 

@@ -54,9 +54,7 @@ def deployment(
     Examples:
 
         dora deployment --service api --env prod --started-at "$DEPLOY_START"
-
-        dora deployment --service api --started-at -15m --version 1.4.2 --custom-tags region:eu
-
+        dora deployment --service api --started-at -15m --custom-tags region:eu
         dora deployment --service api --started-at 1732440600 --dry-run
     """
     from dora.events import Deployment

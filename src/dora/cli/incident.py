@@ -10,11 +10,12 @@ from typing import Annotated
 import typer
 
 from dora.cli import _common as opt
+from dora.cli._help import Typer
 from dora.cli._runtime import Progress, print_help, status
 from dora.config import Settings
 from dora.errors import UsageError
 
-app = typer.Typer(name="incident")
+app = Typer(name="incident")
 
 
 @app.callback(invoke_without_command=True)
@@ -24,11 +25,8 @@ def _incident(ctx: typer.Context) -> None:
     Examples:
 
         dora incident open --service api --env prod --name "checkout 500s"
-
         dora incident list --open
-
         dora incident resolve 01M86639QTJ6ND0C40
-
         dora incident import-pagerduty --since 90d
     """
     if ctx.invoked_subcommand is None:
@@ -85,11 +83,9 @@ def open_(
 
     Examples:
 
-        dora incident open --service api --env prod --name "checkout 500s" --severity SEV-2
-
+        dora incident open --service api --name "checkout 500s" --severity SEV-2
         ID=$(dora incident open --service api --service web --started-at -20m)
-
-        dora incident open --team payments --started-at 2026-11-20T09:00Z --finished-at -2h
+        dora incident open --team payments --started-at -3h --finished-at -2h
     """
     from dora.events import Incident
 
@@ -156,7 +152,6 @@ def resolve(
     Examples:
 
         dora incident resolve 01JDQ3ZK5R8W2N6T4V0XJ9H7MB
-
         dora incident resolve 01JDQ3ZK5R8W --finished-at -5m
     """
     from dora import render
@@ -210,9 +205,7 @@ def list_(
     Examples:
 
         dora incident list --open
-
         dora incident list --service api --limit 5
-
         dora incident list --format json | jq -r '.[0].id'
     """
     from dora import render
@@ -293,9 +286,8 @@ def import_pagerduty(
     Examples:
 
         dora incident import-pagerduty --since 90d
-
-        dora incident import-pagerduty --since 2026-01-01 --service-map "Checkout API=checkout"
-
+        dora incident import-pagerduty --since 2026-01-01 --until 2026-04-01
+        dora incident import-pagerduty --service-map "Checkout API=checkout"
         dora incident import-pagerduty --team-from-pagerduty --backend datadog
     """
     from dora import pagerduty

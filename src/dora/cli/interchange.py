@@ -77,11 +77,8 @@ def import_(
     Examples:
 
         dora import deploys.ndjson incidents.csv
-
         dora export --db old.db | dora import -
-
         dora export | dora import --db postgresql://dora@db.internal/dora -
-
         dora import --skip-invalid --format csv history.txt
     """
     from dora import interchange
@@ -196,9 +193,7 @@ def export(
     Examples:
 
         dora export > backup.ndjson
-
         dora export --format csv --since 90d --service api -o api.csv
-
         dora export --db old.db | dora import -
     """
     from dora import interchange, metrics

@@ -100,13 +100,9 @@ def metrics(
     Examples:
 
         dora metrics
-
         dora metrics --since 12w --by team --env prod
-
         dora metrics --since 2026-01-01 --until 2026-04-01 --interval month
-
         dora metrics --format markdown >> "$GITHUB_STEP_SUMMARY"
-
         dora metrics --service api --explain
     """
     from dora import metrics as m
