@@ -164,3 +164,12 @@ def test_examples_come_out_as_written_one_per_line(dora, monkeypatch, columns, p
     assert lines[start - 1] == ""
     assert lines[start + 1 : start + 1 + len(wanted)] == [f"   {line}" for line in wanted]
     assert all(len(f"   {line}") <= 80 for line in wanted)  # no terminal of 80 folds them
+
+
+def test_incident_version_is_the_version_that_was_running(dora, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")
+
+    row = option_row(dora("incident", "open", "--help").stdout, "--version")
+
+    assert "Version of the service that was running when the incident began" in row
+    assert "deployed" not in row

@@ -86,9 +86,6 @@ Env = Annotated[
 Team = Annotated[
     str | None, typer.Option("--team", metavar="TEAM", help="Owning team (env DORA_TEAM).")
 ]
-Version = Annotated[
-    str | None, typer.Option("--version", metavar="VERSION", help="Version that was deployed.")
-]
 EventId = Annotated[
     str | None,
     typer.Option(

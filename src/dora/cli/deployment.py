@@ -31,7 +31,10 @@ def deployment(
             f"{opt.NAIVE_LOCAL}.",
         ),
     ] = None,
-    version: opt.Version = None,
+    version: Annotated[
+        str | None,
+        typer.Option("--version", metavar="VERSION", help="Version that was deployed."),
+    ] = None,
     team: opt.Team = None,
     id: opt.EventId = None,
     git_repository_url: opt.GitRepositoryUrl = None,

@@ -65,7 +65,15 @@ def open_(
             f"Same forms as --started-at; {opt.NAIVE_LOCAL}.",
         ),
     ] = None,
-    version: opt.Version = None,
+    version: Annotated[
+        str | None,
+        typer.Option(
+            "--version",
+            metavar="VERSION",
+            help="Version of the service that was running when the incident began (Datadog "
+            "correlates it with APM Deployment Tracking).",
+        ),
+    ] = None,
     id: opt.EventId = None,
     git_repository_url: opt.GitRepositoryUrl = None,
     git_commit_sha: opt.GitCommitSha = None,
