@@ -7,6 +7,10 @@ config directory (``~/.config/dora/config.toml`` on Linux)::
     service = "api"
     env = "prod"
     team = "payments"
+    retry_budget = 60
+
+Every value is a string in quotes, except ``retry_budget``, a number of seconds (a string
+such as ``"60"`` works too).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ class Key:
     help: str
     #: never shown, and never read from the config file (a file's permissions are no vault)
     secret: bool = False
+    #: a number of seconds, which the config file may give as a TOML number
+    seconds: bool = False
 
 
 KEYS: dict[str, Key] = {
@@ -44,6 +50,7 @@ KEYS: dict[str, Key] = {
             "--retry-budget",
             ("DORA_RETRY_BUDGET",),
             "seconds a command may spend sending",
+            seconds=True,
         ),
         Key("site", "", ("DATADOG_SITE", "DD_SITE"), "Datadog site, e.g. datadoghq.eu"),
         Key("api_url", "", ("DORA_API_URL",), "a Datadog-compatible API instead of the site"),
@@ -172,9 +179,27 @@ class Settings:
                 raise ConfigError(
                     f"config file {self.path}: unknown setting '{name}' (known: {known})"
                 )
-            if not isinstance(value, str):
-                raise ConfigError(f"config file {self.path}: '{name}' must be a string")
-            if not value.strip():
+            if (text := _text(KEYS[name], value)) is None:
+                raise ConfigError(f"config file {self.path}: {_wrong_type(KEYS[name], value)}")
+            if not text.strip():
                 raise ConfigError(f"config file {self.path}: '{name}' must not be empty")
-            settings[name] = value
+            settings[name] = text
         return settings
+
+
+def _text(key: Key, value: object) -> str | None:
+    """A config file's value as a setting's text: a string, or for a number of seconds, a
+    TOML integer or float as well (never a boolean, which Python counts as a number)."""
+    if isinstance(value, str):
+        return value
+    if key.seconds and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _wrong_type(key: Key, value: object) -> str:
+    if not key.seconds:
+        return f"'{key.name}' must be a string in quotes"
+    if isinstance(value, bool):
+        return f"'{key.name}' must be a number of seconds, such as 60, not {str(value).lower()}"
+    return f"'{key.name}' must be a number of seconds, such as 60"
