@@ -638,8 +638,8 @@ def test_config_shows_each_setting_and_its_source(dora, monkeypatch, tmp_path):
         ["team", "payments", "config", "file"],
         ["backend", "local", "default"],
         ["retry_budget", "30", "default"],
-        ["site", "-", "unset"],
-        ["api_url", "-", "unset"],
+        ["site", "datadoghq.com", "default"],
+        ["api_url", "https://api.datadoghq.com", "default", "(from", "site)"],
         ["api_key", "***", "env", "DD_API_KEY"],
     ]
     assert "k3y-value" not in result.stdout

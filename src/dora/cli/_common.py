@@ -340,45 +340,24 @@ def prepare(settings: Settings, *, dry_run: bool) -> tuple[Endpoint | None, Data
 def backend_endpoint(settings: Settings, *, dry_run: bool) -> Endpoint | None:
     """Where to send events besides the store: None for the local backend. The datadog
     backend needs an API key, except for a dry run."""
-    setting = settings.setting("backend")
-    name = (setting.value or "local").lower()
-    if name == "local":
+    from dora import checks
+
+    if checks.backend(settings) == "local":
         return None
-    if name != "datadog":
-        raise UsageError(f"{setting.label}: '{name}' is not a backend; use local or datadog")
     return datadog_endpoint(settings, need_key=not dry_run)
 
 
 def datadog_endpoint(settings: Settings, *, need_key: bool = True) -> Endpoint:
     """The Datadog API the settings name (environment or config file)."""
-    from dora.backends.datadog import endpoint
+    from dora import checks
 
-    found = [settings.setting(name) for name in ("site", "api_url", "api_key")]
-    # endpoint() reads variables: hand it each setting under the variable it came from, and
-    # name a config-file value as such in errors
-    env, labels = {}, {}
-    for setting in found:
-        if setting.value is None:
-            continue
-        variable = setting.source.removeprefix("env ")
-        if variable not in setting.key.env:
-            variable = setting.key.env[0]
-            labels[variable] = setting.label
-        env[variable] = setting.value
-    return endpoint(env, need_key=need_key, labels=labels)
+    return checks.datadog_endpoint(settings, need_key=need_key)
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
-    from dora.backends.datadog import RetryPolicy
+    from dora import checks
 
-    setting = settings.setting("retry_budget")
-    try:
-        budget = float(setting.value or "30")
-    except ValueError:
-        budget = -1
-    if not 1 <= budget <= 3600:  # also refuses nan and inf
-        raise UsageError(f"{setting.label}: give a number of seconds from 1 to 3600")
-    return RetryPolicy(budget=budget)
+    return checks.retry_policy(settings)
 
 
 def connect(settings: Settings, endpoint: Endpoint) -> DatadogBackend:
