@@ -152,7 +152,8 @@ def review(settings: Settings) -> list[Review]:
         wrong = [f"in the config file: {p.message}" for p in problems if p.key == name]
         if (problem := _problem(setting, _CHECKS[name], settings)) is not None:
             wrong.append(problem)
-        shown, source, notes = setting.shown(), setting.source, tuple[str, ...]()
+        shown, source = setting.shown(), setting.source
+        notes: tuple[str, ...] = ()
         if name == "site" and settings.get("api_url") is not None:
             notes = ("not used: api_url is set",)
         elif name == "api_url" and setting.value is None:
