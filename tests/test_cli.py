@@ -616,7 +616,7 @@ def test_resolve_accepts_a_lower_case_ulid_prefix(dora, db_path, frozen_now):
     assert result.stderr.startswith(f"Resolved incident {incident_id} ")
 
 
-# --- dora config, --version, help ------------------------------------------------------------
+# --- dora config, --version ------------------------------------------------------------
 
 
 def test_config_shows_each_setting_and_its_source(dora, monkeypatch, tmp_path):
@@ -638,8 +638,8 @@ def test_config_shows_each_setting_and_its_source(dora, monkeypatch, tmp_path):
         ["team", "payments", "config", "file"],
         ["backend", "local", "default"],
         ["retry_budget", "30", "default"],
-        ["site", "-", "unset"],
-        ["api_url", "-", "unset"],
+        ["site", "datadoghq.com", "default"],
+        ["api_url", "https://api.datadoghq.com", "default", "(from", "site)"],
         ["api_key", "***", "env", "DD_API_KEY"],
     ]
     assert "k3y-value" not in result.stdout
@@ -654,7 +654,12 @@ def test_config_shows_each_setting_and_its_source(dora, monkeypatch, tmp_path):
             "unknown setting 'colour' "
             "(known: db, service, env, team, backend, retry_budget, site, api_url)",
         ),
-        ("service = 3\n", "'service' must be a string"),
+        ("service = 3\n", "'service' must be a string in quotes"),
+        (
+            "retry_budget = true\n",
+            "'retry_budget' must be a number of seconds, such as 60, not true",
+        ),
+        ("retry_budget = [60]\n", "'retry_budget' must be a number of seconds, such as 60"),
         ("service = \n", "invalid TOML: "),
     ],
 )
@@ -667,8 +672,11 @@ def test_a_bad_config_file_is_a_usage_error(dora, monkeypatch, tmp_path, db_path
     result = dora("deployment", "--service", "api", "--started-at", "-5m", "--skip-git")
 
     assert result.exit_code == 2
-    assert result.stderr.startswith(f"dora: error: config file {config}: {message}")
-    assert result.stderr.count("\n") == 1
+    if message.endswith(": "):
+        assert result.stderr.startswith(f"dora: error: config file {config}: {message}")
+        assert result.stderr.count("\n") == 1
+    else:
+        assert result.stderr == f"dora: error: config file {config}: {message}\n"
 
 
 def test_version(dora):
@@ -686,32 +694,6 @@ def test_no_arguments_shows_help(dora):
     assert result.exit_code == 0
     assert "deployment" in result.stdout
     assert "incident" in result.stdout
-
-
-def all_commands():
-    import typer
-
-    from dora.cli import app
-
-    root = typer.main.get_command(app)
-
-    def walk(command, path):
-        yield path, command
-        for name, sub in getattr(command, "commands", {}).items():
-            yield from walk(sub, [*path, name])
-
-    return list(walk(root, []))
-
-
-@pytest.mark.parametrize(
-    ("path", "command"), all_commands(), ids=[" ".join(p) or "dora" for p, _ in all_commands()]
-)
-def test_every_command_has_help_with_an_example(dora, path, command):
-    result = dora(*path, "--help")
-
-    assert result.exit_code == 0
-    assert "Example" in command.help
-    assert f"dora {' '.join(path)}".strip() in command.help
 
 
 # --- failures nobody planned for ---------------------------------------------------------------

@@ -47,6 +47,7 @@ def test_a_password_in_the_url_is_shown_nowhere_and_kept_nowhere(dora, pg, monke
 
     recorded = dora("deployment", "--service", "api", "--started-at", "-5m", "--skip-git")
     listed = dora("--verbose", "incident", "list")
+    monkeypatch.setenv("COLUMNS", "300")  # wide enough for dora config not to cut the URL
     settings = dora("config")
 
     assert recorded.exit_code == listed.exit_code == settings.exit_code == 0

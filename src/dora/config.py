@@ -7,6 +7,11 @@ config directory (``~/.config/dora/config.toml`` on Linux)::
     service = "api"
     env = "prod"
     team = "payments"
+    retry_budget = 60
+
+Every value is a string in quotes, except ``retry_budget``, a number of seconds (a string
+such as ``"60"`` works too). The commands refuse a file with any problem at all; ``dora
+config`` reads it with ``lenient=True``, to show each problem beside its setting.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ class Key:
     help: str
     #: never shown, and never read from the config file (a file's permissions are no vault)
     secret: bool = False
+    #: a number of seconds, which the config file may give as a TOML number
+    seconds: bool = False
 
 
 KEYS: dict[str, Key] = {
@@ -44,6 +51,7 @@ KEYS: dict[str, Key] = {
             "--retry-budget",
             ("DORA_RETRY_BUDGET",),
             "seconds a command may spend sending",
+            seconds=True,
         ),
         Key("site", "", ("DATADOG_SITE", "DD_SITE"), "Datadog site, e.g. datadoghq.eu"),
         Key("api_url", "", ("DORA_API_URL",), "a Datadog-compatible API instead of the site"),
@@ -55,7 +63,16 @@ KEYS: dict[str, Key] = {
 def _default(name: str) -> str | None:
     if name == "db":
         return str(default_db_path())
-    return {"backend": "local", "retry_budget": "30"}.get(name)
+    # the site is the Datadog backend's DEFAULT_SITE (a test keeps the two the same)
+    return {"backend": "local", "retry_budget": "30", "site": "datadoghq.com"}.get(name)
+
+
+@dataclass(frozen=True)
+class FileProblem:
+    """What is wrong in the config file: with one setting (``key``) or the whole file."""
+
+    key: str | None
+    message: str
 
 
 @dataclass(frozen=True)
@@ -96,10 +113,18 @@ def default_db_path() -> Path:
 
 
 class Settings:
-    """The effective settings for one run, and where each came from."""
+    """The effective settings for one run, and where each came from.
+
+    A problem in the config file is a ``ConfigError`` as soon as a setting is asked for;
+    ``lenient`` settings pass over the values in trouble instead, and list them in
+    ``file_problems``."""
 
     def __init__(
-        self, flags: Mapping[str, str | None] | None = None, env: Mapping[str, str] | None = None
+        self,
+        flags: Mapping[str, str | None] | None = None,
+        env: Mapping[str, str] | None = None,
+        *,
+        lenient: bool = False,
     ) -> None:
         self._flags = dict(flags or {})
         for name, value in self._flags.items():
@@ -107,7 +132,8 @@ class Settings:
                 raise UsageError(f"{KEYS[name].flag}: must not be empty")
         self._env = os.environ if env is None else env
         self.path = config_path(self._env)
-        self._file: dict[str, str] | None = None
+        self._lenient = lenient
+        self._file: tuple[dict[str, str], list[FileProblem]] | None = None
 
     def get(self, name: str) -> str | None:
         return self.setting(name).value
@@ -120,8 +146,9 @@ class Settings:
         for var in key.env:
             if value := self._env.get(var, "").strip():  # set but blank counts as unset
                 return Setting(key, value, f"env {var}")
-        if name in self.file:
-            return Setting(key, self.file[name].strip(), "config file")
+        values = self._read()[0] if self._lenient else self.file
+        if name in values:
+            return Setting(key, values[name].strip(), "config file")
         if (default := _default(name)) is not None:
             return Setting(key, default, "default")
         return Setting(key, None, "unset")
@@ -135,18 +162,30 @@ class Settings:
 
     @property
     def file(self) -> dict[str, str]:
-        """The config file's settings, read once; an absent file is an empty one."""
+        """The config file's settings, read once; an absent file is an empty one. Raises
+        ``ConfigError`` for its first problem."""
+        values, problems = self._read()
+        if problems:
+            raise ConfigError(f"config file {self.path}: {problems[0].message}")
+        return values
+
+    @property
+    def file_problems(self) -> list[FileProblem]:
+        return self._read()[1]
+
+    def _read(self) -> tuple[dict[str, str], list[FileProblem]]:
         if self._file is None:
             self._file = self._read_file()
         return self._file
 
-    def _read_file(self) -> dict[str, str]:
+    def _read_file(self) -> tuple[dict[str, str], list[FileProblem]]:
+        """The file's valid settings, and its problems (the whole file's, or each value's)."""
         try:
             handle = self.path.open("rb")
         except FileNotFoundError:
-            return {}
+            return {}, []
         except OSError as exc:
-            raise ConfigError(f"config file {self.path}: {exc.strerror}") from None
+            return {}, [FileProblem(None, str(exc.strerror))]
         if sys.version_info >= (3, 11):
             import tomllib
         else:  # pragma: no cover
@@ -155,28 +194,44 @@ class Settings:
             try:
                 data = tomllib.load(handle)
             except tomllib.TOMLDecodeError as exc:
-                raise ConfigError(f"config file {self.path}: invalid TOML: {exc}") from None
+                return {}, [FileProblem(None, f"invalid TOML: {exc}")]
             except RecursionError:
-                raise ConfigError(f"config file {self.path}: nested too deeply") from None
+                return {}, [FileProblem(None, "nested too deeply")]
             except UnicodeDecodeError:
-                raise ConfigError(f"config file {self.path}: not UTF-8 text") from None
+                return {}, [FileProblem(None, "not UTF-8 text")]
             except OSError as exc:  # e.g. the path is a directory
-                raise ConfigError(f"config file {self.path}: {exc.strerror}") from None
+                return {}, [FileProblem(None, str(exc.strerror))]
         settings: dict[str, str] = {}
+        problems: list[FileProblem] = []
         for name, value in data.items():
             if name in KEYS and KEYS[name].secret:
                 variables = " or ".join(KEYS[name].env)
-                raise ConfigError(
-                    f"config file {self.path}: '{name}' is a secret; set {variables} instead"
-                )
-            if name not in KEYS:
+                problems.append(FileProblem(None, f"'{name}' is a secret; set {variables} instead"))
+            elif name not in KEYS:
                 known = ", ".join(key.name for key in KEYS.values() if not key.secret)
-                raise ConfigError(
-                    f"config file {self.path}: unknown setting '{name}' (known: {known})"
-                )
-            if not isinstance(value, str):
-                raise ConfigError(f"config file {self.path}: '{name}' must be a string")
-            if not value.strip():
-                raise ConfigError(f"config file {self.path}: '{name}' must not be empty")
-            settings[name] = value
-        return settings
+                problems.append(FileProblem(None, f"unknown setting '{name}' (known: {known})"))
+            elif (text := _text(KEYS[name], value)) is None:
+                problems.append(FileProblem(name, _wrong_type(KEYS[name], value)))
+            elif not text.strip():
+                problems.append(FileProblem(name, f"'{name}' must not be empty"))
+            else:
+                settings[name] = text
+        return settings, problems
+
+
+def _text(key: Key, value: object) -> str | None:
+    """A config file's value as a setting's text: a string, or for a number of seconds, a
+    TOML integer or float as well (never a boolean, which Python counts as a number)."""
+    if isinstance(value, str):
+        return value
+    if key.seconds and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _wrong_type(key: Key, value: object) -> str:
+    if not key.seconds:
+        return f"'{key.name}' must be a string in quotes"
+    if isinstance(value, bool):
+        return f"'{key.name}' must be a number of seconds, such as 60, not {str(value).lower()}"
+    return f"'{key.name}' must be a number of seconds, such as 60"

@@ -15,7 +15,7 @@ from dora.metrics import EDITION, FIGURES, LEVELS, Evidence, Failure, Figures, R
 from dora.text import visible
 
 if TYPE_CHECKING:
-    from dora.config import Setting
+    from dora.checks import Review
     from dora.events import Event, Incident
 
 
@@ -48,14 +48,43 @@ def affects(incident: Incident) -> str:
     return f"{services} (team {incident.team})" if services else f"team {incident.team}"
 
 
-def settings_table(settings: Sequence[Setting], path: str, path_source: str, out: IO[str]) -> None:
-    """``dora config``: one aligned line per setting, with where it came from."""
-    rows = [("config file", path, path_source)]
-    rows += [(s.key.name, s.shown() or "-", s.source) for s in settings]
-    name_width = max(len(row[0]) for row in rows)
-    value_width = max(len(row[1]) for row in rows)
-    for name, value, source in rows:
-        out.write(f"{name:<{name_width}}  {value:<{value_width}}  {source}\n")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def settings_table(reviews: Sequence[Review], out: IO[str], width: int = 80) -> None:
+    """``dora config``: a line per setting (name, value, where it came from), and under it
+    what is wrong with it (``error: ...``) and worth knowing (``note: ...``). A value too
+    long for ``width`` continues on the next lines, under itself, cut anywhere (no
+    character is lost); a control character is shown escaped (``\\n``). Plain text, so
+    colour or none makes no difference."""
+    import textwrap
+
+    def shown(review: Review) -> str:
+        return _CONTROL.sub(lambda c: repr(c.group())[1:-1], review.shown) or "-"
+
+    name_width = max(len(r.name) for r in reviews)
+    source_width = max(len(r.source) for r in reviews)
+    indent = " " * (name_width + 2)
+    room = width - len(indent) - 2 - source_width
+    value_width = max(20, min(max(len(shown(r)) for r in reviews), room))
+    for review in reviews:
+        value = shown(review)
+        first, *rest = (value[i : i + value_width] for i in range(0, len(value), value_width))
+        out.write(f"{review.name:<{name_width}}  {first:<{value_width}}  {review.source}\n")
+        out.writelines(f"{indent}{part}\n" for part in rest)
+        for label, texts in (("error", review.problems), ("note", review.notes)):
+            for text in texts:
+                lead = f"{indent}{label}: "
+                out.write(
+                    textwrap.fill(
+                        _CONTROL.sub(" ", text),
+                        max(width, len(lead) + 20),
+                        initial_indent=lead,
+                        subsequent_indent=" " * len(lead),
+                        break_on_hyphens=False,
+                    )
+                    + "\n"
+                )
 
 
 def incidents_json(incidents: Sequence[Incident], out: IO[str]) -> None:

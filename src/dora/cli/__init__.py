@@ -9,9 +9,10 @@ import typer
 from dora import __version__
 from dora.cli import config, deployment, incident, interchange, metrics, push
 from dora.cli._common import Verbose
+from dora.cli._help import Typer
 from dora.cli._runtime import DoraGroup, print_help
 
-app = typer.Typer(
+app = Typer(
     name="dora",
     cls=DoraGroup,
     epilog="Docs: README.md. Exit status: 0 ok, 1 failure, 2 bad usage, 130 interrupted.",
@@ -47,9 +48,7 @@ def _root(
     Examples:
 
         dora deployment --service api --env prod --started-at -10m
-
         ID=$(dora incident open --service api --name "checkout 500s")
-
         dora incident resolve "$ID"
     """
     if ctx.invoked_subcommand is None:

@@ -24,14 +24,28 @@ if TYPE_CHECKING:  # the event models load pydantic: only commands that record p
     from dora.pagerduty import PagerDutyClient
     from dora.store import Store
 
-TIME_FORMS = (
-    "ISO 8601 (2026-11-24T09:30:00Z; without Z or an offset it is local time), "
-    "Unix time in s, ms or ns, 'now', or an offset such as -15m, -2h, -1d"
-)
+#: How a time without Z or an offset is read: as local time by the commands that record what
+#: happens now (``deployment``, ``incident open``, ``incident resolve``), as UTC by those that
+#: read a window of the past (reports, imports, exports), like the report itself.
+NAIVE_LOCAL = "a time without a zone is local time"
+NAIVE_UTC = "a time without a zone is UTC"
+
+
+def _time_forms(naive: str) -> str:
+    return (
+        f"ISO 8601 such as 2026-11-24T09:30:00Z ({naive}), Unix time in s, ms or ns, "
+        "'now', or an offset such as -15m, -2h, -1d"
+    )
+
+
+#: The forms of a time option of a recording command, and of a window's (``window``).
+TIME_FORMS = _time_forms(NAIVE_LOCAL)
+WINDOW_TIME_FORMS = _time_forms(NAIVE_UTC)
 
 
 def time_option(flag: str, help: str) -> Any:
-    """An option that takes a time in any of ``TIME_FORMS``; ``help`` says which time."""
+    """An option that takes a time in any of ``TIME_FORMS`` (or ``WINDOW_TIME_FORMS``);
+    ``help`` says which time, and how a time without a zone is read."""
     return typer.Option(flag, metavar="TIME", help=help, show_default=False)
 
 
@@ -72,9 +86,6 @@ Env = Annotated[
 ]
 Team = Annotated[
     str | None, typer.Option("--team", metavar="TEAM", help="Owning team (env DORA_TEAM).")
-]
-Version = Annotated[
-    str | None, typer.Option("--version", metavar="VERSION", help="Version that was deployed.")
 ]
 EventId = Annotated[
     str | None,
@@ -165,7 +176,7 @@ EnvFilter = Annotated[
 
 
 def since_option(help: str) -> Any:
-    """``--since``: a time in any of ``TIME_FORMS``, or a length before ``--until``."""
+    """``--since``: a time in any of ``WINDOW_TIME_FORMS``, or a length before ``--until``."""
     return typer.Option("--since", metavar="TIME|DURATION", help=help, show_default=False)
 
 
@@ -335,45 +346,24 @@ def prepare(settings: Settings, *, dry_run: bool) -> tuple[Endpoint | None, Data
 def backend_endpoint(settings: Settings, *, dry_run: bool) -> Endpoint | None:
     """Where to send events besides the store: None for the local backend. Its API key may
     be missing (see ``prepare``); a malformed one is a usage error."""
-    setting = settings.setting("backend")
-    name = (setting.value or "local").lower()
-    if name == "local":
+    from dora import checks
+
+    if checks.backend(settings) == "local":
         return None
-    if name != "datadog":
-        raise UsageError(f"{setting.label}: '{name}' is not a backend; use local or datadog")
     return datadog_endpoint(settings, need_key=False)
 
 
 def datadog_endpoint(settings: Settings, *, need_key: bool = True) -> Endpoint:
     """The Datadog API the settings name (environment or config file)."""
-    from dora.backends.datadog import endpoint
+    from dora import checks
 
-    found = [settings.setting(name) for name in ("site", "api_url", "api_key")]
-    # endpoint() reads variables: hand it each setting under the variable it came from, and
-    # name a config-file value as such in errors
-    env, labels = {}, {}
-    for setting in found:
-        if setting.value is None:
-            continue
-        variable = setting.source.removeprefix("env ")
-        if variable not in setting.key.env:
-            variable = setting.key.env[0]
-            labels[variable] = setting.label
-        env[variable] = setting.value
-    return endpoint(env, need_key=need_key, labels=labels)
+    return checks.datadog_endpoint(settings, need_key=need_key)
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
-    from dora.backends.datadog import RetryPolicy
+    from dora import checks
 
-    setting = settings.setting("retry_budget")
-    try:
-        budget = float(setting.value or "30")
-    except ValueError:
-        budget = -1
-    if not 1 <= budget <= 3600:  # also refuses nan and inf
-        raise UsageError(f"{setting.label}: give a number of seconds from 1 to 3600")
-    return RetryPolicy(budget=budget)
+    return checks.retry_policy(settings)
 
 
 def connect(settings: Settings, endpoint: Endpoint) -> DatadogBackend:

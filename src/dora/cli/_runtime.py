@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
 
+from dora.cli._help import Group
 from dora.errors import DoraError
 from dora.redact import scrub
 
@@ -119,7 +119,7 @@ def _setup_logging() -> None:
     set_verbose(False)
 
 
-class DoraGroup(TyperGroup):
+class DoraGroup(Group):
     """The root command: runs the CLI and turns every failure into one line and a status."""
 
     def main(  # type: ignore[override]

@@ -27,10 +27,14 @@ def deployment(
         str | None,
         opt.time_option(
             "--finished-at",
-            "When the deployment finished (default: now). Same forms as --started-at.",
+            f"When the deployment finished (default: now). Same forms as --started-at; "
+            f"{opt.NAIVE_LOCAL}.",
         ),
     ] = None,
-    version: opt.Version = None,
+    version: Annotated[
+        str | None,
+        typer.Option("--version", metavar="VERSION", help="Version that was deployed."),
+    ] = None,
     team: opt.Team = None,
     id: opt.EventId = None,
     git_repository_url: opt.GitRepositoryUrl = None,
@@ -53,9 +57,7 @@ def deployment(
     Examples:
 
         dora deployment --service api --env prod --started-at "$DEPLOY_START"
-
-        dora deployment --service api --started-at -15m --version 1.4.2 --custom-tags region:eu
-
+        dora deployment --service api --started-at -15m --custom-tags region:eu
         dora deployment --service api --started-at 1732440600 --dry-run
     """
     from dora.events import Deployment

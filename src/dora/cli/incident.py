@@ -10,11 +10,12 @@ from typing import Annotated
 import typer
 
 from dora.cli import _common as opt
+from dora.cli._help import Typer
 from dora.cli._runtime import Progress, print_help, status
 from dora.config import Settings
 from dora.errors import UsageError
 
-app = typer.Typer(name="incident")
+app = Typer(name="incident")
 
 
 @app.callback(invoke_without_command=True)
@@ -24,11 +25,8 @@ def _incident(ctx: typer.Context) -> None:
     Examples:
 
         dora incident open --service api --env prod --name "checkout 500s"
-
         dora incident list --open
-
         dora incident resolve 01M86639QTJ6ND0C40
-
         dora incident import-pagerduty --since 90d
     """
     if ctx.invoked_subcommand is None:
@@ -64,10 +62,18 @@ def open_(
         opt.time_option(
             "--finished-at",
             "When it ended, to record an incident that is already over. "
-            "Same forms as --started-at.",
+            f"Same forms as --started-at; {opt.NAIVE_LOCAL}.",
         ),
     ] = None,
-    version: opt.Version = None,
+    version: Annotated[
+        str | None,
+        typer.Option(
+            "--version",
+            metavar="VERSION",
+            help="Version of the service that was running when the incident began (Datadog "
+            "correlates it with APM Deployment Tracking).",
+        ),
+    ] = None,
     id: opt.EventId = None,
     git_repository_url: opt.GitRepositoryUrl = None,
     git_commit_sha: opt.GitCommitSha = None,
@@ -85,11 +91,9 @@ def open_(
 
     Examples:
 
-        dora incident open --service api --env prod --name "checkout 500s" --severity SEV-2
-
+        dora incident open --service api --name "checkout 500s" --severity SEV-2
         ID=$(dora incident open --service api --service web --started-at -20m)
-
-        dora incident open --team payments --started-at 2026-11-20T09:00Z --finished-at -2h
+        dora incident open --team payments --started-at -3h --finished-at -2h
     """
     from dora.events import Incident
 
@@ -156,7 +160,6 @@ def resolve(
     Examples:
 
         dora incident resolve 01JDQ3ZK5R8W2N6T4V0XJ9H7MB
-
         dora incident resolve 01JDQ3ZK5R8W --finished-at -5m
     """
     from dora import render
@@ -210,9 +213,7 @@ def list_(
     Examples:
 
         dora incident list --open
-
         dora incident list --service api --limit 5
-
         dora incident list --format json | jq -r '.[0].id'
     """
     from dora import render
@@ -246,12 +247,14 @@ def import_pagerduty(
         str | None,
         opt.since_option(
             "Import the incidents created from then: a length before --until such as "
-            f"90d, 12w (default 30d), or a time: {opt.TIME_FORMS}."
+            f"90d, 12w (default 30d), or a time: {opt.WINDOW_TIME_FORMS}."
         ),
     ] = None,
     until: Annotated[
         str | None,
-        opt.time_option("--until", "End of the window, excluded (default: now). Same forms."),
+        opt.time_option(
+            "--until", f"End of the window, excluded (default: now). Same forms; {opt.NAIVE_UTC}."
+        ),
     ] = None,
     service_map: Annotated[
         list[str] | None,
@@ -315,12 +318,9 @@ def import_pagerduty(
     Examples:
 
         dora incident import-pagerduty --since 90d
-
-        dora incident import-pagerduty --since 2026-01-01 --service-map "Checkout API=checkout"
-
-        dora incident import-pagerduty --env prod --team payments --service-map "Web=web"
-
-        dora incident import-pagerduty --team-from-pagerduty --team sre --backend datadog
+        dora incident import-pagerduty --since 2026-01-01 --until 2026-04-01
+        dora incident import-pagerduty --env prod --service-map "Web=web"
+        dora incident import-pagerduty --team-from-pagerduty --team sre
     """
     from dora import pagerduty
 

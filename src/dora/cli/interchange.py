@@ -77,11 +77,8 @@ def import_(
     Examples:
 
         dora import deploys.ndjson incidents.csv
-
         dora export --db old.db | dora import -
-
         dora export | dora import --db postgresql://dora@db.internal/dora -
-
         dora import --skip-invalid --format csv history.txt
     """
     from dora import interchange
@@ -174,13 +171,16 @@ def export(
     since: Annotated[
         str | None,
         opt.since_option(
-            "Only events of the window from this time (or this long before --until, "
-            "such as 30d); default: everything."
+            "Only the events of the window from then (default: everything): a length "
+            f"before --until such as 30d, or a time: {opt.WINDOW_TIME_FORMS}."
         ),
     ] = None,
     until: Annotated[
         str | None,
-        opt.time_option("--until", "End of the window, excluded (default: no end)."),
+        opt.time_option(
+            "--until",
+            f"End of the window, excluded (default: no end). Same forms; {opt.NAIVE_UTC}.",
+        ),
     ] = None,
     service: opt.ServiceFilter = None,
     team: opt.TeamFilter = None,
@@ -198,9 +198,7 @@ def export(
     Examples:
 
         dora export > backup.ndjson
-
         dora export --format csv --since 90d --service api -o api.csv
-
         dora export --db old.db | dora import -
     """
     from dora import interchange, metrics

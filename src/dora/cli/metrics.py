@@ -31,12 +31,15 @@ def metrics(
         str | None,
         opt.since_option(
             "Start of the window, included: a length before --until such as 30d, 12w, 6h "
-            f"(default 30d), or a time: {opt.TIME_FORMS}."
+            f"(default 30d), or a time: {opt.WINDOW_TIME_FORMS}."
         ),
     ] = None,
     until: Annotated[
         str | None,
-        opt.time_option("--until", "End of the window, excluded (default: now). Same time forms."),
+        opt.time_option(
+            "--until",
+            f"End of the window, excluded (default: now). Same time forms; {opt.NAIVE_UTC}.",
+        ),
     ] = None,
     by: Annotated[
         str,
@@ -97,13 +100,9 @@ def metrics(
     Examples:
 
         dora metrics
-
         dora metrics --since 12w --by team --env prod
-
         dora metrics --since 2026-01-01 --until 2026-04-01 --interval month
-
         dora metrics --format markdown >> "$GITHUB_STEP_SUMMARY"
-
         dora metrics --service api --explain
     """
     from dora import metrics as m

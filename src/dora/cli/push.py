@@ -29,9 +29,7 @@ def push(
     Examples:
 
         dora push
-
         dora push --dry-run
-
         DORA_RETRY_BUDGET=120 dora push
     """
     from dora.backends import outbox

@@ -1,0 +1,174 @@
+"""How every command's ``--help`` reads: like gh's or pipx's, in Typer's rich layout.
+
+Typer's rich help is kept (usage, description, option panels), with three changes made here
+once for every command, through ``Typer``, the app class every command module uses:
+
+- a flag shows nothing after it (Typer 0.29 shows ``<bool>``, as if it took a value);
+- every value shows a word (``TIME``, ``NAME``, ``ndjson|csv``, ``FILE...``), never a
+  Python type (``<str>``, ``<list[str]>``);
+- the lines after ``Examples:`` in a command's docstring come out exactly as written, one
+  per line, never wrapped at any width, so that each can be pasted into a shell; they
+  follow the options, and the epilog follows them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import textwrap
+from collections.abc import Callable
+from enum import Enum
+from typing import Any, get_args, get_origin
+
+import typer
+from typer import _click  # Typer's own Click: the types its help methods take
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
+
+#: The word shown for a value of each type when an option names none (``metavar``).
+_WORDS: dict[Any, str] = {str: "TEXT", int: "N", float: "NUMBER"}
+_EXAMPLES = re.compile(r"^Examples?:[ \t]*$", re.MULTILINE)
+
+
+class _Option(TyperOption):
+    def display_type_rich(self, ctx: _click.Context) -> str | None:
+        if self.is_flag or self.count:
+            return None
+        if self.metavar is not None:
+            return self.metavar
+        described = self.type_descriptor
+        if described.is_choice and described.choices:
+            return "|".join(
+                str(c.value) if isinstance(c, Enum) else str(c) for c in described.choices
+            )
+        annotation: Any = described.annotation
+        if get_origin(annotation) is list:
+            (annotation,) = get_args(annotation)
+        return _WORDS.get(annotation, (self.name or "value").upper())
+
+
+class _Argument(TyperArgument):
+    """Shown by its metavar alone (``FILE...``, ``ID``), in the usage line and the panel."""
+
+    @property
+    def display_name_raw(self) -> str:
+        word = self.metavar or (self.name or "value").upper()
+        return f"{word}..." if self.nargs != 1 else word
+
+    def display_type_rich(self, ctx: _click.Context) -> str | None:
+        return None
+
+    def get_usage_pieces(self, ctx: _click.Context) -> list[str]:
+        return [self.display_name_raw if self.required else f"[{self.display_name_raw}]"]
+
+
+def _plain(param: Any) -> Any:
+    """``param``, shown as this module says. Typer makes its parameters itself, with no way
+    to choose their class: the help classes add no state, so a parameter is given one in
+    place."""
+    if isinstance(param, TyperOption) and not isinstance(param, _Option):
+        param.__class__ = _Option
+    elif isinstance(param, TyperArgument) and not isinstance(param, _Argument):
+        if param.metavar is None:  # else rich help adds a second "..."
+            param.metavar = (param.name or "value").upper()
+        param.__class__ = _Argument
+    return param
+
+
+def split_examples(help: str | None) -> tuple[str | None, tuple[str, ...]]:
+    """A docstring's prose, and its last part from ``Examples:`` on, as lines to print.
+
+    That part is headings (``Examples:``, ``A config file:``), each followed by its
+    indented lines, which are printed as they are written, two spaces in."""
+    if not help:
+        return help, ()
+    text = inspect.cleandoc(help)
+    found = _EXAMPLES.search(text)
+    if found is None:
+        return text, ()
+    lines: list[str] = []
+    for line in text[found.start() :].splitlines():
+        if not line.strip():
+            if lines and lines[-1] and not _is_heading(lines[-1]):
+                lines.append("")  # between two parts, once
+        elif line[0].isspace():
+            lines.append(line)
+        else:
+            lines.append(line.rstrip())
+    while lines and not lines[-1]:
+        lines.pop()
+    block = textwrap.dedent("\n".join(line for line in lines if not _is_heading(line)))
+    examples = iter(block.splitlines())
+    shown = [line if _is_heading(line) else "  " + next(examples) for line in lines]
+    return text[: found.start()].rstrip(), tuple(line.rstrip() for line in shown)
+
+
+def _is_heading(line: str) -> bool:
+    return bool(line) and not line[0].isspace()
+
+
+class _Help(_click.Command):
+    """What the help of commands and groups shares; first in their bases."""
+
+    examples: tuple[str, ...] = ()
+    footer: str | None = None
+    rich_markup_mode: Any
+
+    def __init__(self, *args: Any, **attrs: Any) -> None:
+        attrs["help"], self.examples = split_examples(attrs.get("help"))
+        self.footer, attrs["epilog"] = attrs.get("epilog"), None
+        super().__init__(*args, **attrs)
+
+    def get_params(self, ctx: _click.Context) -> list[_click.Parameter]:
+        # here, not in __init__: Typer adds the help and completion options later
+        return [_plain(param) for param in super().get_params(ctx)]
+
+    def format_help(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
+        """Typer's help, then the examples, then the epilog."""
+        super().format_help(ctx, formatter)
+        if self.rich_markup_mode is None:  # plain Click help, into the formatter
+            if self.examples:
+                formatter.write("".join(f"\n {line}" for line in self.examples) + "\n")
+            if self.footer:
+                formatter.write_paragraph()
+                formatter.write_text(self.footer)
+            return
+        from rich.console import Console
+        from rich.padding import Padding
+        from rich.text import Text
+        from typer import rich_utils
+
+        console = Console(
+            highlight=False,
+            color_system=rich_utils.COLOR_SYSTEM,
+            force_terminal=rich_utils.FORCE_TERMINAL,
+            width=rich_utils.MAX_WIDTH,
+        )
+        if self.examples:
+            console.print()
+        for line in self.examples:
+            if _is_heading(line):
+                console.print(Text(f" {line}", style="bold"))
+            else:  # never wrapped: a terminal narrower than the line folds it for show only
+                console.print(Text(f" {line}" if line else ""), soft_wrap=True)
+        if self.footer:
+            console.print(Padding(Text(self.footer), (1, 1, 0, 1)))
+
+
+class Command(_Help, TyperCommand):
+    """A command with this module's help."""
+
+
+class Group(_Help, TyperGroup):
+    """A group of commands with this module's help."""
+
+
+class Typer(typer.Typer):
+    """``typer.Typer`` whose groups and commands have this module's help."""
+
+    def __init__(self, *, cls: type[TyperGroup] | None = None, **attrs: Any) -> None:
+        super().__init__(cls=cls or Group, **attrs)
+
+    def command(  # type: ignore[override]
+        self, name: str | None = None, *, cls: type[TyperCommand] | None = None, **attrs: Any
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        return super().command(name, cls=cls or Command, **attrs)
