@@ -1,0 +1,259 @@
+"""Change failures on deployments: which deployments failed, why, and what remediated them.
+
+Pure functions over one service and environment's deployments in the order they finished
+(``finished_at``, then id), as DORA (2024) and Datadog's change failure detection count
+them: a change failure is a *deployment* that needed remediation, never an incident as
+such. The rules, each naming the failed deployment and the deployment that remediated it:
+
+* **rollback**: a deployment whose commit SHA (its version when it has no SHA) equals an
+  earlier deployment's but not the one just before it is a rollback to that earlier
+  deployment (the latest one of that SHA or version); the deployment right after the
+  rollback's target is the change failure. ``V1 → V2 → V3 → V1``: V2 failed, the second
+  V1 remediated it. Deploying the same version twice in a row is no rollback.
+* **hotfix**: a deployment whose version, or the subject of a commit it shipped, matches
+  the hotfix pattern (``HOTFIX``, case-insensitive ``hotfix`` as a word) rolls forward over
+  the deployment just before it, which failed.
+* **revert**: a deployment that ships a commit reverting another (git writes "This reverts
+  commit SHA." in its message) rolls forward over the deployment that first shipped SHA.
+* **manual**: ``dora deployment mark ID --failed`` marks a deployment failed, with the
+  remediation it names (a deployment id, or the first later deployment of a version);
+  ``--stable`` clears every rule's verdict on it. A mark overrides the rules.
+
+Incidents link to deployments elsewhere (the store finds the deployment behind each); here
+they are reasons given with the history (``Deployed.incidents``).
+
+A deployment that remediates a failure that stands is *rework* (deployment rework rate).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+#: Datadog's default rollforward rule for hotfixes: the word, in any case.
+HOTFIX = r"(?i)\bhotfix\b"
+
+#: What ``git revert`` writes in the message of the commit it makes.
+_REVERTS = re.compile(r"\bThis reverts commit ([0-9a-fA-F]{7,64})\b")
+
+ROLLBACK, ROLLFORWARD = "rollback", "rollforward"
+
+
+def reverted_sha(message: str) -> str | None:
+    """The commit a commit message says it reverts (``This reverts commit SHA.``), lower
+    case, or None."""
+    found = _REVERTS.search(message)
+    return found[1].lower() if found else None
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """A commit a deployment shipped, as the rules read it."""
+
+    sha: str
+    subject: str | None = None
+    #: the commit this one reverts, when its message says so
+    reverts: str | None = None
+
+
+@dataclass(frozen=True)
+class Mark:
+    """``dora deployment mark``: failed (True) or stable (False), and for a failure the
+    remediation it names: a deployment id, or a version whose next deployment it is."""
+
+    failed: bool
+    remediation_id: str | None = None
+    remediation_version: str | None = None
+    remediation_type: str | None = None
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """One deployment of the history, as the rules read it."""
+
+    id: str
+    commit_sha: str | None = None
+    version: str | None = None
+    commits: tuple[Shipped, ...] = ()
+    mark: Mark | None = None
+    #: ids of the incidents linked to this deployment (the store links them)
+    incidents: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a deployment failed: the rule, the deployment that remediated it (None for an
+    incident or a mark that names none), and a line for people."""
+
+    rule: str  # "rollback", "hotfix", "revert", "incident" or "manual"
+    remediated_by: str | None
+    remediation_type: str | None
+    detail: str
+
+
+@dataclass
+class Verdict:
+    """What the rules found about one deployment."""
+
+    failed: bool = False
+    reasons: list[Reason] = field(default_factory=list)
+    #: a manual --stable mark cleared what the rules found
+    cleared: bool = False
+    #: the failures this deployment remediates, by id (it is rework when any stands)
+    remediates: list[str] = field(default_factory=list)
+
+    @property
+    def remediations(self) -> list[tuple[str, str | None]]:
+        """(deployment id, type) of each deployment that remediated this failure."""
+        found = {r.remediated_by: r.remediation_type for r in self.reasons if r.remediated_by}
+        return list(found.items())
+
+
+def detect(
+    history: Sequence[Deployed], *, hotfix: str | re.Pattern[str] = HOTFIX
+) -> dict[str, Verdict]:
+    """The verdict on each deployment of ``history`` (one service and env, in the order
+    the deployments finished) that failed, was cleared, or remediates a failure. A
+    deployment missing from the answer neither failed nor remediated anything."""
+    pattern = re.compile(hotfix) if isinstance(hotfix, str) else hotfix
+    verdicts: dict[str, Verdict] = {}
+    position = {deployed.id: n for n, deployed in enumerate(history)}
+
+    def fail(n: int, reason: Reason) -> None:
+        verdict = verdicts.setdefault(history[n].id, Verdict())
+        verdict.failed = True
+        if reason not in verdict.reasons:
+            verdict.reasons.append(reason)
+
+    last_of_key: dict[tuple[str, str], int] = {}
+    first_shipped: dict[str, int] = {}
+    previous_key: tuple[str, str] | None = None
+    for n, deployed in enumerate(history):
+        key = _key(deployed)
+        # rollback: back to an earlier SHA or version, not the one just before
+        if key is not None and key != previous_key and key in last_of_key:
+            target = last_of_key[key]
+            fail(
+                target + 1,
+                Reason(
+                    "rollback",
+                    deployed.id,
+                    ROLLBACK,
+                    f"rolled back by {deployed.id} to {_shown(key)}, deployed by "
+                    f"{history[target].id}",
+                ),
+            )
+        # hotfix: a rollforward over the deployment just before
+        if n and (why := _hotfix(deployed, pattern)):
+            fail(n - 1, Reason("hotfix", deployed.id, ROLLFORWARD, f"{deployed.id} {why}"))
+        # revert: a rollforward over the deployment that first shipped the reverted commit
+        for commit in deployed.commits:
+            if commit.reverts is None:
+                continue
+            shipped_at = _first_shipping(first_shipped, commit.reverts)
+            if shipped_at is not None and shipped_at < n:
+                subject = f" ({commit.subject})" if commit.subject else ""
+                fail(
+                    shipped_at,
+                    Reason(
+                        "revert",
+                        deployed.id,
+                        ROLLFORWARD,
+                        f"commit {commit.reverts[:12]} it shipped was reverted by "
+                        f"{commit.sha[:12]}{subject}, shipped by {deployed.id}",
+                    ),
+                )
+        for incident in deployed.incidents:
+            fail(n, Reason("incident", None, None, f"incident {incident} followed it"))
+        for commit in deployed.commits:
+            first_shipped.setdefault(commit.sha.lower(), n)
+        if key is not None:
+            last_of_key[key] = n
+        previous_key = key
+    _apply_marks(history, position, verdicts)
+    for failed_id, verdict in list(verdicts.items()):
+        if verdict.failed:
+            for remediation, _ in verdict.remediations:
+                remediates = verdicts.setdefault(remediation, Verdict()).remediates
+                remediates.append(failed_id)
+    return verdicts
+
+
+def _apply_marks(
+    history: Sequence[Deployed], position: dict[str, int], verdicts: dict[str, Verdict]
+) -> None:
+    """Manual marks override the rules: --stable clears a failure, --failed makes one with
+    the remediation it names."""
+    for n, deployed in enumerate(history):
+        if deployed.mark is None:
+            continue
+        verdict = verdicts.setdefault(deployed.id, Verdict())
+        if not deployed.mark.failed:
+            verdict.cleared = verdict.failed
+            verdict.failed = False
+            continue
+        verdict.failed = True
+        remediation = _named_remediation(history, position, n, deployed.mark)
+        kind = deployed.mark.remediation_type or (
+            ROLLBACK if remediation is not None and _is_rollback_to(history, n, remediation) else
+            ROLLFORWARD if remediation is not None else None
+        )  # fmt: skip
+        detail = "marked failed by hand"
+        if remediation is not None:
+            detail += f", remediated by {remediation}"
+        verdict.reasons.insert(0, Reason("manual", remediation, kind, detail))
+
+
+def _named_remediation(
+    history: Sequence[Deployed], position: dict[str, int], n: int, mark: Mark
+) -> str | None:
+    """The deployment a --failed mark names as its remediation: by id, or the first
+    deployment of the version after the failed one (as Datadog reads a version)."""
+    if mark.remediation_id is not None:
+        return mark.remediation_id
+    if mark.remediation_version is not None:
+        return next((d.id for d in history[n + 1 :] if d.version == mark.remediation_version), None)
+    return None
+
+
+def _is_rollback_to(history: Sequence[Deployed], n: int, remediation: str) -> bool:
+    """Whether the deployment ``remediation`` deploys what was deployed before ``n``."""
+    later = next((d for d in history[n + 1 :] if d.id == remediation), None)
+    key = _key(later) if later is not None else None
+    return key is not None and any(_key(d) == key for d in history[:n])
+
+
+def _key(deployed: Deployed) -> tuple[str, str] | None:
+    """What a rollback compares: the commit SHA, else the version, else nothing."""
+    if deployed.commit_sha:
+        return ("sha", deployed.commit_sha.lower())
+    if deployed.version:
+        return ("version", deployed.version)
+    return None
+
+
+def _shown(key: tuple[str, str]) -> str:
+    kind, value = key
+    return f"commit {value[:12]}" if kind == "sha" else f"version {value}"
+
+
+def _hotfix(deployed: Deployed, pattern: re.Pattern[str]) -> str | None:
+    """Why ``deployed`` is a hotfix (its version, or a commit's subject), or None."""
+    if deployed.version and pattern.search(deployed.version):
+        return f"is a hotfix (version {deployed.version})"
+    for commit in deployed.commits:
+        if commit.subject and pattern.search(commit.subject):
+            return f"shipped hotfix commit {commit.sha[:12]} ({commit.subject})"
+    return None
+
+
+def _first_shipping(first_shipped: dict[str, int], reverted: str) -> int | None:
+    """The position of the deployment that first shipped ``reverted`` (a full SHA, or the
+    abbreviation a hand-written revert message may give)."""
+    if (found := first_shipped.get(reverted)) is not None:
+        return found
+    if len(reverted) < 40:
+        matches = [n for sha, n in first_shipped.items() if sha.startswith(reverted)]
+        return min(matches) if matches else None
+    return None

@@ -1,0 +1,189 @@
+"""Change-failure rules over one service and environment's deployments, by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from dora.failures import Deployed, Mark, Shipped, detect, reverted_sha
+
+
+def history(*versions: str) -> list[Deployed]:
+    """Deployments d1, d2, ... of these versions (no SHA), in the order they finished."""
+    return [Deployed(f"d{n}", version=version) for n, version in enumerate(versions, 1)]
+
+
+def failed(verdicts) -> dict[str, list[str]]:
+    """Failed deployment -> the rules that failed it."""
+    return {
+        deployment: [reason.rule for reason in verdict.reasons]
+        for deployment, verdict in verdicts.items()
+        if verdict.failed
+    }
+
+
+def rework(verdicts) -> dict[str, list[str]]:
+    return {d: v.remediates for d, v in verdicts.items() if v.remediates}
+
+
+def test_a_rollback_fails_the_deployment_after_its_target():
+    verdicts = detect(history("v1", "v2", "v3", "v1"))
+
+    assert failed(verdicts) == {"d2": ["rollback"]}
+    [reason] = verdicts["d2"].reasons
+    assert (reason.remediated_by, reason.remediation_type) == ("d4", "rollback")
+    assert reason.detail == "rolled back by d4 to version v1, deployed by d1"
+    assert rework(verdicts) == {"d4": ["d2"]}
+
+
+def test_the_same_version_twice_in_a_row_is_no_rollback():
+    assert detect(history("v1", "v1", "v2", "v2")) == {}
+
+
+def test_a_rollback_goes_back_to_the_latest_deployment_of_that_version():
+    verdicts = detect(history("v1", "v2", "v1", "v3", "v1"))
+
+    assert failed(verdicts) == {"d2": ["rollback"], "d4": ["rollback"]}
+    assert rework(verdicts) == {"d3": ["d2"], "d5": ["d4"]}
+
+
+def test_a_commit_sha_is_compared_before_the_version():
+    a, b = "a" * 40, "b" * 40
+    deployments = [
+        Deployed("d1", commit_sha=a, version="1.0"),
+        Deployed("d2", commit_sha=b, version="1.0"),  # same version, another commit
+        Deployed("d3", commit_sha=a.upper(), version="1.1"),  # back to commit a
+    ]
+
+    assert failed(detect(deployments)) == {"d2": ["rollback"]}
+
+
+def test_deployments_without_sha_or_version_are_never_rollbacks():
+    assert detect([Deployed("d1"), Deployed("d2"), Deployed("d3")]) == {}
+
+
+@pytest.mark.parametrize("version", ["2.1-hotfix", "HOTFIX-2.1", "2.1 hotfix 3"])
+def test_a_hotfix_version_rolls_forward_over_the_deployment_before(version):
+    verdicts = detect(history("2.0", "2.1", version))
+
+    assert failed(verdicts) == {"d2": ["hotfix"]}
+    [reason] = verdicts["d2"].reasons
+    assert (reason.remediated_by, reason.remediation_type) == ("d3", "rollforward")
+    assert rework(verdicts) == {"d3": ["d2"]}
+
+
+def test_hotfix_must_be_a_word():
+    assert detect(history("2.0", "hotfixes-are-planned", "nothotfix")) == {}
+
+
+def test_a_hotfix_commit_subject_rolls_forward_and_the_pattern_can_change():
+    deployments = [
+        Deployed("d1", version="1"),
+        Deployed("d2", version="2"),
+        Deployed("d3", version="3", commits=(Shipped("c" * 40, "fix: Hotfix for checkout"),)),
+    ]
+
+    assert failed(detect(deployments)) == {"d2": ["hotfix"]}
+    assert detect(deployments, hotfix=r"(?i)\burgent\b") == {}
+
+
+def test_a_first_deployment_that_is_a_hotfix_fails_nothing():
+    assert detect(history("hotfix-1")) == {}
+
+
+def test_a_revert_fails_the_deployment_that_first_shipped_the_commit():
+    bad = "b" * 40
+    deployments = [
+        Deployed("d1", version="1", commits=(Shipped(bad, "feat: new cache"),)),
+        Deployed("d2", version="2", commits=(Shipped("c" * 40, "docs"),)),
+        Deployed("d3", version="3", commits=(Shipped("d" * 40, 'Revert "feat"', bad),)),
+    ]
+
+    verdicts = detect(deployments)
+
+    assert failed(verdicts) == {"d1": ["revert"]}
+    [reason] = verdicts["d1"].reasons
+    assert (reason.remediated_by, reason.remediation_type) == ("d3", "rollforward")
+
+
+def test_a_revert_naming_an_abbreviated_sha_still_finds_the_deployment():
+    bad = "1234567" + "e" * 33
+    deployments = [
+        Deployed("d1", commits=(Shipped(bad),)),
+        Deployed("d2", commits=(Shipped("f" * 40, "Revert", "1234567"),)),
+    ]
+
+    assert failed(detect(deployments)) == {"d1": ["revert"]}
+
+
+def test_a_revert_of_a_commit_no_deployment_shipped_fails_nothing():
+    deployments = [Deployed("d1"), Deployed("d2", commits=(Shipped("f" * 40, "R", "0" * 40),))]
+
+    assert detect(deployments) == {}
+
+
+def test_linked_incidents_fail_the_deployment_without_a_remediation():
+    verdicts = detect([Deployed("d1"), Deployed("d2", incidents=("i1", "i2"))])
+
+    assert failed(verdicts) == {"d2": ["incident", "incident"]}
+    assert verdicts["d2"].remediations == []
+
+
+def test_one_deployment_failed_by_several_rules_is_one_failure_with_every_reason():
+    deployments = [
+        Deployed("d1", version="1"),
+        Deployed("d2", version="2", incidents=("i1",)),
+        Deployed("d3", version="3-hotfix"),
+        Deployed("d4", version="1"),
+    ]
+
+    verdicts = detect(deployments)
+
+    assert failed(verdicts) == {"d2": ["incident", "hotfix", "rollback"]}  # as they came
+    assert verdicts["d2"].remediations == [("d3", "rollforward"), ("d4", "rollback")]
+    assert rework(verdicts) == {"d3": ["d2"], "d4": ["d2"]}
+
+
+def test_a_stable_mark_clears_what_the_rules_found_and_its_remediation_is_no_rework():
+    deployments = history("v1", "v2", "v3", "v1")
+    deployments[1] = Deployed("d2", version="v2", mark=Mark(failed=False))
+
+    verdicts = detect(deployments)
+
+    assert failed(verdicts) == {}
+    assert verdicts["d2"].cleared
+    assert rework(verdicts) == {}
+
+
+def test_a_failed_mark_names_its_remediation_by_id_or_by_version():
+    by_id = history("1", "2", "3")
+    by_id[0] = Deployed("d1", version="1", mark=Mark(True, remediation_id="d3"))
+    by_version = history("1", "2", "3")
+    by_version[0] = Deployed("d1", version="1", mark=Mark(True, remediation_version="2"))
+
+    for deployments, remediation in ((by_id, "d3"), (by_version, "d2")):
+        verdicts = detect(deployments)
+        assert failed(verdicts) == {"d1": ["manual"]}
+        assert verdicts["d1"].remediations == [(remediation, "rollforward")]
+        assert rework(verdicts) == {remediation: ["d1"]}
+
+
+def test_a_failed_mark_without_a_remediation_is_a_failure_not_yet_remediated():
+    deployments = [Deployed("d1", mark=Mark(True)), Deployed("d2")]
+
+    verdicts = detect(deployments)
+
+    assert failed(verdicts) == {"d1": ["manual"]}
+    assert verdicts["d1"].remediations == []
+
+
+@pytest.mark.parametrize(
+    ("message", "sha"),
+    [
+        ('Revert "x"\n\nThis reverts commit ' + "A" * 40 + ".", "a" * 40),
+        ("This reverts commit 1234567.", "1234567"),
+        ("Reverts nothing", None),
+        ("This reverts commit xyz.", None),
+    ],
+)
+def test_the_reverted_commit_is_read_from_the_message_git_writes(message, sha):
+    assert reverted_sha(message) == sha
