@@ -986,3 +986,71 @@ def test_nanoseconds_are_kept_end_to_end(dora, db_path, tmp_path, respx_router, 
     assert record["commits"] == [
         {"sha": "a" * 40, "committed_at": "2026-11-01T17:12:00.000000001Z"}
     ]
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "csv"])
+def test_commit_subjects_and_reverts_round_trip(dora, tmp_path, fmt, monkeypatch, frozen_now):
+    shipped = [
+        {"sha": SHA, "committed_at": "2026-10-31T18:00:00Z", "subject": "Hotfix: a@b; c\\d"},
+        {
+            "sha": OTHER_SHA,
+            "committed_at": "2026-10-31T19:00:00Z",
+            "subject": 'Revert "feat: cache"',
+            "reverts": "c" * 40,
+        },
+        {"sha": "d" * 40, "committed_at": "2026-10-31T20:00:00Z", "reverts": "1234567"},
+        {"sha": "e" * 40, "committed_at": "2026-10-31T21:00:00Z"},
+    ]
+    records = [
+        {"type": "deployment", "id": "deploy-with-subjects", "service": "api",
+         "started_at": "2026-11-01T10:00:00Z", "finished_at": "2026-11-01T10:05:00Z",
+         "commits": shipped},
+    ]  # fmt: skip
+    monkeypatch.setenv("DORA_DB", str(tmp_path / "first.db"))
+    assert dora("import", str(write_ndjson(tmp_path / "in.ndjson", records))).exit_code == 0
+    first = dora("export", "--format", fmt, "--output", str(tmp_path / f"first.{fmt}"))
+    monkeypatch.setenv("DORA_DB", str(tmp_path / "second.db"))
+    imported = dora("import", str(tmp_path / f"first.{fmt}"))
+    second = dora("export", "--format", fmt)
+
+    assert (first.exit_code, imported.exit_code) == (0, 0), imported.stderr
+    assert second.stdout == (tmp_path / f"first.{fmt}").read_text()
+    stored = rows(
+        tmp_path / "second.db",
+        "SELECT sha, subject, reverts FROM deployment_commits ORDER BY committed_at",
+    )
+    assert stored == [
+        {"sha": c["sha"], "subject": c.get("subject"), "reverts": c.get("reverts")} for c in shipped
+    ]
+    if fmt == "csv":
+        assert (
+            f"{SHA}@2026-10-31T18:00:00Z@@Hotfix: a@b\\; c\\\\d;"
+            f'{OTHER_SHA}@2026-10-31T19:00:00Z@{"c" * 40}@Revert ""feat: cache""'
+        ) in second.stdout
+
+
+def test_a_commit_with_a_bad_subject_or_reverts_is_an_invalid_record(dora, db_path, tmp_path):
+    base = {"type": "deployment", "service": "api", "started_at": "2026-11-01T10:00:00Z",
+            "finished_at": "2026-11-01T10:05:00Z"}  # fmt: skip
+    commit = {"sha": SHA, "committed_at": "2026-10-31T18:00:00Z"}
+    path = write_ndjson(
+        tmp_path / "bad.ndjson",
+        [
+            {**base, "commits": [{**commit, "subject": "two\nlines"}]},
+            {**base, "commits": [{**commit, "reverts": "not-a-sha"}]},
+            {**base, "commits": [{**commit, "author": "someone"}]},
+        ],
+    )
+
+    result = dora("import", str(path))
+
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[:3] == [
+        f"dora: error: {path}:1: commits: commit {SHA[:12]}: the subject is one line of at "
+        "most 1,024",
+        f"dora: error: {path}:2: commits: commit {SHA[:12]}: reverts is the SHA of a commit "
+        "(7 to 64 hex)",
+        f"dora: error: {path}:3: commits: each commit has a sha and a committed_at, and may "
+        "have a subject and the sha it reverts, only",
+    ]
+    assert not db_path.exists()

@@ -550,8 +550,8 @@ def test_shipped_commits_are_newest_first_without_merges_with_committer_dates(re
 
     assert gitmeta.shipped_commits(merge, base, cwd=repo) == (
         [
-            gitmeta.Commit(main, at("2026-11-02T06:00:00Z")),
-            gitmeta.Commit(side, at("2026-11-02T00:00:00Z")),
+            gitmeta.Commit(main, at("2026-11-02T06:00:00Z"), "change"),
+            gitmeta.Commit(side, at("2026-11-02T00:00:00Z"), "change"),
         ],
         None,
     )
@@ -688,3 +688,66 @@ def test_a_backfill_takes_its_commits_from_a_later_deployment_past_one_without_a
 
     assert shipped(db_path, backfill) == [(x, ns("2026-11-02T00:00:00Z"))]
     assert shipped(db_path, later) == [(y, ns("2026-11-03T00:00:00Z"))]
+
+
+def test_shipped_commits_carry_their_subject_and_the_commit_they_revert(repo):
+    base = git(repo, "rev-parse", "HEAD")
+    feature = commit(repo, "2026-11-02T00:00:00Z", "feat: a cache\n\nwith a body\x1fand odd bytes")
+    # the message git revert writes
+    revert = commit(
+        repo, "2026-11-02T04:00:00Z", f'Revert "feat: a cache"\n\nThis reverts commit {feature}.'
+    )
+    hotfix = commit(repo, "2026-11-02T08:00:00Z", "Hotfix: checkout 500s")
+
+    commits, warning = gitmeta.shipped_commits(hotfix, base, cwd=repo)
+
+    assert warning is None
+    assert [(c.sha, c.subject, c.reverts) for c in commits] == [
+        (hotfix, "Hotfix: checkout 500s", None),
+        (revert, 'Revert "feat: a cache"', feature),
+        (feature, "feat: a cache", None),
+    ]
+
+
+def test_a_subject_in_another_encoding_is_kept_as_text(repo):
+    base = git(repo, "rev-parse", "HEAD")
+    latin = dated_git(
+        repo,
+        "2026-11-02T00:00:00Z",
+        "-c",
+        "i18n.commitEncoding=ISO-8859-1",
+        "commit",
+        "--quiet",
+        "--allow-empty",
+        "-m",
+        os.fsdecode(b"caf\xe9 fix"),  # the byte 0xE9: Latin-1, as the header says
+    )
+    undeclared = commit(repo, "2026-11-02T01:00:00Z", os.fsdecode(b"na\xefve"))
+
+    commits, _ = gitmeta.shipped_commits(undeclared, base, cwd=repo)
+
+    undeclared_subject, latin_subject = (c.subject for c in commits)
+    assert latin_subject == "caf\u00e9 fix"
+    # git may read undeclared bytes as Latin-1 or leave them for dora to replace: text
+    assert undeclared_subject in ("na\u00efve", "na\ufffdve")
+    assert latin == commits[1].sha
+
+
+def test_a_deployment_records_the_subject_and_reverted_commit_of_what_it_ships(dora, db_path, repo):
+    recorded(deploy(dora, finished="2026-11-01T01:00:00Z"))
+    feature = commit(repo, "2026-11-02T00:00:00Z", "feat: a cache")
+    revert = commit(
+        repo, "2026-11-02T06:00:00Z", f'Revert "feat: a cache"\n\nThis reverts commit {feature}.'
+    )
+
+    second = recorded(deploy(dora, finished="2026-11-03T00:00:00Z"))
+
+    assert rows(
+        db_path,
+        "SELECT sha, subject, reverts FROM deployment_commits WHERE deployment_id = ? "
+        "ORDER BY committed_at",
+        (second,),
+    ) == [
+        {"sha": feature, "subject": "feat: a cache", "reverts": None},
+        {"sha": revert, "subject": 'Revert "feat: a cache"', "reverts": feature},
+    ]

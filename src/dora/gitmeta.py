@@ -189,6 +189,14 @@ MAX_COMMITS = 5000
 class Commit(NamedTuple):
     sha: str
     committed_at: datetime  # the committer date: when the change landed on its branch
+    #: its message's first line, for the hotfix rule and for people (at most SUBJECT chars)
+    subject: str | None = None
+    #: the commit it reverts, when its message says so (``git revert`` writes it)
+    reverts: str | None = None
+
+
+#: The longest commit subject kept; a longer one is cut (it is a line, not a report).
+SUBJECT = 1024
 
 
 def shipped_commits(
@@ -225,7 +233,9 @@ def shipped_commits(
             "log",
             "--no-merges",
             f"--max-count={MAX_COMMITS}",
-            "--format=%H %ct",
+            "--encoding=UTF-8",
+            "-z",  # entries end in NUL: a message may hold any other character
+            "--format=%H %ct%x1f%s%x1f%b",
             sha,
             f"^{previous}",
             "--",
@@ -234,16 +244,25 @@ def shipped_commits(
         return None, None
     except _GitFailed as exc:
         return None, f"cannot list the commits deployed ({exc}), so no lead time is recorded"
+    from dora.failures import reverted_sha
+
     commits = []
-    for line in listing.splitlines():
-        commit_sha, _, stamp = line.partition(" ")
+    for entry in listing.split("\0"):
+        head, _, message = entry.strip("\n").partition("\x1f")
+        subject, _, body = message.partition("\x1f")
+        commit_sha, _, stamp = head.partition(" ")
+        if not commit_sha:
+            continue
         try:  # %ct is whole seconds; a commit git cannot date (empty, negative) is left out
             seconds = int(stamp)
             if seconds < 0:
                 raise ValueError(stamp)
-            commits.append(Commit(commit_sha, timeparse.from_ns(seconds * 10**9)))
+            when = timeparse.from_ns(seconds * 10**9)
         except (ValueError, OverflowError):
             log.debug("commit %s has no usable commit date (%r); left out", commit_sha, stamp)
+            continue
+        shown = subject.strip()[:SUBJECT] or None
+        commits.append(Commit(commit_sha, when, shown, reverted_sha(body)))
     if len(commits) == MAX_COMMITS:
         log.debug("the deployment ships more than %d commits; the newest are kept", MAX_COMMITS)
     return commits, None
@@ -323,7 +342,8 @@ def _run_git(cwd: str | os.PathLike[str] | None, *args: str) -> subprocess.Compl
             ["git", *args],
             cwd=cwd,
             capture_output=True,
-            text=True,
+            encoding="utf-8",
+            errors="replace",  # a message in another encoding is not a reason to fail
             timeout=_GIT_TIMEOUT,
             env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
             check=False,

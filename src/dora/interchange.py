@@ -5,10 +5,13 @@ One record per event, with the events' own field names and a ``type``::
     {"type": "deployment", "id": "...", "service": "api", "env": "prod",
      "started_at": "2026-11-02T09:00:00Z", "finished_at": "2026-11-02T09:05:00Z",
      "git": {"repository_url": "...", "commit_sha": "..."}, "custom_tags": ["a:b"],
-     "commits": [{"sha": "...", "committed_at": "2026-11-01T17:12:00Z"}]}
+     "commits": [{"sha": "...", "committed_at": "2026-11-01T17:12:00Z",
+                  "subject": "fix: ...", "reverts": "..."}]}
 
-CSV has one column per field (``CSV_COLUMNS``; ``git.repository_url`` and ``git.commit_sha``
-for the nested ones); ``services``, ``custom_tags`` and ``commits`` (``SHA@TIME``) hold
+A commit's ``subject`` (its message's first line) and ``reverts`` (the commit it reverts)
+may be left out. CSV has one column per field (``CSV_COLUMNS``; ``git.repository_url`` and
+``git.commit_sha`` for the nested ones); ``services``, ``custom_tags`` and ``commits``
+(``SHA@TIME``, or ``SHA@TIME@REVERTS@SUBJECT`` with either of the last two empty) hold
 their items separated by ``;``, and an item's own ``;`` or ``\\`` is escaped with ``\\``.
 An empty cell is an absent field.
 
@@ -26,6 +29,7 @@ import hashlib
 import heapq
 import json
 import pickle
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -216,8 +220,24 @@ def _from_cells(cells: dict[str, str]) -> dict[str, Any]:
 
 
 def _commit_cell(item: str) -> dict[str, str]:
-    sha, at, when = item.partition("@")
-    return {"sha": sha, "committed_at": when} if at else {"sha": sha}
+    """``SHA@TIME``, or ``SHA@TIME@REVERTS@SUBJECT`` (a subject may hold ``@``)."""
+    sha, at, rest = item.partition("@")
+    if not at:
+        return {"sha": sha}
+    when, more, rest = rest.partition("@")
+    commit = {"sha": sha, "committed_at": when}
+    if more:
+        reverts, _, subject = rest.partition("@")
+        commit.update({k: v for k, v in (("reverts", reverts), ("subject", subject)) if v})
+    return commit
+
+
+def _commit_text(commit: dict[str, str]) -> str:
+    """A commit as a CSV list item: what ``_commit_cell`` reads."""
+    text = f"{commit['sha']}@{commit['committed_at']}"
+    if "reverts" in commit or "subject" in commit:
+        text += f"@{commit.get('reverts', '')}@{commit.get('subject', '')}"
+    return text
 
 
 def split_list(cell: str) -> list[str]:
@@ -287,8 +307,12 @@ def _commits(value: Any) -> list[Commit]:
 
     found = []
     for item in value:
-        if not isinstance(item, dict) or set(item) != {"sha", "committed_at"}:
-            raise InvalidEvent("commits", "each commit has a sha and a committed_at, only")
+        if not isinstance(item, dict) or not {"sha", "committed_at"} <= set(item) <= _COMMIT:
+            raise InvalidEvent(
+                "commits",
+                "each commit has a sha and a committed_at, and may have a "
+                "subject and the sha it reverts, only",
+            )
         sha, when = item["sha"], item["committed_at"]
         _fixed_time("commits", when)
         if not isinstance(sha, str) or not SHA_PATTERN.fullmatch(sha):
@@ -302,8 +326,34 @@ def _commits(value: Any) -> list[Commit]:
                 raise ValueError(f"{json.dumps(when)} is not a time")
         except ValueError as exc:
             raise InvalidEvent("commits", f"commit {sha[:12]}: {exc}") from None
-        found.append(Commit(sha.lower(), moment))
+        found.append(Commit(sha.lower(), moment, *_message(sha, item)))
     return found
+
+
+_COMMIT = {"sha", "committed_at", "subject", "reverts"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ABBREVIATED_SHA = re.compile(r"[0-9a-fA-F]{7,64}")
+
+
+def _message(sha: str, item: dict[str, Any]) -> tuple[str | None, str | None]:
+    """A commit's subject (one line, at most ``gitmeta.SUBJECT`` characters) and the commit
+    it reverts (7 to 64 hex digits), as a record gives them."""
+    from dora.gitmeta import SUBJECT
+
+    subject, reverts = item.get("subject"), item.get("reverts")
+    if subject is not None:
+        if not isinstance(subject, str) or _CONTROL.search(subject) or len(subject) > SUBJECT:
+            raise InvalidEvent(
+                "commits", f"commit {sha[:12]}: the subject is one line of at most {SUBJECT:,}"
+            )
+        subject = subject.strip() or None
+    if reverts is not None:
+        if not isinstance(reverts, str) or not _ABBREVIATED_SHA.fullmatch(reverts):
+            raise InvalidEvent(
+                "commits", f"commit {sha[:12]}: reverts is the SHA of a commit (7 to 64 hex)"
+            )
+        reverts = reverts.lower()
+    return subject, reverts
 
 
 def derived_id(event: Event) -> str:
@@ -361,25 +411,30 @@ class Loaded:
         self.close()
 
 
-_Frozen = tuple[dict[str, Any], list[str] | None, list[tuple[str, int]] | None]
+_Frozen = tuple[dict[str, Any], list[str] | None, list[tuple[Any, ...]] | None]
 
 
 def _frozen(event: Event, commits: list[Commit] | None) -> _Frozen:
     services = event.services if isinstance(event, Incident) else None
     shipped = (
-        None if commits is None else [(c.sha, timeparse.to_ns(c.committed_at)) for c in commits]
+        None
+        if commits is None
+        else [(c.sha, timeparse.to_ns(c.committed_at), c.subject, c.reverts) for c in commits]
     )
     return event_row(event), services, shipped
 
 
 def _thawed(
-    row: dict[str, Any], services: list[str] | None, commits: list[tuple[str, int]] | None
+    row: dict[str, Any], services: list[str] | None, commits: list[tuple[Any, ...]] | None
 ) -> tuple[Event, list[Commit] | None]:
     """The event of a row ``_frozen`` made from a valid one (so not validated again)."""
     event = deployment_from_row(row) if services is None else incident_from_row(row, services)
     if commits is None:
         return event, None
-    return event, [Commit(sha, timeparse.from_ns(at)) for sha, at in commits]
+    return event, [
+        Commit(sha, timeparse.from_ns(at), subject, reverts)
+        for sha, at, subject, reverts in commits
+    ]
 
 
 def load(
@@ -488,7 +543,8 @@ def _deployment_records(
         store,
         "SELECT d.id, d.service, d.env, d.version, d.team, d.started_at, d.finished_at, "
         "d.repository_url, d.commit_sha, d.custom_tags FROM deployments d",
-        "SELECT c.deployment_id, c.sha, c.committed_at FROM deployment_commits c "
+        "SELECT c.deployment_id, c.sha, c.committed_at, c.subject, c.reverts "
+        "FROM deployment_commits c "
         "JOIN deployments d ON d.id = c.deployment_id",
         "c.committed_at, c.sha",
         deployments_matching((), filters),
@@ -496,7 +552,15 @@ def _deployment_records(
         alias="d",
     )
     for row, commits in found:
-        shipped = [{"sha": sha, "committed_at": _iso(at)} for sha, at in commits]
+        shipped = [
+            {
+                "sha": sha,
+                "committed_at": _iso(at),
+                **({"subject": subject} if subject is not None else {}),
+                **({"reverts": reverts} if reverts is not None else {}),
+            }
+            for sha, at, subject, reverts in commits
+        ]
         yield _record("deployment", row, service=row[1], commits=shipped)
 
 
@@ -612,9 +676,7 @@ def write_csv(records: Iterable[dict[str, Any]], out: IO[str]) -> int:
             "git.commit_sha": git.get("commit_sha"),
             "services": join_list(record.get("services", [])),
             "custom_tags": join_list(record.get("custom_tags", [])),
-            "commits": join_list(
-                f"{c['sha']}@{c['committed_at']}" for c in record.get("commits", [])
-            ),
+            "commits": join_list(_commit_text(c) for c in record.get("commits", [])),
         }
         writer.writerow(["" if cells.get(name) is None else cells[name] for name in CSV_COLUMNS])
         count += 1

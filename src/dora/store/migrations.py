@@ -146,11 +146,29 @@ def m004_strip_repository_credentials(db: Connection) -> None:
             )
 
 
+#: m005 for both engines: SQL the two understand alike.
+M005_COMMIT_MESSAGES = (
+    "ALTER TABLE deployment_commits ADD COLUMN subject TEXT",
+    "ALTER TABLE deployment_commits ADD COLUMN reverts TEXT",
+    "CREATE INDEX deployment_commits_reverts ON deployment_commits (reverts) "
+    "WHERE reverts IS NOT NULL",
+)
+
+
+def m005_commit_messages(db: Connection) -> None:
+    """What change-failure detection reads of each shipped commit: its subject (the hotfix
+    rule) and the commit it reverts (the revert rule). Commits recorded before have
+    neither."""
+    for statement in M005_COMMIT_MESSAGES:
+        db.execute(statement)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     ("m001_initial", m001_initial),
     ("m002_outbox", m002_outbox),
     ("m003_deployment_commits", m003_deployment_commits),
     ("m004_strip_repository_credentials", m004_strip_repository_credentials),
+    ("m005_commit_messages", m005_commit_messages),
 )
 
 

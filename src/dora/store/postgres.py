@@ -364,6 +364,7 @@ MIGRATIONS: tuple[tuple[str, tuple[_Step, ...]], ...] = (
         ),
     ),
     ("m004_strip_repository_credentials", (migrations.m004_strip_repository_credentials,)),
+    ("m005_commit_messages", migrations.M005_COMMIT_MESSAGES),
 )
 
 #: The tables dora makes: found without ``dora_migrations``, they are someone else's.

@@ -319,14 +319,15 @@ class SQLStore(Store):
             [(d.id,) for d, _ in shipping],
         )
         commits = [
-            (d.id, c.sha, timeparse.to_ns(c.committed_at))
+            (d.id, c.sha, timeparse.to_ns(c.committed_at), c.subject, c.reverts)
             for d, shipped in shipping
             for c in shipped
         ]
         if commits:
             db.executemany(
-                "INSERT INTO deployment_commits (deployment_id, sha, committed_at) "
-                "VALUES (?, ?, ?) ON CONFLICT (deployment_id, sha) DO NOTHING",
+                "INSERT INTO deployment_commits "
+                "(deployment_id, sha, committed_at, subject, reverts) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (deployment_id, sha) DO NOTHING",
                 commits,
             )
         self._credit_once(db, [(d, [c.sha for c in shipped]) for d, shipped in shipping])
@@ -344,7 +345,7 @@ class SQLStore(Store):
         env, env_params = _same_env("d.env", event.env)
         earlier: set[str] = set()
         for start in range(0, len(shipped), CHUNK):
-            part = [sha for sha, _ in shipped[start : start + CHUNK]]
+            part = [commit[0] for commit in shipped[start : start + CHUNK]]
             earlier.update(
                 sha
                 for (sha,) in db.execute(
@@ -385,7 +386,7 @@ def _chunks(items: Iterable[_Item], size: int) -> Iterator[list[_Item]]:
         yield chunk
 
 
-_Stored = tuple[dict[str, Any], list[str], list[tuple[str, int]] | None]
+_Stored = tuple[dict[str, Any], list[str], list[tuple[Any, ...]] | None]
 
 
 def _stored(db: Connection, event: Event, *, with_commits: bool) -> _Stored | None:
@@ -408,10 +409,10 @@ def _stored(db: Connection, event: Event, *, with_commits: bool) -> _Stored | No
         ]
     elif with_commits:
         commits = [
-            (sha, committed_at)
-            for sha, committed_at in db.execute(
-                "SELECT sha, committed_at FROM deployment_commits WHERE deployment_id = ? "
-                "ORDER BY sha",
+            tuple(found)
+            for found in db.execute(
+                "SELECT sha, committed_at, subject, reverts FROM deployment_commits "
+                "WHERE deployment_id = ? ORDER BY sha",
                 (event.id,),
             )
         ]
@@ -421,7 +422,10 @@ def _stored(db: Connection, event: Event, *, with_commits: bool) -> _Stored | No
 def _as_stored(event: Event, commits: Sequence[Commit] | None) -> _Stored:
     shipped = None
     if commits is not None and isinstance(event, Deployment):
-        shipped = sorted({(c.sha, timeparse.to_ns(c.committed_at)) for c in commits})
+        first: dict[str, tuple[str, int, str | None, str | None]] = {}
+        for c in commits:  # as the store keeps them: the first of each SHA
+            first.setdefault(c.sha, (c.sha, timeparse.to_ns(c.committed_at), c.subject, c.reverts))
+        shipped = sorted(first.values())
     services = event.services if isinstance(event, Incident) else []
     return event_row(event), list(services), shipped
 
