@@ -187,3 +187,104 @@ def test_a_failed_mark_without_a_remediation_is_a_failure_not_yet_remediated():
 )
 def test_the_reverted_commit_is_read_from_the_message_git_writes(message, sha):
     assert reverted_sha(message) == sha
+
+
+# --- the store keeps the rules' effects, whatever order deployments arrive in ---------------
+
+import random  # noqa: E402
+
+from conftest import rows  # noqa: E402
+from dora import failures, timeparse  # noqa: E402
+from dora.events import Deployment, build  # noqa: E402
+from dora.gitmeta import Commit  # noqa: E402
+from dora.store import open_store  # noqa: E402
+
+
+def random_history(seed: int, size: int = 12):
+    """Deployments of api/prod with versions and SHAs that repeat, hotfixes, and commits
+    that revert commits of earlier deployments: (event, commits, as the rules read it)."""
+    rng = random.Random(seed)
+    made = []
+    shipped: list[str] = []
+    for n in range(size):
+        finished = 1_790_000_000 + n * 3600 + rng.choice([0, 0, 0, 1800])
+        version = rng.choice(["1.0", "1.1", "1.2", "1.3-hotfix", None])
+        sha = rng.choice([None, "a" * 40, "b" * 40, "c" * 40, f"{n:040x}"])
+        commits = []
+        for k in range(rng.randrange(3)):
+            commit_sha = f"{(n + 1) * 1000 + k:040x}"
+            reverts = rng.choice(shipped) if shipped and rng.random() < 0.3 else None
+            subject = rng.choice(["feat: x", "Hotfix: y", "fix: z", 'Revert "x"'])
+            at = timeparse.from_ns((finished - 600 - k) * 10**9)
+            commits.append(
+                Commit(commit_sha, at, subject, reverts[: rng.choice([7, 40])] if reverts else None)
+            )
+        shipped += [c.sha for c in commits]
+        event = build(
+            Deployment,
+            {
+                "id": f"deploy-random-{seed:03d}-{n:03d}",
+                "service": "api",
+                "env": "prod",
+                "version": version,
+                "started_at": timeparse.from_ns((finished - 60) * 10**9),
+                "finished_at": timeparse.from_ns(finished * 10**9),
+                "git": {"commit_sha": sha} if sha else None,
+            },
+        )
+        made.append((event, commits))
+    return made
+
+
+def expected_effects(made) -> set[tuple[str, str, str, str]]:
+    ordered = sorted(made, key=lambda item: (timeparse.to_ns(item[0].finished_at), item[0].id))
+    history = [
+        failures.Deployed(
+            event.id,
+            event.git.commit_sha if event.git else None,
+            event.version,
+            tuple(failures.Shipped(c.sha, c.subject, c.reverts) for c in commits),
+        )
+        for event, commits in ordered
+    ]
+    return {(e.remediated_by, e.failed, e.rule, e.detail) for e in failures.scan(history)}
+
+
+def stored_effects(db) -> set[tuple[str, str, str, str]]:
+    return {
+        (r["cause_id"], r["failed_id"], r["rule"], r["detail"])
+        for r in rows(db, "SELECT * FROM change_failures")
+    }
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_store_keeps_the_effects_of_the_history_in_time_order(store_db, seed):
+    made = random_history(seed)
+    arrival = random.Random(seed).sample(made, len(made))  # late, early, in any order
+
+    with open_store(store_db) as store:
+        for event, commits in arrival:
+            store.save(event, commits=commits)
+
+    assert stored_effects(store_db) == expected_effects(made)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_an_import_keeps_the_same_effects(store_db, seed):
+    made = random_history(seed)
+
+    with open_store(store_db) as store:
+        store.save_many(random.Random(seed).sample(made, len(made)))
+
+    assert stored_effects(store_db) == expected_effects(made)
+
+
+def test_recording_in_time_order_takes_the_quick_way_with_the_same_effects(store_db):
+    made = random_history(99, size=30)
+
+    with open_store(store_db) as store:
+        for event, commits in sorted(made, key=lambda item: item[0].finished_at):
+            store.save(event, commits=commits)
+
+    assert stored_effects(store_db) == expected_effects(made)
+    assert stored_effects(store_db)  # the history has some failures to find

@@ -383,7 +383,7 @@ def test_explain_lists_the_events_behind_each_group(fixture_store):
 
 def random_store(path: Path, seed: int) -> Path:
     """A store of random deployments and incidents over November, open ones among them."""
-    rng = random.Random(seed)  # noqa: S311 - test data
+    rng = random.Random(seed)
     start = parse_timestamp("2026-11-01T00:00:00Z")
     services, teams, envs = ["api", "web", "db"], ["edge", "data", None], ["prod", "staging"]
     with open_store(path) as store:

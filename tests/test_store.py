@@ -44,6 +44,7 @@ def test_a_new_store_is_created_with_its_directories_in_wal_mode(tmp_path):
             ("m003_deployment_commits",),
             ("m004_strip_repository_credentials",),
             ("m005_commit_messages",),
+            ("m006_change_failures",),
         ]
 
 

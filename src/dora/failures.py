@@ -28,7 +28,7 @@ A deployment that remediates a failure that stands is *rework* (deployment rewor
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 #: Datadog's default rollforward rule for hotfixes: the word, in any case.
@@ -110,73 +110,142 @@ class Verdict:
         return list(found.items())
 
 
-def detect(
-    history: Sequence[Deployed], *, hotfix: str | re.Pattern[str] = HOTFIX
-) -> dict[str, Verdict]:
-    """The verdict on each deployment of ``history`` (one service and env, in the order
-    the deployments finished) that failed, was cleared, or remediates a failure. A
-    deployment missing from the answer neither failed nor remediated anything."""
+@dataclass(frozen=True)
+class Effect:
+    """What the arrival of one deployment shows about an earlier one: that it failed, by
+    which rule, remediated by the deployment that arrived."""
+
+    failed: str
+    rule: str  # "rollback", "hotfix" or "revert"
+    remediated_by: str
+    remediation_type: str  # "rollback" or "rollforward"
+    detail: str
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the rules need to know of the deployments before one, in its history: the one
+    just before; the latest earlier deployment of the same SHA or version (a rollback's
+    target) and the one right after it; and, for each commit a shipped commit reverts
+    (as the revert names it), the first deployment that shipped it. A store finds each with
+    an index; ``scan`` keeps them as it goes."""
+
+    previous: Deployed | None = None
+    rollback_target: Deployed | None = None
+    after_target: Deployed | None = None
+    shippers: Mapping[str, Deployed] = field(default_factory=dict)
+
+
+def effects(
+    deployed: Deployed, context: Context, *, hotfix: str | re.Pattern[str] = HOTFIX
+) -> list[Effect]:
+    """The failures the arrival of ``deployed`` shows, in the order of the rules: the one
+    place the rollback, hotfix and revert rules are written."""
     pattern = re.compile(hotfix) if isinstance(hotfix, str) else hotfix
-    verdicts: dict[str, Verdict] = {}
-    position = {deployed.id: n for n, deployed in enumerate(history)}
+    found: list[Effect] = []
+    key, previous = deployment_key(deployed), context.previous
+    # rollback: back to an earlier SHA or version, not the one just before
+    if (
+        key is not None
+        and previous is not None
+        and key != deployment_key(previous)
+        and context.rollback_target is not None
+        and context.after_target is not None
+    ):
+        found.append(
+            Effect(
+                context.after_target.id,
+                "rollback",
+                deployed.id,
+                ROLLBACK,
+                f"rolled back by {deployed.id} to {_shown(key)}, deployed by "
+                f"{context.rollback_target.id}",
+            )
+        )
+    # hotfix: a rollforward over the deployment just before
+    if previous is not None and (why := _hotfix(deployed, pattern)):
+        found.append(
+            Effect(previous.id, "hotfix", deployed.id, ROLLFORWARD, f"{deployed.id} {why}")
+        )
+    # revert: a rollforward over the deployment that first shipped the reverted commit (one
+    # effect on it however many of its commits are reverted: the first names it)
+    reverted: set[str] = set()
+    for commit in deployed.commits:
+        shipper = context.shippers.get(commit.reverts) if commit.reverts else None
+        if shipper is not None and shipper.id != deployed.id and shipper.id not in reverted:
+            reverted.add(shipper.id)
+            subject = f" ({commit.subject})" if commit.subject else ""
+            found.append(
+                Effect(
+                    shipper.id,
+                    "revert",
+                    deployed.id,
+                    ROLLFORWARD,
+                    f"commit {(commit.reverts or '')[:12]} it shipped was reverted by "
+                    f"{commit.sha[:12]}{subject}, shipped by {deployed.id}",
+                )
+            )
+    return found
 
-    def fail(n: int, reason: Reason) -> None:
-        verdict = verdicts.setdefault(history[n].id, Verdict())
-        verdict.failed = True
-        if reason not in verdict.reasons:
-            verdict.reasons.append(reason)
 
+def scan(history: Sequence[Deployed], *, hotfix: str | re.Pattern[str] = HOTFIX) -> list[Effect]:
+    """Every effect in ``history`` (one service and env, in the order the deployments
+    finished), in that order: what a store keeps, deployment by deployment."""
+    pattern = re.compile(hotfix) if isinstance(hotfix, str) else hotfix
+    found: list[Effect] = []
     last_of_key: dict[tuple[str, str], int] = {}
     first_shipped: dict[str, int] = {}
-    previous_key: tuple[str, str] | None = None
     for n, deployed in enumerate(history):
-        key = _key(deployed)
-        # rollback: back to an earlier SHA or version, not the one just before
-        if key is not None and key != previous_key and key in last_of_key:
-            target = last_of_key[key]
-            fail(
-                target + 1,
-                Reason(
-                    "rollback",
-                    deployed.id,
-                    ROLLBACK,
-                    f"rolled back by {deployed.id} to {_shown(key)}, deployed by "
-                    f"{history[target].id}",
-                ),
-            )
-        # hotfix: a rollforward over the deployment just before
-        if n and (why := _hotfix(deployed, pattern)):
-            fail(n - 1, Reason("hotfix", deployed.id, ROLLFORWARD, f"{deployed.id} {why}"))
-        # revert: a rollforward over the deployment that first shipped the reverted commit
+        key = deployment_key(deployed)
+        target = last_of_key.get(key) if key is not None else None
+        shippers = {}
         for commit in deployed.commits:
-            if commit.reverts is None:
-                continue
-            shipped_at = _first_shipping(first_shipped, commit.reverts)
-            if shipped_at is not None and shipped_at < n:
-                subject = f" ({commit.subject})" if commit.subject else ""
-                fail(
-                    shipped_at,
-                    Reason(
-                        "revert",
-                        deployed.id,
-                        ROLLFORWARD,
-                        f"commit {commit.reverts[:12]} it shipped was reverted by "
-                        f"{commit.sha[:12]}{subject}, shipped by {deployed.id}",
-                    ),
-                )
-        for incident in deployed.incidents:
-            fail(n, Reason("incident", None, None, f"incident {incident} followed it"))
+            if (
+                commit.reverts
+                and (at := _first_shipping(first_shipped, commit.reverts)) is not None
+            ):
+                shippers[commit.reverts] = history[at]
+        context = Context(
+            previous=history[n - 1] if n else None,
+            rollback_target=history[target] if target is not None else None,
+            after_target=history[target + 1] if target is not None and target + 1 < n else None,
+            shippers=shippers,
+        )
+        found += effects(deployed, context, hotfix=pattern)
         for commit in deployed.commits:
             first_shipped.setdefault(commit.sha.lower(), n)
         if key is not None:
             last_of_key[key] = n
-        previous_key = key
+    return found
+
+
+def detect(
+    history: Sequence[Deployed], *, hotfix: str | re.Pattern[str] = HOTFIX
+) -> dict[str, Verdict]:
+    """The verdict on each deployment of ``history`` (one service and env, in the order
+    the deployments finished) that failed, was cleared, or remediates a failure: the rules'
+    effects, linked incidents, then manual marks over both. A deployment missing from the
+    answer neither failed nor remediated anything."""
+    verdicts: dict[str, Verdict] = {}
+    position = {deployed.id: n for n, deployed in enumerate(history)}
+    causes: dict[str, list[tuple[int, Reason]]] = {}
+    for effect in scan(history, hotfix=hotfix):
+        reason = Reason(effect.rule, effect.remediated_by, effect.remediation_type, effect.detail)
+        causes.setdefault(effect.failed, []).append((position[effect.remediated_by], reason))
+    for n, deployed in enumerate(history):
+        for incident in deployed.incidents:
+            reason = Reason("incident", None, None, f"incident {incident} followed it")
+            causes.setdefault(deployed.id, []).append((n, reason))
+    for failed_id, found in causes.items():
+        verdict = verdicts.setdefault(failed_id, Verdict(failed=True))
+        for _, reason in sorted(found, key=lambda item: item[0]):  # as they came
+            if reason not in verdict.reasons:
+                verdict.reasons.append(reason)
     _apply_marks(history, position, verdicts)
     for failed_id, verdict in list(verdicts.items()):
         if verdict.failed:
             for remediation, _ in verdict.remediations:
-                remediates = verdicts.setdefault(remediation, Verdict()).remediates
-                remediates.append(failed_id)
+                verdicts.setdefault(remediation, Verdict()).remediates.append(failed_id)
     return verdicts
 
 
@@ -220,11 +289,11 @@ def _named_remediation(
 def _is_rollback_to(history: Sequence[Deployed], n: int, remediation: str) -> bool:
     """Whether the deployment ``remediation`` deploys what was deployed before ``n``."""
     later = next((d for d in history[n + 1 :] if d.id == remediation), None)
-    key = _key(later) if later is not None else None
-    return key is not None and any(_key(d) == key for d in history[:n])
+    key = deployment_key(later) if later is not None else None
+    return key is not None and any(deployment_key(d) == key for d in history[:n])
 
 
-def _key(deployed: Deployed) -> tuple[str, str] | None:
+def deployment_key(deployed: Deployed) -> tuple[str, str] | None:
     """What a rollback compares: the commit SHA, else the version, else nothing."""
     if deployed.commit_sha:
         return ("sha", deployed.commit_sha.lower())
@@ -253,7 +322,11 @@ def _first_shipping(first_shipped: dict[str, int], reverted: str) -> int | None:
     abbreviation a hand-written revert message may give)."""
     if (found := first_shipped.get(reverted)) is not None:
         return found
-    if len(reverted) < 40:
-        matches = [n for sha, n in first_shipped.items() if sha.startswith(reverted)]
-        return min(matches) if matches else None
-    return None
+    matches = [n for sha, n in first_shipped.items() if _names(reverted, sha)]
+    return min(matches) if matches else None
+
+
+def _names(reverted: str, sha: str) -> bool:
+    """Whether a revert naming ``reverted`` (a full SHA, or the abbreviation a hand-written
+    message may give) names the commit ``sha``."""
+    return sha.lower().startswith(reverted) if len(reverted) < 40 else sha.lower() == reverted

@@ -163,12 +163,46 @@ def m005_commit_messages(db: Connection) -> None:
         db.execute(statement)
 
 
+#: m006 for both engines, but for the types of ids (``{id}``) and of times (``{time}``).
+M006_CHANGE_FAILURES = (
+    """CREATE TABLE change_failures (
+        cause_id {id} NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
+        failed_id {id} NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
+        rule TEXT NOT NULL,
+        remediation_type TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        PRIMARY KEY (cause_id, failed_id, rule)
+    )""",
+    "CREATE INDEX change_failures_failed_id ON change_failures (failed_id)",
+    """CREATE TABLE deployment_marks (
+        deployment_id {id} PRIMARY KEY REFERENCES deployments (id) ON DELETE CASCADE,
+        failed INTEGER NOT NULL,
+        remediation_id {id},
+        remediation_version TEXT,
+        remediation_type TEXT,
+        marked_at {time} NOT NULL
+    )""",
+    # a rollback's target by SHA (a version without SHA is found along the finish index)
+    "CREATE INDEX deployments_service_env_sha ON deployments (service, env, commit_sha)",
+)
+
+
+def m006_change_failures(db: sqlite3.Connection) -> None:
+    """Change failures on deployments (``dora.failures``): each effect of the rules as
+    deployments are recorded (``change_failures``: which deployment failed, by which rule,
+    shown by which deployment), the marks people give (``deployment_marks``), and the
+    index that finds a rollback's target."""
+    for statement in M006_CHANGE_FAILURES:
+        db.execute(statement.format(id="TEXT", time="INTEGER"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     ("m001_initial", m001_initial),
     ("m002_outbox", m002_outbox),
     ("m003_deployment_commits", m003_deployment_commits),
     ("m004_strip_repository_credentials", m004_strip_repository_credentials),
     ("m005_commit_messages", m005_commit_messages),
+    ("m006_change_failures", m006_change_failures),
 )
 
 

@@ -36,7 +36,7 @@ from dora.errors import NotFound, StoreError, UsageError
 from dora.events import Deployment
 from dora.redact import scrub
 from dora.store import migrations
-from dora.store.sql import Connection, Cursor, SQLStore
+from dora.store.sql import Connection, Cursor, History, SQLStore
 
 log = logging.getLogger(__name__)
 
@@ -172,9 +172,9 @@ class PostgresStore(SQLStore):
         # of LIKE's metacharacters an id can hold only "_"
         return "i.id LIKE ?", prefix.replace("_", "\\_") + "%"
 
-    def _lock_histories(self, db: Connection, deployments: Iterable[Deployment]) -> None:
+    def _lock_histories(self, db: Connection, histories: Iterable[History]) -> None:
         # in one order (of the lock keys), so that two writers never wait for each other
-        keys = sorted({_history_key(d.service, d.env) for d in deployments})
+        keys = sorted({_history_key(service, env) for service, env in histories})
         for key in keys:
             db.execute("SELECT pg_advisory_xact_lock(?)", (key,))
 
@@ -365,10 +365,20 @@ MIGRATIONS: tuple[tuple[str, tuple[_Step, ...]], ...] = (
     ),
     ("m004_strip_repository_credentials", (migrations.m004_strip_repository_credentials,)),
     ("m005_commit_messages", migrations.M005_COMMIT_MESSAGES),
+    (
+        "m006_change_failures",
+        tuple(
+            statement.format(id=_TEXT, time="BIGINT")
+            for statement in migrations.M006_CHANGE_FAILURES
+        ),
+    ),
 )
 
 #: The tables dora makes: found without ``dora_migrations``, they are someone else's.
-_TABLES = ("deployments", "incidents", "incident_services", "outbox", "deployment_commits")
+_TABLES = (
+    "deployments", "incidents", "incident_services", "outbox", "deployment_commits",
+    "change_failures", "deployment_marks",
+)  # fmt: skip
 
 
 def _applied(conn: psycopg.Connection[Any]) -> set[str] | None:

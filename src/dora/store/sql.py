@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from dora import timeparse
 from dora.events import Deployment, Event, Incident
+from dora.store import detection
 from dora.store.base import (
     Pending,
     PreviousCommit,
@@ -54,6 +55,8 @@ class Connection(Protocol):
 
 
 _Item = tuple[Event, Sequence["Commit"] | None]
+#: A deployment history: its service and env (None for none).
+History = tuple[str, str | None]
 
 #: Events written at a time by ``save_many``: one query finds which are stored already.
 CHUNK = 500
@@ -90,10 +93,10 @@ class SQLStore(Store):
         backfill takes its commits from the deployment recorded before it that shipped them.
         """
 
-    def _lock_histories(self, db: Connection, deployments: Iterable[Deployment]) -> None:
-        """Keep other writers off the histories (service and env) of ``deployments`` until
-        the transaction ends, where the engine lets several write at once: crediting commits
-        once reads the history it changes."""
+    def _lock_histories(self, db: Connection, histories: Iterable[History]) -> None:
+        """Keep other writers off these histories (service and env) until the transaction
+        ends, where the engine lets several write at once: crediting commits once and
+        finding change failures read the history they change."""
 
     def _bulk(self) -> AbstractContextManager[object]:
         """Engine settings for writing many rows at once."""
@@ -103,9 +106,21 @@ class SQLStore(Store):
         self, event: Event, *, queue: bool = False, commits: Sequence[Commit] | None = None
     ) -> None:
         with self._write() as db:
-            if commits is not None and isinstance(event, Deployment):
-                self._lock_histories(db, [event])
+            if not isinstance(event, Deployment):
+                self._write_events(db, [(event, commits)], time.time_ns())
+                _queue(db, event.kind, event.id, insert=queue)
+                return
+            histories = _histories(db, [event])
+            self._lock_histories(db, histories)
+            stored = db.execute(
+                f"SELECT {detection.FACTS} FROM deployments WHERE id = ?", (event.id,)
+            ).fetchone()
+            latest = stored is None and detection.is_latest(db, event)
             self._write_events(db, [(event, commits)], time.time_ns())
+            if latest:  # the common case: the effects of one deployment, at the end
+                detection.add(db, event)
+            elif stored is None or tuple(stored) != _facts(event) or commits is not None:
+                detection.rescan(db, histories, ordered_join=self.ORDERED_JOIN)
             _queue(db, event.kind, event.id, insert=queue)
 
     def save_many(
@@ -118,10 +133,12 @@ class SQLStore(Store):
         saved = Saved()
         now = time.time_ns()
         with self._bulk(), self._write(bulk=True) as db:
+            histories: set[History] = set()
             for chunk in _chunks(items, CHUNK):
-                self._save_chunk(db, chunk, saved, queue=queue, now=now)
+                histories |= self._save_chunk(db, chunk, saved, queue=queue, now=now)
                 if progress is not None:
                     progress(saved.total)
+            detection.rescan(db, histories, ordered_join=self.ORDERED_JOIN)
         return saved
 
     def previous_commit(self, deployment: Deployment) -> PreviousCommit | None:
@@ -262,7 +279,9 @@ class SQLStore(Store):
 
     def _save_chunk(
         self, db: Connection, chunk: list[_Item], saved: Saved, *, queue: bool, now: int
-    ) -> None:
+    ) -> set[History]:
+        """Write the new and changed events of ``chunk``; return the deployment histories
+        they change, for finding change failures again."""
         stored: set[tuple[str, str]] = set()
         for kind, table in (("deployment", "deployments"), ("incident", "incidents")):
             ids = [event.id for event, _ in chunk if event.kind == kind]
@@ -271,7 +290,12 @@ class SQLStore(Store):
                 found = db.execute(f"SELECT id FROM {table} WHERE id IN ({marks})", ids)
                 stored.update((kind, event_id) for (event_id,) in found)
         self._lock_histories(
-            db, (e for e, commits in chunk if isinstance(e, Deployment) and commits is not None)
+            db,
+            (
+                (e.service, e.env)
+                for e, commits in chunk
+                if isinstance(e, Deployment) and commits is not None
+            ),
         )
         changed: list[_Item] = []
         for event, commits in chunk:
@@ -285,9 +309,11 @@ class SQLStore(Store):
             else:
                 saved.updated += 1
             changed.append((event, commits))
+        histories = _histories(db, [e for e, _ in changed if isinstance(e, Deployment)])
         self._write_events(db, changed, now)
         for event, _ in changed:
             _queue(db, event.kind, event.id, insert=queue)
+        return histories
 
     def _write_events(self, db: Connection, items: Sequence[_Item], recorded_at: int) -> None:
         """Insert or replace the events (keeping when each was first recorded) and what goes
@@ -364,10 +390,36 @@ class SQLStore(Store):
         return stored[2] == [commit for commit in shipped if commit[0] not in earlier]
 
 
-def _same_env(column: str, env: str | None) -> tuple[str, tuple[str, ...]]:
-    """A condition that ``column`` holds ``env`` (NULL for none), in a form both engines
-    can answer from an index, and its parameters."""
-    return (f"{column} IS NULL", ()) if env is None else (f"{column} = ?", (env,))
+_same_env = detection.same_env
+
+
+def _histories(db: Connection, deployments: Sequence[Deployment]) -> set[History]:
+    """The histories (service, env) ``deployments`` go to, and those they are stored in now
+    (a deployment recorded again may move to another service or env)."""
+    found = {(d.service, d.env) for d in deployments}
+    ids = [d.id for d in deployments]
+    for start in range(0, len(ids), CHUNK):
+        part = ids[start : start + CHUNK]
+        found.update(
+            (service, env)
+            for service, env in db.execute(
+                f"SELECT service, env FROM deployments WHERE id IN ({', '.join('?' * len(part))})",
+                part,
+            )
+        )
+    return found
+
+
+def _facts(deployment: Deployment) -> tuple[Any, ...]:
+    """A deployment's ``detection.FACTS``, as stored."""
+    sha = deployment.git.commit_sha if deployment.git else None
+    return (
+        deployment.service,
+        deployment.env,
+        timeparse.to_ns(deployment.finished_at),
+        sha,
+        deployment.version,
+    )
 
 
 def _chunks(items: Iterable[_Item], size: int) -> Iterator[list[_Item]]:

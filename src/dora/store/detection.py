@@ -1,0 +1,194 @@
+"""Keeping the change-failure rules' effects (``dora.failures``) up to date in the store.
+
+The store keeps each effect the rules find (``change_failures``: which deployment failed,
+by which rule, shown by the arrival of which deployment), as deployments are written,
+written once for both engines (``?`` placeholders, SQL both understand). Reports read
+the effects, with the marks and the incidents linked to deployments, to give verdicts.
+
+The effects of a deployment depend only on the deployments before it in its history
+(service and env, in the order they finished). So a deployment recorded as the latest of
+its history adds its own effects, found with a few indexed look-ups (``add``), and costs
+the same however long the history; one recorded late, recorded again with other facts, or
+moved to another service or env changes what follows it, and its histories are scanned
+again whole (``rescan``). Either way the effects are those of the history as if every
+deployment had been recorded in time order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from dora import failures, timeparse
+from dora.events import Deployment
+
+if TYPE_CHECKING:
+    from dora.store.sql import Connection, History
+
+#: The facts of a deployment the rules read, besides its commits.
+FACTS = "service, env, finished_at, commit_sha, version"
+
+#: Commits that can matter: reverts, and subjects the default hotfix rule can match (a
+#: superset: the pattern itself is applied in Python).
+_CANDIDATE_COMMITS = "(c.reverts IS NOT NULL OR LOWER(c.subject) LIKE '%hotfix%')"
+
+
+def is_latest(db: Connection, deployment: Deployment) -> bool:
+    """Whether no deployment of ``deployment``'s history finished after it (by finish, then
+    id): recording it adds to the end of its history."""
+    env, params = same_env("env", deployment.env)
+    later = db.execute(
+        f"SELECT 1 FROM deployments WHERE service = ? AND {env} AND (finished_at, id) > (?, ?) "
+        "LIMIT 1",
+        (deployment.service, *params, timeparse.to_ns(deployment.finished_at), deployment.id),
+    ).fetchone()
+    return later is None
+
+
+def add(db: Connection, deployment: Deployment) -> None:
+    """Keep the effects of ``deployment``, the latest of its history, just written (with the
+    commits it was credited with)."""
+    env, params = same_env("env", deployment.env)
+    history = (deployment.service, *params)
+    where = f"service = ? AND {env}"
+    finished = timeparse.to_ns(deployment.finished_at)
+
+    def one(sql: str, values: Sequence[Any]) -> failures.Deployed | None:
+        found = db.execute(f"SELECT id, commit_sha, version FROM deployments {sql}", values)
+        row = found.fetchone()
+        return None if row is None else failures.Deployed(row[0], row[1], row[2])
+
+    before = f"WHERE {where} AND (finished_at, id) < (?, ?)"
+    previous = one(
+        f"{before} ORDER BY finished_at DESC, id DESC LIMIT 1", (*history, finished, deployment.id)
+    )
+    shipped = tuple(
+        failures.Shipped(sha, subject, reverts)
+        for sha, subject, reverts in db.execute(
+            "SELECT c.sha, c.subject, c.reverts FROM deployment_commits c WHERE "
+            f"c.deployment_id = ? AND {_CANDIDATE_COMMITS} ORDER BY c.committed_at DESC, c.sha",
+            (deployment.id,),
+        )
+    )
+    sha = deployment.git.commit_sha if deployment.git else None
+    this = failures.Deployed(deployment.id, sha, deployment.version, shipped)
+    target = after = None
+    if (key := failures.deployment_key(this)) is not None:
+        same = "commit_sha = ?" if key[0] == "sha" else "commit_sha IS NULL AND version = ?"
+        target_row = db.execute(
+            f"SELECT id, commit_sha, version, finished_at FROM deployments {before} AND {same} "
+            "ORDER BY finished_at DESC, id DESC LIMIT 1",
+            (*history, finished, deployment.id, key[1]),
+        ).fetchone()
+        if target_row is not None:
+            target = failures.Deployed(target_row[0], target_row[1], target_row[2])
+            after = one(
+                f"WHERE {where} AND (finished_at, id) > (?, ?) ORDER BY finished_at, id LIMIT 1",
+                (*history, target_row[3], target_row[0]),
+            )
+    shippers = {}
+    for commit in this.commits:
+        if commit.reverts and commit.reverts not in shippers:
+            shipper = _first_shipper(db, deployment, commit.reverts)
+            if shipper is not None:
+                shippers[commit.reverts] = shipper
+    context = failures.Context(previous, target, after, shippers)
+    _insert(db, failures.effects(this, context))
+
+
+def rescan(db: Connection, histories: Iterable[History], *, ordered_join: str) -> None:
+    """Find the effects of each of these histories again, from its first deployment."""
+    for service, env in sorted(histories, key=lambda history: (history[0], history[1] or "")):
+        condition, params = same_env("d.env", env)
+        where = f"WHERE d.service = ? AND {condition}"
+        shipped: dict[str, list[failures.Shipped]] = {}
+        for deployment_id, sha, subject, reverts in db.execute(
+            f"SELECT c.deployment_id, c.sha, c.subject, c.reverts FROM deployments d "
+            f"{ordered_join} deployment_commits c ON c.deployment_id = d.id {where} "
+            f"AND {_CANDIDATE_COMMITS} ORDER BY c.deployment_id, c.committed_at DESC, c.sha",
+            (service, *params),
+        ):
+            shipped.setdefault(deployment_id, []).append(failures.Shipped(sha, subject, reverts))
+        reverted = {c.reverts for listed in shipped.values() for c in listed if c.reverts}
+        history = [
+            failures.Deployed(deployment_id, sha, version, tuple(shipped.get(deployment_id, ())))
+            for deployment_id, sha, version in db.execute(
+                f"SELECT d.id, d.commit_sha, d.version FROM deployments d {where} "
+                "ORDER BY d.finished_at, d.id",
+                (service, *params),
+            )
+        ]
+        if reverted:  # a reverted commit is one of a deployment's shipped commits, any subject
+            history = _with_shipped(db, history, reverted, where, (service, *params))
+        db.execute(
+            "DELETE FROM change_failures WHERE cause_id IN "
+            f"(SELECT d.id FROM deployments d {where})",
+            (service, *params),
+        )
+        _insert(db, failures.scan(history))
+
+
+def _with_shipped(
+    db: Connection,
+    history: list[failures.Deployed],
+    reverted: set[str],
+    where: str,
+    params: Sequence[Any],
+) -> list[failures.Deployed]:
+    """``history`` with the commits that reverts name added to the deployments that shipped
+    them, so that the revert rule finds the first of them."""
+    extra: dict[str, list[failures.Shipped]] = {}
+    for sha in sorted(reverted):
+        low, high = _sha_range(sha)
+        for deployment_id, found in db.execute(
+            f"SELECT c.deployment_id, c.sha FROM deployments d JOIN deployment_commits c "
+            f"ON c.deployment_id = d.id {where} AND c.sha >= ? AND c.sha < ?",
+            (*params, low, high),
+        ):
+            extra.setdefault(deployment_id, []).append(failures.Shipped(found))
+    return [
+        failures.Deployed(
+            d.id,
+            d.commit_sha,
+            d.version,
+            d.commits + tuple(c for c in extra.get(d.id, ()) if c not in d.commits),
+        )
+        for d in history
+    ]
+
+
+def _first_shipper(
+    db: Connection, deployment: Deployment, reverted: str
+) -> failures.Deployed | None:
+    """The deployment of ``deployment``'s history that first shipped the commit ``reverted``
+    names (each commit is kept by the first deployment of a history that shipped it)."""
+    env, params = same_env("d.env", deployment.env)
+    low, high = _sha_range(reverted)
+    row = db.execute(
+        "SELECT d.id, d.commit_sha, d.version FROM deployment_commits c JOIN deployments d "
+        f"ON d.id = c.deployment_id WHERE c.sha >= ? AND c.sha < ? AND d.service = ? AND {env} "
+        "AND d.id != ? ORDER BY d.finished_at, d.id LIMIT 1",
+        (low, high, deployment.service, *params, deployment.id),
+    ).fetchone()
+    return None if row is None else failures.Deployed(row[0], row[1], row[2])
+
+
+def _sha_range(reverted: str) -> tuple[str, str]:
+    """The SHAs a revert's ``reverted`` names, as a range (an abbreviation names every SHA
+    it begins; SHAs are lower-case hex, so ``g`` comes after all of them)."""
+    return (reverted, reverted + "\x01") if len(reverted) >= 40 else (reverted, reverted + "g")
+
+
+def _insert(db: Connection, found: Sequence[failures.Effect]) -> None:
+    if found:
+        db.executemany(
+            "INSERT INTO change_failures (cause_id, failed_id, rule, remediation_type, detail) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (cause_id, failed_id, rule) DO NOTHING",
+            [(e.remediated_by, e.failed, e.rule, e.remediation_type, e.detail) for e in found],
+        )
+
+
+def same_env(column: str, env: str | None) -> tuple[str, tuple[str, ...]]:
+    """A condition that ``column`` holds ``env`` (NULL for none), in a form both engines
+    can answer from an index, and its parameters."""
+    return (f"{column} IS NULL", ()) if env is None else (f"{column} = ?", (env,))
