@@ -567,6 +567,7 @@ def test_incident_list_filters_and_formats(dora, db_path, frozen_now):
         "finished_at": "2026-11-24T09:30:00Z",
         "git": None,
         "custom_tags": [],
+        "deployment_id": None,
     }
 
 
@@ -1049,3 +1050,57 @@ def test_incident_list_shows_hidden_characters_a_store_written_before_holds(
 
     assert "\u202e" not in result.stdout
     assert "pay<U+202E>roll" in result.stdout
+
+
+# --- dora incident open --deployment -----------------------------------------------------
+
+
+def test_an_incident_names_the_deployment_that_caused_it_by_a_prefix(dora, db_path, frozen_now):
+    deployed = dora("deployment", "--service", "api", "--started-at", "-1h", "--skip-git")
+    deployment_id = deployed.stdout.strip()
+
+    opened = dora(
+        "incident", "open", "--service", "api", "--deployment", deployment_id[:8].lower(),
+        "--skip-git",
+    )  # fmt: skip
+    dry = dora(
+        "incident", "open", "--service", "api", "--deployment", deployment_id, "--skip-git",
+        "--dry-run",
+    )  # fmt: skip
+    exported = dora("export")
+
+    assert opened.exit_code == 0, opened.stderr
+    assert rows(db_path, "SELECT deployment_id FROM incidents") == [
+        {"deployment_id": deployment_id}
+    ]
+    assert "deployment_id" not in dry.stdout  # Datadog's API has no such field
+    incident = json.loads(exported.stdout.splitlines()[-1])
+    assert incident["deployment_id"] == deployment_id
+
+
+@pytest.mark.parametrize(
+    ("ref", "code", "message"),
+    [
+        ("ZZZZZZZZ", 1, "--deployment: no deployment with an id starting with 'ZZZZZZZZ' in {db}"),
+        ("deploy-0", 2, "--deployment: 'deploy-0' matches several deployments "
+         "(deploy-00000000001, deploy-00000000002); give more of it"),
+        ("dep", 2, "--deployment: give at least 4 characters of the id"),
+        ("not an id", 2, "--deployment: 'not an id' is not a deployment id"),
+    ],
+)  # fmt: skip
+def test_a_deployment_that_names_no_single_one_is_refused(
+    dora, db_path, frozen_now, ref, code, message
+):
+    for n in (1, 2):
+        assert dora(
+            "deployment", "--service", "api", "--started-at", "-1h", "--skip-git",
+            "--id", f"deploy-0000000000{n}",
+        ).exit_code == 0  # fmt: skip
+
+    result = dora("incident", "open", "--service", "api", "--deployment", ref, "--skip-git")
+
+    assert (result.exit_code, result.stderr) == (
+        code,
+        f"dora: error: {message.format(db=db_path)}\n",
+    )
+    assert count(db_path, "incidents") == 0

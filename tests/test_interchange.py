@@ -365,10 +365,10 @@ def test_export_csv_is_one_row_per_event_with_escaped_lists(dora, db_path, event
         ",".join(interchange.CSV_COLUMNS),
         "deployment,deploy-0000000000001,api,,,,,prod,1.2.0,2026-11-01T10:00:00Z,"
         "2026-11-01T10:05:00.250000Z,https://github.com/acme/api,"
-        f"{SHA},region:eu;path:C:\\\\deploy\\;v2,{OTHER_SHA}@2026-10-31T18:00:00Z",
+        f"{SHA},region:eu;path:C:\\\\deploy\\;v2,{OTHER_SHA}@2026-10-31T18:00:00Z,",
         'incident,incident-000000000001,,web;api,"checkout 500s, «ünïcode»",SEV-1,payments,'
-        "prod,,2026-11-01T11:00:00Z,2026-11-01T11:45:00Z,,,,",
-        "incident,incident-000000000002,,,,,core,,,2026-11-02T08:00:00Z,,,,,",
+        "prod,,2026-11-01T11:00:00Z,2026-11-01T11:45:00Z,,,,,",
+        "incident,incident-000000000002,,,,,core,,,2026-11-02T08:00:00Z,,,,,,",
     ]
 
 
@@ -1054,3 +1054,22 @@ def test_a_commit_with_a_bad_subject_or_reverts_is_an_invalid_record(dora, db_pa
         "have a subject and the sha it reverts, only",
     ]
     assert not db_path.exists()
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "csv"])
+def test_an_incidents_deployment_round_trips(dora, tmp_path, fmt, monkeypatch, frozen_now):
+    records = [
+        {"type": "incident", "id": "incident-with-a-cause", "services": ["api"],
+         "started_at": "2026-11-01T11:00:00Z", "deployment_id": "deploy-0000000000001"},
+    ]  # fmt: skip
+    monkeypatch.setenv("DORA_DB", str(tmp_path / "first.db"))
+    assert dora("import", str(write_ndjson(tmp_path / "in.ndjson", records))).exit_code == 0
+    first = dora("export", "--format", fmt, "--output", str(tmp_path / f"first.{fmt}"))
+    monkeypatch.setenv("DORA_DB", str(tmp_path / "second.db"))
+    assert dora("import", str(tmp_path / f"first.{fmt}")).exit_code == 0
+
+    assert first.exit_code == 0
+    assert dora("export", "--format", fmt).stdout == (tmp_path / f"first.{fmt}").read_text()
+    assert rows(tmp_path / "second.db", "SELECT deployment_id FROM incidents") == [
+        {"deployment_id": "deploy-0000000000001"}
+    ]

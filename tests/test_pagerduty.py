@@ -339,6 +339,7 @@ def test_maps_a_resolved_incident_field_by_field(fake, dora, db_path):
         "services": ["Checkout API"],
         "name": "The server is on fire.",
         "severity": "P1",
+        "deployment_id": None,
     }
 
 

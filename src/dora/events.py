@@ -279,6 +279,8 @@ class Incident(Event):
     services: Annotated[list[ServiceName], AfterValidator(_dedupe)] = Field(default_factory=list)
     name: Annotated[str, _at_most("name"), AfterValidator(_text)] | None = None
     severity: Annotated[str, _at_most("severity"), AfterValidator(_text)] | None = None
+    #: the deployment that caused it, when known (dora's own: Datadog's API has no such field)
+    deployment_id: EventId | None = None
 
     @model_validator(mode="after")
     def _has_owner(self) -> Incident:

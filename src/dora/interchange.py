@@ -48,7 +48,7 @@ KINDS: dict[str, type[Event]] = {"deployment": Deployment, "incident": Incident}
 CSV_COLUMNS = (
     "type", "id", "service", "services", "name", "severity", "team", "env", "version",
     "started_at", "finished_at", "git.repository_url", "git.commit_sha", "custom_tags",
-    "commits",
+    "commits", "deployment_id",
 )  # fmt: skip
 _LISTS = ("services", "custom_tags", "commits")
 _SUFFIXES = {".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "ndjson", ".csv": "csv"}
@@ -570,7 +570,8 @@ def _incident_records(
     found = _with_details(
         store,
         "SELECT i.id, i.name, i.severity, i.env, i.version, i.team, i.started_at, "
-        "i.finished_at, i.repository_url, i.commit_sha, i.custom_tags FROM incidents i",
+        "i.finished_at, i.repository_url, i.commit_sha, i.custom_tags, i.deployment_id "
+        "FROM incidents i",
         "SELECT s.incident_id, s.service FROM incident_services s "
         "JOIN incidents i ON i.id = s.incident_id",
         "s.position",
@@ -581,10 +582,11 @@ def _incident_records(
     for row, services in found:
         yield _record(
             "incident",
-            (row[0], None, row[3], row[4], row[5], *row[6:]),
+            (row[0], None, row[3], row[4], row[5], *row[6:11]),
             services=[service for (service,) in services],
             name=row[1],
             severity=row[2],
+            deployment_id=row[11],
         )
 
 
@@ -643,6 +645,7 @@ def _record(kind: str, row: Sequence[Any], **fields: Any) -> dict[str, Any]:
         "git": git,
         "custom_tags": json.loads(tags),
         "commits": fields.get("commits"),
+        "deployment_id": fields.get("deployment_id"),
     }
     record = {k: v for k, v in values.items() if v not in (None, [], {})}
     record["started_at_ns"] = started

@@ -74,6 +74,16 @@ def open_(
             "correlates it with APM Deployment Tracking).",
         ),
     ] = None,
+    deployment: Annotated[
+        str | None,
+        typer.Option(
+            "--deployment",
+            metavar="ID",
+            help="The deployment that caused it: its id, or a prefix of it (4 or more "
+            "characters) that matches only one deployment in the store.",
+            show_default=False,
+        ),
+    ] = None,
     id: opt.EventId = None,
     git_repository_url: opt.GitRepositoryUrl = None,
     git_commit_sha: opt.GitCommitSha = None,
@@ -94,11 +104,14 @@ def open_(
         dora incident open --service api --name "checkout 500s" --severity SEV-2
         ID=$(dora incident open --service api --service web --started-at -20m)
         dora incident open --team payments --started-at -3h --finished-at -2h
+        dora incident open --service api --deployment 01M86639K2MN
     """
     from dora.events import Incident
 
     settings = Settings({"db": db, "env": env, "team": team, "backend": backend})
     endpoint, sender = opt.prepare(settings, dry_run=dry_run)
+    if deployment is not None and not dry_run:
+        deployment = _deployment(settings, deployment)
     services = service or ([s] if (s := settings.get("service")) else [])
     event, warnings = opt.build_with_git(
         Incident,
@@ -113,8 +126,10 @@ def open_(
             "started_at": "now" if started_at is None else started_at,
             "finished_at": finished_at,
             "custom_tags": custom_tags,
+            "deployment_id": deployment,
         },
         labels={
+            "deployment_id": "--deployment",
             **opt.setting_labels(settings, "env", "team"),
             **({} if service else {"services": settings.setting("service").label}),
         },
@@ -134,6 +149,19 @@ def open_(
         backend=sender,
         warnings=warnings,
     )
+
+
+def _deployment(settings: Settings, ref: str) -> str:
+    """The id of the one deployment in the store that ``ref`` (an id or a prefix) names."""
+    from dora.errors import NotFound
+    from dora.store import open_store
+
+    where = settings.get("db") or ""
+    try:
+        with open_store(where, create=False) as store, opt.naming_fields({"id": "--deployment"}):
+            return store.find_deployment(ref).id
+    except NotFound as exc:
+        raise NotFound(f"--deployment: {exc.message}") from None
 
 
 @app.command()

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from dora import timeparse
 from dora.errors import DoraError, InvalidEvent, NotFound
@@ -21,6 +21,12 @@ if TYPE_CHECKING:
 _ID_PREFIX = re.compile(r"[A-Za-z0-9._:-]+")
 #: The shortest prefix that may name an incident, as with git's short SHAs.
 MIN_PREFIX = 4
+
+E = TypeVar("E", bound=Event)
+
+
+def _an(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
 
 
 class Store(ABC):
@@ -90,6 +96,10 @@ class Store(ABC):
         """Up to ``limit`` incidents whose id starts with ``prefix``, exact match first."""
 
     @abstractmethod
+    def deployments_by_prefix(self, prefix: str, limit: int) -> list[Deployment]:
+        """Up to ``limit`` deployments whose id starts with ``prefix``, exact match first."""
+
+    @abstractmethod
     def list_incidents(
         self, *, open_only: bool = False, services: Sequence[str] = (), limit: int | None = None
     ) -> list[Incident]:
@@ -143,13 +153,20 @@ class Store(ABC):
 
         A lower-case prefix of a ULID (whose alphabet is upper case) matches too.
         """
+        return self._find("incident", ref, self.incidents_by_prefix)
+
+    def find_deployment(self, ref: str) -> Deployment:
+        """The one deployment whose id is ``ref`` or starts with it, as ``find_incident``."""
+        return self._find("deployment", ref, self.deployments_by_prefix)
+
+    def _find(self, kind: str, ref: str, by_prefix: Callable[..., Sequence[E]]) -> E:
         if not _ID_PREFIX.fullmatch(ref):
-            raise InvalidEvent("id", f"'{ref}' is not an incident id")
-        matches = self.incidents_by_prefix(ref, limit=6)
+            raise InvalidEvent("id", f"'{ref}' is not {_an(kind)} id")
+        matches = by_prefix(ref, limit=6)
         if not matches and ref != ref.upper():
-            matches = self.incidents_by_prefix(ref.upper(), limit=6)
+            matches = by_prefix(ref.upper(), limit=6)
         if not matches:
-            raise NotFound(f"no incident with an id starting with '{ref}' in {self.location}")
+            raise NotFound(f"no {kind} with an id starting with '{ref}' in {self.location}")
         if matches[0].id in (ref, ref.upper()):
             return matches[0]
         if len(ref) < MIN_PREFIX:
@@ -157,7 +174,7 @@ class Store(ABC):
         if len(matches) == 1:
             return matches[0]
         shown = ", ".join(m.id for m in matches[:5]) + (", ..." if len(matches) > 5 else "")
-        raise InvalidEvent("id", f"'{ref}' matches several incidents ({shown}); give more of it")
+        raise InvalidEvent("id", f"'{ref}' matches several {kind}s ({shown}); give more of it")
 
     def resolve_incident(self, ref: str, finished_at: datetime, *, queue: bool = False) -> Incident:
         """Record the end of an open incident; return it as stored.
@@ -234,6 +251,7 @@ def event_row(event: Event) -> dict[str, Any]:
     elif isinstance(event, Incident):
         row["name"] = event.name
         row["severity"] = event.severity
+        row["deployment_id"] = event.deployment_id
     return row
 
 
@@ -264,5 +282,9 @@ def deployment_from_row(row: Mapping[str, Any]) -> Deployment:
 def incident_from_row(row: Mapping[str, Any], services: list[str]) -> Incident:
     """Stored rows were validated on the way in; they are not validated again."""
     return Incident.model_construct(
-        services=services, name=row["name"], severity=row["severity"], **_common_fields(row)
+        services=services,
+        name=row["name"],
+        severity=row["severity"],
+        deployment_id=row["deployment_id"],
+        **_common_fields(row),
     )

@@ -196,6 +196,12 @@ def m006_change_failures(db: sqlite3.Connection) -> None:
         db.execute(statement.format(id="TEXT", time="INTEGER"))
 
 
+def m007_incident_deployment(db: sqlite3.Connection) -> None:
+    """The deployment an incident names as its cause (``dora incident open --deployment``):
+    the link a report uses before any it finds itself."""
+    db.execute("ALTER TABLE incidents ADD COLUMN deployment_id TEXT")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     ("m001_initial", m001_initial),
     ("m002_outbox", m002_outbox),
@@ -203,6 +209,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("m004_strip_repository_credentials", m004_strip_repository_credentials),
     ("m005_commit_messages", m005_commit_messages),
     ("m006_change_failures", m006_change_failures),
+    ("m007_incident_deployment", m007_incident_deployment),
 )
 
 

@@ -167,10 +167,10 @@ class PostgresStore(SQLStore):
         except psycopg.Error as exc:
             raise self._error("cannot write to", exc) from exc
 
-    def _id_prefix(self, prefix: str) -> tuple[str, Any]:
+    def _id_prefix(self, prefix: str, column: str = "i.id") -> tuple[str, Any]:
         # ids are compared bytewise (COLLATE "C"), so a LIKE prefix can use the primary key;
         # of LIKE's metacharacters an id can hold only "_"
-        return "i.id LIKE ?", prefix.replace("_", "\\_") + "%"
+        return f"{column} LIKE ?", prefix.replace("_", "\\_") + "%"
 
     def _lock_histories(self, db: Connection, histories: Iterable[History]) -> None:
         # in one order (of the lock keys), so that two writers never wait for each other
@@ -372,6 +372,7 @@ MIGRATIONS: tuple[tuple[str, tuple[_Step, ...]], ...] = (
             for statement in migrations.M006_CHANGE_FAILURES
         ),
     ),
+    ("m007_incident_deployment", (f"ALTER TABLE incidents ADD COLUMN deployment_id {_TEXT}",)),
 )
 
 #: The tables dora makes: found without ``dora_migrations``, they are someone else's.

@@ -78,9 +78,9 @@ class SQLStore(Store):
         """All rows of a read-only query."""
 
     @abstractmethod
-    def _id_prefix(self, prefix: str) -> tuple[str, Any]:
-        """A condition on ``i.id`` that holds when it starts with ``prefix``, and its
-        parameter."""
+    def _id_prefix(self, prefix: str, column: str = "i.id") -> tuple[str, Any]:
+        """A condition on ``column`` (an id) that holds when it starts with ``prefix``, and
+        its parameter."""
 
     @abstractmethod
     def _credit_once(self, db: Connection, shipped: Sequence[tuple[Deployment, list[str]]]) -> None:
@@ -241,6 +241,16 @@ class SQLStore(Store):
         incidents = self._incidents("WHERE i.id = ?", (event_id,))
         return incidents[0] if incidents else None
 
+    def deployments_by_prefix(self, prefix: str, limit: int) -> list[Deployment]:
+        condition, param = self._id_prefix(prefix, "d.id")
+        return [
+            deployment_from_row(row)
+            for row in self._read(
+                f"SELECT d.* FROM deployments d WHERE {condition} ORDER BY d.id != ?, d.id LIMIT ?",
+                (param, prefix, limit),
+            )
+        ]
+
     def incidents_by_prefix(self, prefix: str, limit: int) -> list[Incident]:
         condition, param = self._id_prefix(prefix)
         return self._incidents(
@@ -272,7 +282,7 @@ class SQLStore(Store):
         """Incidents of ``SELECT ... FROM incidents i {rest}``, with their services."""
         sql = (
             "SELECT i.id, i.name, i.severity, i.env, i.version, i.team, i.started_at, "
-            "i.finished_at, i.repository_url, i.commit_sha, i.custom_tags, "
+            "i.finished_at, i.repository_url, i.commit_sha, i.custom_tags, i.deployment_id, "
             f"{self.SERVICES} AS services FROM incidents i {rest}"
         )
         return [incident_from_row(r, json.loads(r["services"])) for r in self._read(sql, params)]

@@ -70,9 +70,9 @@ class SQLiteStore(SQLStore):
         # every write transaction keeps the others out (BEGIN IMMEDIATE)
         return _Transaction(self._db, self.path)
 
-    def _id_prefix(self, prefix: str) -> tuple[str, Any]:
+    def _id_prefix(self, prefix: str, column: str = "i.id") -> tuple[str, Any]:
         # GLOB is case-sensitive and can use the primary key; ids hold no GLOB metacharacters
-        return "i.id GLOB ?", f"{prefix}*"
+        return f"{column} GLOB ?", f"{prefix}*"
 
     @contextlib.contextmanager
     def _bulk(self) -> Iterator[None]:
