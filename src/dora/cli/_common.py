@@ -16,7 +16,7 @@ from dora.errors import DoraError, InvalidEvent, NotFound, StoreError, UsageErro
 if TYPE_CHECKING:  # the event models load pydantic: only commands that record pay for it
     from datetime import datetime
 
-    from dora.backends.datadog import DatadogBackend, Endpoint, RetryPolicy
+    from dora.backends.datadog import DatadogBackend, Endpoint
     from dora.backends.outbox import PushReport
     from dora.config import Settings
     from dora.events import Event
@@ -338,32 +338,19 @@ def prepare(settings: Settings, *, dry_run: bool) -> tuple[Endpoint | None, Data
         from dora.store import check_target
 
         check_target(settings.get("db") or "")
-    endpoint = backend_endpoint(settings, dry_run=dry_run)
+    endpoint = backend_endpoint(settings)
     sender = connect(settings, endpoint) if endpoint and not dry_run else None
     return endpoint, sender
 
 
-def backend_endpoint(settings: Settings, *, dry_run: bool) -> Endpoint | None:
+def backend_endpoint(settings: Settings) -> Endpoint | None:
     """Where to send events besides the store: None for the local backend. Its API key may
     be missing (see ``prepare``); a malformed one is a usage error."""
     from dora import checks
 
     if checks.backend(settings) == "local":
         return None
-    return datadog_endpoint(settings, need_key=False)
-
-
-def datadog_endpoint(settings: Settings, *, need_key: bool = True) -> Endpoint:
-    """The Datadog API the settings name (environment or config file)."""
-    from dora import checks
-
-    return checks.datadog_endpoint(settings, need_key=need_key)
-
-
-def retry_policy(settings: Settings) -> RetryPolicy:
-    from dora import checks
-
-    return checks.retry_policy(settings)
+    return checks.datadog_endpoint(settings, need_key=False)
 
 
 def connect(settings: Settings, endpoint: Endpoint) -> DatadogBackend:
@@ -371,9 +358,10 @@ def connect(settings: Settings, endpoint: Endpoint) -> DatadogBackend:
     budget, API URL or proxy setting is a usage error and not a half-done command."""
     import httpx
 
+    from dora import checks
     from dora.backends.datadog import DatadogBackend
 
-    policy = retry_policy(settings)
+    policy = checks.retry_policy(settings)
     try:
         return DatadogBackend(endpoint, policy)
     except (ValueError, ImportError, httpx.InvalidURL) as exc:
@@ -390,10 +378,10 @@ def connect_pagerduty(settings: Settings) -> PagerDutyClient:
 
     import httpx
 
-    from dora import pagerduty
+    from dora import checks, pagerduty
 
     where = pagerduty.account(os.environ)
-    policy = retry_policy(settings)
+    policy = checks.retry_policy(settings)
     try:
         return pagerduty.PagerDutyClient(where, policy)
     except (ValueError, ImportError, httpx.InvalidURL) as exc:
@@ -436,14 +424,15 @@ def record(
         store.save(event, queue=backend is not None, commits=commits)
         _warn(warnings)
         status(f"{summary} in {store.location}")
+        unwritten = None
         try:
             print(event.id, flush=True)  # the id is the caller's, whatever delivery does next
-        except OSError as unwritten:  # stdout closed or full: still send, then say so
-            if backend is not None:
-                send(store, event, backend)
-            raise unwritten from None
+        except OSError as exc:  # stdout closed or full: still send, then say so
+            unwritten = exc
         if backend is not None:
             send(store, event, backend)
+        if unwritten is not None:
+            raise unwritten
 
 
 def shipped_commits(
@@ -515,17 +504,16 @@ def deliver_all(store: Store, backend: DatadogBackend, keys: set[tuple[str, str]
     from dora.backends import outbox
     from dora.cli._runtime import Progress
 
-    if not backend.has_key:
-        with backend:  # made only to check the settings: close it
-            pass
-        waiting = sum(1 for item in store.undelivered() if (item.event.kind, item.event.id) in keys)
-        if waiting:
-            raise DoraError(no_key(f"the {_events(waiting)} are", "them", store))
-        return
     kept = f"the events not sent are kept in {store.location}; 'dora push' will send them"
     try:
-        with backend, Progress("Sending") as bar:
-            report = outbox.push(store, backend, only=keys, progress=bar.update)
+        with backend:
+            if not backend.has_key:
+                waiting = [i for i in store.undelivered() if (i.event.kind, i.event.id) in keys]
+                if waiting:
+                    raise DoraError(no_key(f"the {_events(len(waiting))} are", "them", store))
+                return
+            with Progress("Sending") as bar:
+                report = outbox.push(store, backend, only=keys, progress=bar.update)
     except StoreError as lost:  # the store lost while sending: what was not sent is kept
         raise DoraError(f"{lost.message}\n{kept}") from lost
     except KeyboardInterrupt:

@@ -32,6 +32,7 @@ def push(
         dora push --dry-run
         DORA_RETRY_BUDGET=120 dora push
     """
+    from dora import checks
     from dora.backends import outbox
     from dora.store import open_store
 
@@ -57,7 +58,7 @@ def push(
             status(f"{len(waiting)} event{'s' * (len(waiting) != 1)} would be sent.")
             return
         # only now is an API key needed
-        with opt.connect(settings, opt.datadog_endpoint(settings)) as backend:
+        with opt.connect(settings, checks.datadog_endpoint(settings)) as backend:
             report = outbox.push(store, backend)
         for event, code in report.delivered:
             status(f"Sent {event.kind} {event.id} ({code})")
