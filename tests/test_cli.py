@@ -639,6 +639,8 @@ def test_config_shows_each_setting_and_its_source(dora, monkeypatch, tmp_path):
         ["team", "payments", "config", "file"],
         ["backend", "local", "default"],
         ["retry_budget", "30", "default"],
+        ["benchmarks", "2024", "default"],
+        ["link_window", "none", "default"],
         ["site", "datadoghq.com", "default"],
         ["api_url", "https://api.datadoghq.com", "default", "(from", "site)"],
         ["api_key", "***", "env", "DD_API_KEY"],
@@ -653,7 +655,8 @@ def test_config_shows_each_setting_and_its_source(dora, monkeypatch, tmp_path):
         (
             "colour = 'red'\n",
             "unknown setting 'colour' "
-            "(known: db, service, env, team, backend, retry_budget, site, api_url)",
+            "(known: db, service, env, team, backend, retry_budget, benchmarks, link_window, "
+            "site, api_url)",
         ),
         ("service = 3\n", "'service' must be a string in quotes"),
         (

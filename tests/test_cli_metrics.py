@@ -25,6 +25,7 @@ API_LEVELS = {
     "lead_time": "elite",
     "change_failure_rate": "low",
     "time_to_restore": "high",
+    "recovery_time": "high",
 }
 
 
@@ -50,13 +51,15 @@ def test_json_is_the_documented_contract(dora, fixture_store):
     assert result.stderr == ""
     data = json.loads(result.stdout)
     assert list(data) == [
-        "since", "until", "group_by", "filters", "levels_from", "groups", "total",
+        "since", "until", "group_by", "filters", "levels_from", "benchmarks",
+        "link_window_seconds", "groups", "total",
     ]  # fmt: skip
     assert data["since"] == "2026-11-01T00:00:00Z"
     assert data["until"] == "2026-11-08T00:00:00Z"
     assert data["group_by"] == ["service"]
     assert data["filters"] == {"service": [], "team": [], "env": []}
-    assert data["levels_from"] == "DORA State of DevOps Report 2023"
+    assert data["levels_from"] == "DORA State of DevOps Report 2024"
+    assert (data["benchmarks"], data["link_window_seconds"]) == ("2024", None)
     groups = {group["service"]: group for group in data["groups"]}
     assert [group["service"] for group in data["groups"]] == ["api", "db", "web", None]
     for service, expected in (("api", API), ("db", DB), ("web", WEB), (None, NO_SERVICE)):
@@ -69,6 +72,7 @@ def test_json_is_the_documented_contract(dora, fixture_store):
         "lead_time": "high",
         "change_failure_rate": "low",
         "time_to_restore": "high",
+        "recovery_time": "high",  # median 1h 30m
     }
     assert data["total"] == TOTAL
 
@@ -88,7 +92,7 @@ def test_csv_parses_back_to_the_same_figures(dora, fixture_store):
     assert list(table[0]) == [
         "row", "start", "end", "service", "env", *metrics.FIGURES,
         "deployment_frequency_level", "lead_time_level", "change_failure_rate_level",
-        "time_to_restore_level",
+        "time_to_restore_level", "recovery_time_level",
     ]  # fmt: skip
     assert [(r["row"], r["service"], r["env"]) for r in table] == [
         ("group", "api", "prod"),
@@ -99,7 +103,10 @@ def test_csv_parses_back_to_the_same_figures(dora, fixture_store):
         ("total", "", ""),
     ]
 
-    counts = {"deployments", "failures", "resolved_failures", "open_failures"}
+    counts = {
+        "deployments", "failures", "resolved_failures", "open_failures", "failed_deployments",
+        "recovered_failed_deployments", "unrecovered_failed_deployments", "rework_deployments",
+    }  # fmt: skip
 
     def parsed(row: dict[str, str]) -> dict[str, object]:
         def value(name: str, text: str) -> object:
@@ -127,23 +134,28 @@ def test_markdown_is_a_table_for_the_step_summary(dora, fixture_store):
     assert lines(result.stdout) == [
         "### DORA metrics, 2026-11-01 → 2026-11-08 UTC (7 days), by service",
         "",
-        "| service | deploys | per day | lead time | failures | CFR | restored | MTTR "
-        "| TTR median | TTR p90 | open (oldest) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        "| api | 4 | 0.57 _high_ | 18h _elite_ | 2 | 50.0% _low_ | 2 | 18h 30m "
-        "| 18h 30m _high_ | 1d 8h | 2 (19d) |",
-        "| db | 0 | 0.00 _low_ | n/a | 1 | n/a | 1 | 30m | 30m _elite_ | 30m | 0 |",
-        "| web | 2 | 0.29 _high_ | 1d _high_ | 1 | 50.0% _low_ | 1 | 1h | 1h _high_ | 1h | 0 |",
-        "| (none) | 0 | 0.00 _low_ | n/a | 1 | n/a | 1 | 2h | 2h _high_ | 2h | 0 |",
-        "| **total** | **6** | **0.86 _high_** | **1d _high_** | **4** | **66.7% _low_** | **4** "
-        "| **9h 52m** | **1h 30m _high_** | **1d 1h** | **2 (19d)** |",
+        "| service | deploys | per day | lead time | failed | CFR | recovery | rework "
+        "| incidents | restored | MTTR | TTR median | TTR p90 | open (oldest) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| api | 4 | 0.57 _high_ | 18h _elite_ | 2 | 50.0% _low_ | 2h _high_ | 0.0% | 2 | 2 "
+        "| 18h 30m | 18h 30m _high_ | 1d 8h | 2 (19d) |",
+        "| db | 0 | 0.00 _low_ | n/a | 0 | n/a | n/a | n/a | 1 | 1 | 30m | 30m _elite_ | 30m | 0 |",
+        "| web | 2 | 0.29 _high_ | 1d _high_ | 1 | 50.0% _low_ | 1h _high_ | 0.0% | 1 | 1 | 1h "
+        "| 1h _high_ | 1h | 0 |",
+        "| (none) | 0 | 0.00 _low_ | n/a | 0 | n/a | n/a | n/a | 1 | 1 | 2h | 2h _high_ | 2h | 0 |",
+        "| **total** | **6** | **0.86 _high_** | **1d _high_** | **3** | **50.0% _low_** "
+        "| **1h 30m _high_** | **0.0%** | **4** | **4** | **9h 52m** | **1h 30m _high_** "
+        "| **1d 1h** | **2 (19d)** |",
         "",
-        "2 incidents open at the end of the window; the oldest for 19d. TTR: time to restore; "
-        "MTTR: its mean. Levels (DORA State of DevOps Report 2023, from medians) in italics.",
+        "2 incidents open at the end of the window; the oldest for 19d. Failed: failed "
+        "deployments; CFR: their share of deployments; recovery: their median recovery time; "
+        "rework: the share of deployments that remediated one. TTR: time to restore from "
+        "incidents; MTTR: its mean. Levels (DORA State of DevOps Report 2024, from medians) "
+        "in italics.",
     ]
     # parsed back: every row has as many cells as the header
     table = [line for line in lines(result.stdout) if line.startswith("|")]
-    assert {len(line.split(" | ")) for line in table if not line.startswith("|---")} == {11}
+    assert {len(line.split(" | ")) for line in table if not line.startswith("|---")} == {14}
 
 
 def test_the_table_shows_every_figure_with_a_total(dora, fixture_store):
@@ -164,9 +176,12 @@ def test_a_narrow_terminal_drops_the_secondary_columns_and_says_so(
 
     assert result.exit_code == 0, result.stderr
     assert max(len(line) for line in lines(result.stdout)) <= 80
-    assert "MTTR  " not in result.stdout.splitlines()[2]
+    assert lines(result.stdout)[2].split() == [
+        "SERVICE", "DEPLOYS", "DAY", "TIME", "FAILED", "CFR", "RECOVERY", "REWORK", "MEDIAN",
+        "(OLDEST)",
+    ]  # fmt: skip
     assert lines(result.stdout)[-1] == (
-        "Too narrow for MTTR, TTR p90: widen the terminal or use --format json."
+        "Dropped for width: incidents, restored, MTTR, TTR p90; see --format json."
     )
 
 
@@ -203,12 +218,16 @@ def test_filters_and_grouping_from_the_command_line(dora, fixture_store):
     data = json.loads(result.stdout)
     assert data["group_by"] == ["team"]
     assert data["filters"] == {"service": [], "team": [], "env": ["prod"]}
-    assert [(g["team"], g["deployments"], g["failures"]) for g in data["groups"]] == [
-        ("data", 0, 1),
-        ("edge", 2, 0),
-        ("payments", 3, 3),
+    assert [
+        (g["team"], g["deployments"], g["failures"], g["failed_deployments"])
+        for g in data["groups"]
+    ] == [
+        ("data", 0, 1, 0),
+        ("edge", 2, 0, 1),  # d5, which payments' i1 followed
+        ("payments", 3, 3, 2),
     ]
-    assert data["total"]["change_failure_rate"] == 0.8
+    assert data["total"]["change_failure_rate"] == 0.6
+    assert data["total"]["incidents_per_deployment"] == 0.8
 
 
 def test_repeated_service_filters_and_by_none(dora, fixture_store):
@@ -360,24 +379,14 @@ def test_interval_in_the_table_draws_a_bar_per_metric(dora, fixture_store):
 
     trend = lines(result.stdout)[lines(result.stdout).index("By day") :]
     assert trend[1].split() == [
-        "DAY", "SERVICE", "DEPLOYS", "LEAD", "TIME", "FAILURES", "CFR", "MEDIAN", "RESTORE", "OPEN",
+        "DAY", "SERVICE", "DEPLOYS", "LEAD", "TIME", "FAILED", "CFR", "RECOVERY", "MEDIAN",
+        "RESTORE", "OPEN",
     ]  # fmt: skip
-    assert trend[2].split() == ["2026-11-01", "web", "0", "n/a", "0", "n/a", "n/a", "0"]
+    assert trend[2].split() == ["2026-11-01", "web", "0", "n/a", "0", "n/a", "n/a", "n/a", "0"]
     assert trend[3].split() == [
-        "2026-11-02",
-        "1",
-        "█",
-        "1d",
-        "█",
-        "1",
-        "█",
-        "100.0%",
-        "█",
-        "1h",
-        "█",
-        "0",
-    ]
-    assert trend[5].split() == ["2026-11-04", "1", "█", "n/a", "0", "0.0%", "n/a", "0"]
+        "2026-11-02", "1", "█", "1d", "█", "1", "█", "100.0%", "█", "1h", "█", "1h", "█", "0",
+    ]  # fmt: skip
+    assert trend[5].split() == ["2026-11-04", "1", "█", "n/a", "0", "0.0%", "n/a", "n/a", "0"]
 
 
 def test_interval_in_csv_adds_trend_rows(dora, fixture_store):
@@ -397,13 +406,15 @@ def test_interval_in_markdown_adds_a_second_table(dora, fixture_store):
     text = lines(result.stdout)
     start = text.index("#### By week")
     assert text[start + 2] == (
-        "| week | deploys | per day | lead time | failures | CFR | restored | MTTR | TTR median "
-        "| TTR p90 | open (oldest) |"
+        "| week | deploys | per day | lead time | failed | CFR | recovery | rework | incidents "
+        "| restored | MTTR | TTR median | TTR p90 | open (oldest) |"
     )
     assert text[start + 4].startswith(
-        "| 2026-11-01 | 1 | 1.0 _high_ | n/a | 0 | 0.0% _elite_ | 1 |"
+        "| 2026-11-01 | 1 | 1.0 _high_ | n/a | 0 | 0.0% _elite_ | n/a | 0.0% | 0 | 1 |"
     )
-    assert text[start + 5].startswith("| 2026-11-02 | 5 |")
+    assert text[start + 5].startswith(
+        "| 2026-11-02 | 5 | 0.83 _high_ | 1d _high_ | 3 | 60.0% _low_ | 1h 30m _high_ | 0.0% |"
+    )
 
 
 def test_explain_lists_the_events_under_each_group(dora, fixture_store):
@@ -416,6 +427,9 @@ def test_explain_lists_the_events_under_each_group(dora, fixture_store):
         f"  deployment {event_id('d8')} finished 2026-11-04 00:00:00, no commits recorded",
         f"  failure {event_id('i1')} started 2026-11-02 00:00:00, resolved 2026-11-02 01:00:00",
         f"  restored {event_id('i1')} in 1h (2026-11-02 00:00:00 to 2026-11-02 01:00:00)",
+        f"  failed {event_id('d5')} finished 2026-11-02 00:00:00: incident {event_id('i1')} "
+        "started 0s after it finished (the latest deployment before it)",
+        f"  recovered {event_id('d5')} in 1h (at 2026-11-02 01:00:00)",
     ]
 
 
@@ -547,10 +561,10 @@ def test_a_table_written_to_a_file_has_every_column(dora, fixture_store, monkeyp
     result = dora("metrics", *WEEK)
 
     assert lines(result.stdout)[2].split() == [
-        "SERVICE", "DEPLOYS", "DAY", "TIME", "FAILURES", "CFR", "RESTORED", "MTTR", "MEDIAN",
-        "P90", "(OLDEST)",
+        "SERVICE", "DEPLOYS", "DAY", "TIME", "FAILED", "CFR", "RECOVERY", "REWORK", "INCIDENTS",
+        "RESTORED", "MTTR", "MEDIAN", "P90", "(OLDEST)",
     ]  # fmt: skip
-    assert "Too narrow" not in result.stdout
+    assert "Dropped for width" not in result.stdout
 
 
 def test_month_buckets_are_labelled_by_month(dora, fixture_store):

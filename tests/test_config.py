@@ -104,6 +104,8 @@ def test_config_shows_every_effective_default(dora, monkeypatch):
         "team          -                                    unset\n"
         "backend       local                                default\n"
         "retry_budget  30                                   default\n"
+        "benchmarks    2024                                 default\n"
+        "link_window   none                                 default\n"
         "site          datadoghq.com                        default\n"
         "api_url       https://api.datadoghq.com            default (from site)\n"
         "api_key       -                                    unset\n"
@@ -190,10 +192,63 @@ def test_config_flags_an_invalid_setting_as_the_commands_refuse_it(
     # ... and dora config says why in the same words, under the setting
     said = refused.stderr.removeprefix("dora: error: ").removeprefix(f"{label}: ").strip()
     assert problems(result.stdout) == {setting: [said]}
-    names = {"config file", "db", "service", "env", "team", "backend", "retry_budget", "site"}
     for line in result.stdout.splitlines():  # a value's control characters break no line
-        assert line.startswith(" ") or line.split("  ")[0] in names | {"api_url", "api_key"}
+        assert line.startswith(" ") or line.split("  ")[0] in NAMES
     assert (result.exit_code, result.stderr) == (1, f"dora: error: 1 invalid setting: {setting}\n")
+
+
+NAMES = {
+    "config file", "db", "service", "env", "team", "backend", "retry_budget", "benchmarks",
+    "link_window", "site", "api_url", "api_key",
+}  # fmt: skip
+
+#: The settings of reports, made invalid, with what 'dora metrics' says of them.
+INVALID_REPORT_SETTINGS = [
+    (
+        "benchmarks",
+        {"DORA_BENCHMARKS": "2019"},
+        "DORA_BENCHMARKS: '2019' is not an edition of the benchmarks; use 2024 or 2023",
+    ),
+    (
+        "link_window",
+        {"DORA_LINK_WINDOW": "a week"},
+        "DORA_LINK_WINDOW: 'a week' is not a length of time above zero; write 7d, 12h, 90m or none",
+    ),
+    (
+        "link_window",
+        {"DORA_LINK_WINDOW": "0h"},
+        "DORA_LINK_WINDOW: '0h' is not a length of time above zero; write 7d, 12h, 90m or none",
+    ),
+]
+
+
+@pytest.mark.parametrize(("setting", "env", "message"), INVALID_REPORT_SETTINGS)
+def test_config_flags_an_invalid_report_setting_as_metrics_refuses_it(
+    dora, monkeypatch, setting, env, message
+):
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
+    refused = dora("metrics")
+    assert (refused.exit_code, refused.stdout, refused.stderr) == (
+        2,
+        "",
+        f"dora: error: {message}\n",
+    )
+
+    result = dora("config")
+
+    label = next(iter(env))
+    assert problems(result.stdout) == {setting: [message.removeprefix(f"{label}: ")]}
+    assert (result.exit_code, result.stderr) == (1, f"dora: error: 1 invalid setting: {setting}\n")
+
+
+def test_metrics_names_the_flag_of_a_bad_report_setting(dora):
+    result = dora("metrics", "--benchmarks", "2025")
+
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "dora: error: --benchmarks: '2025' is not an edition of the benchmarks; use 2024 or 2023\n",
+    )
 
 
 def test_config_flags_a_missing_api_key_for_the_datadog_backend(dora, monkeypatch):

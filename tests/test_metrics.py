@@ -20,6 +20,13 @@ incidents (services, env, team, started_at → finished_at)
   i5 web     prod edge     11-08 00:00 → open         starts exactly at until: outside
   i6 api     staging payments 10-20 00:00 → open      open for 19 days at until
   i7 (none)  prod payments 11-05 00:00 → 11-05 02:00  a team's incident, no service; 2h
+
+incidents linked to the latest deployment finished at or before they started (no rule
+applies: no deployment has a SHA or version, no commit a subject)
+  i1 → d5 (web's 11-02 00:00 is later than api's d1), i3 → d2, i5 → d6, i7 → d3 (the
+  team's latest in prod); i2, i4, i6: none before them
+  failed in the window: d2 (not recovered: i3 open), d3 (recovered in 2h), d5 (in 1h);
+  d6 failed at until: outside
 """
 
 from __future__ import annotations
@@ -118,6 +125,15 @@ def figures(**given):
         "p90_time_to_restore_seconds": None,
         "deployment_frequency_per_day": 0.0,
         "median_lead_time_seconds": None,
+        "failed_deployments": 0,
+        "incidents_per_deployment": None,
+        "recovered_failed_deployments": 0,
+        "median_recovery_time_seconds": None,
+        "mean_recovery_time_seconds": None,
+        "p90_recovery_time_seconds": None,
+        "unrecovered_failed_deployments": 0,
+        "rework_deployments": 0,
+        "deployment_rework_rate": None,
     }
     assert set(given) <= set(expected)
     return expected | given
@@ -136,7 +152,15 @@ def rows(report: metrics.Report):
 API = figures(
     deployments=4,  # d1 (at since), d2, d3, d4; not d7 (before)
     failures=2,  # i1, i3; not i2 (started before) nor i6
+    incidents_per_deployment=0.5,
+    failed_deployments=2,  # d2 (i3), d3 (i7)
     change_failure_rate=0.5,
+    recovered_failed_deployments=1,  # d3: i7 resolved 2h after it
+    mean_recovery_time_seconds=2 * H,
+    median_recovery_time_seconds=2 * H,
+    p90_recovery_time_seconds=2 * H,
+    unrecovered_failed_deployments=1,  # d2: i3 still open
+    deployment_rework_rate=0.0,
     resolved_failures=2,  # i1 (1h), i2 (36h)
     open_failures=2,  # i3, i6
     oldest_open_failure_age_seconds=19 * D,  # i6, 10-20 → 11-08
@@ -149,7 +173,14 @@ API = figures(
 WEB = figures(
     deployments=2,  # d5, d8; not d6 (at until)
     failures=1,  # i1; not i5 (at until)
+    incidents_per_deployment=0.5,
+    failed_deployments=1,  # d5 (i1)
     change_failure_rate=0.5,
+    recovered_failed_deployments=1,
+    mean_recovery_time_seconds=H,
+    median_recovery_time_seconds=H,
+    p90_recovery_time_seconds=H,
+    deployment_rework_rate=0.0,
     resolved_failures=1,
     mttr_seconds=H,
     median_time_to_restore_seconds=H,
@@ -174,7 +205,15 @@ NO_SERVICE = figures(
 TOTAL = figures(
     deployments=6,
     failures=4,  # i1 (once), i3, i4, i7
-    change_failure_rate=4 / 6,
+    incidents_per_deployment=4 / 6,
+    failed_deployments=3,  # d2, d3, d5
+    change_failure_rate=0.5,
+    recovered_failed_deployments=2,  # d5 1h, d3 2h
+    mean_recovery_time_seconds=1.5 * H,
+    median_recovery_time_seconds=1.5 * H,
+    p90_recovery_time_seconds=1.9 * H,
+    unrecovered_failed_deployments=1,
+    deployment_rework_rate=0.0,
     resolved_failures=4,  # 30m, 1h, 2h, 36h
     open_failures=2,
     oldest_open_failure_age_seconds=19 * D,
@@ -195,21 +234,41 @@ def test_each_service_and_the_total_have_every_figure_right(fixture_store):
     assert report.total.as_dict() == TOTAL
 
 
-def test_levels_follow_the_2023_benchmarks(fixture_store):
-    report = run(fixture_store)
-    api = report.groups[0].figures
+@pytest.mark.parametrize(
+    ("benchmarks", "expected"),
+    [
+        (
+            "2024",
+            {
+                "deployment_frequency": "high",  # 4 in 7 days: at least weekly, not daily
+                "lead_time": "elite",  # 18h
+                "change_failure_rate": "low",  # 50 %: above high's 20 %
+                "time_to_restore": "high",  # median 18.5h: under a day
+                "recovery_time": "high",  # median 2h: under a day
+            },
+        ),
+        (
+            "2023",
+            {
+                "deployment_frequency": "high",
+                "lead_time": "elite",
+                "change_failure_rate": "low",  # 50 %: above medium's 15 %
+                "time_to_restore": "high",  # median 18.5h: under a day
+                "recovery_time": "high",
+            },
+        ),
+    ],
+)
+def test_levels_follow_the_chosen_benchmarks(fixture_store, benchmarks, expected):
+    report = run(fixture_store, benchmarks=benchmarks)
 
-    assert api.levels() == {
-        "deployment_frequency": "high",  # 4 in 7 days: at least weekly, not daily
-        "lead_time": "elite",  # 18h
-        "change_failure_rate": "low",  # 50 %
-        "time_to_restore": "high",  # median 18.5h
-    }
+    assert report.groups[0].figures.levels() == expected
     assert report.groups[1].figures.levels() == {  # db: no deployments
         "deployment_frequency": "low",
         "lead_time": None,
         "change_failure_rate": None,
         "time_to_restore": "elite",
+        "recovery_time": None,
     }
 
 
@@ -218,8 +277,20 @@ def test_levels_follow_the_2023_benchmarks(fixture_store):
     [(0.0, "elite"), (0.05, "elite"), (0.0501, "high"), (0.10, "high"), (0.15, "medium"),
      (0.1501, "low"), (None, None)],
 )  # fmt: skip
-def test_change_failure_rate_levels_include_their_upper_bound(rate, level):
+def test_change_failure_rate_levels_of_2023_include_their_upper_bound(rate, level):
+    assert metrics.cfr_level(rate, "2023") == level
+
+
+@pytest.mark.parametrize(
+    ("rate", "level"),
+    [(0.0, "elite"), (0.05, "elite"), (0.0501, "high"), (0.10, "high"), (0.15, "high"),
+     (0.20, "high"), (0.2001, "low"), (0.40, "low"), (1.0, "low"), (None, None)],
+)  # fmt: skip
+def test_change_failure_rate_levels_of_2024_never_say_medium(rate, level):
+    """2024's typical rates are elite 5 %, high 20 %, medium 10 %, low 40 %: a rate takes
+    the best level whose rate it does not exceed, so 10 % is high, never medium."""
     assert metrics.cfr_level(rate) == level
+    assert metrics.cfr_level(rate, "2024") == level
 
 
 @pytest.mark.parametrize(
@@ -227,7 +298,17 @@ def test_change_failure_rate_levels_include_their_upper_bound(rate, level):
     [(3599, "elite"), (3600, "high"), (86399, "high"), (86400, "medium"), (604799, "medium"),
      (604800, "low"), (None, None)],
 )  # fmt: skip
-def test_time_to_restore_levels_exclude_their_upper_bound(seconds, level):
+def test_time_to_restore_levels_of_2023_exclude_their_upper_bound(seconds, level):
+    assert metrics.restore_level(seconds, "2023") == level
+
+
+@pytest.mark.parametrize(
+    ("seconds", "level"),
+    [(3599, "elite"), (3600, "high"), (86399, "high"), (86400, "low"), (604800, "low"),
+     (None, None)],
+)  # fmt: skip
+def test_recovery_levels_of_2024_exclude_their_upper_bound(seconds, level):
+    """2024: elite under an hour, high and medium both under a day, low above."""
     assert metrics.restore_level(seconds) == level
 
 
@@ -255,14 +336,29 @@ def test_filters_combine_with_grouping(fixture_store):
         ("data",): DB,
         ("edge",): figures(
             deployments=2,
-            change_failure_rate=0.0,
+            incidents_per_deployment=0.0,  # i1 is payments' incident...
+            failed_deployments=1,  # ...linked to d5, edge's deployment
+            change_failure_rate=0.5,
+            recovered_failed_deployments=1,
+            mean_recovery_time_seconds=H,
+            median_recovery_time_seconds=H,
+            p90_recovery_time_seconds=H,
+            deployment_rework_rate=0.0,
             deployment_frequency_per_day=2 / 7,
             median_lead_time_seconds=D,
         ),
         ("payments",): figures(
             deployments=3,  # d1, d2, d3
             failures=3,  # i1, i3, i7
-            change_failure_rate=1.0,
+            incidents_per_deployment=1.0,
+            failed_deployments=2,  # d2, d3
+            change_failure_rate=2 / 3,
+            recovered_failed_deployments=1,
+            mean_recovery_time_seconds=2 * H,
+            median_recovery_time_seconds=2 * H,
+            p90_recovery_time_seconds=2 * H,
+            unrecovered_failed_deployments=1,
+            deployment_rework_rate=0.0,
             resolved_failures=3,  # i1 1h, i7 2h, i2 36h
             open_failures=1,  # i3; i6 is staging
             oldest_open_failure_age_seconds=4 * D,
@@ -275,7 +371,8 @@ def test_filters_combine_with_grouping(fixture_store):
     }
     assert report.total.deployments == 5
     assert report.total.failures == 4
-    assert report.total.change_failure_rate == 0.8
+    assert report.total.incidents_per_deployment == 0.8
+    assert report.total.change_failure_rate == 0.6
     assert report.total.open_failures == 1
 
 
@@ -312,7 +409,9 @@ def test_grouping_by_two_fields(fixture_store):
     staging = rows(report)[("api", "staging")]
     assert staging == figures(
         deployments=1,
+        incidents_per_deployment=0.0,
         change_failure_rate=0.0,
+        deployment_rework_rate=0.0,
         open_failures=1,
         oldest_open_failure_age_seconds=19 * D,
         deployment_frequency_per_day=1 / 7,

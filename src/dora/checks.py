@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from dora.errors import DoraError, InvalidEvent, UsageError
@@ -43,6 +44,38 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     if not 1 <= budget <= 3600:  # also refuses nan and inf
         raise UsageError(f"{setting.label}: give a number of seconds from 1 to 3600")
     return RetryPolicy(budget=budget)
+
+
+def benchmarks(settings: Settings) -> str:
+    """The edition of DORA's benchmarks levels come from: 2024 (the default) or 2023."""
+    from dora.metrics import EDITIONS
+
+    setting = settings.setting("benchmarks")
+    edition = (setting.value or "2024").strip()
+    if edition not in EDITIONS:
+        raise UsageError(
+            f"{setting.label}: '{edition}' is not an edition of the benchmarks; "
+            f"use {' or '.join(sorted(EDITIONS, reverse=True))}"
+        )
+    return edition
+
+
+def link_window(settings: Settings) -> timedelta | None:
+    """The longest gap from a deployment's finish to the start of an incident linked to it:
+    a length such as 7d, 12h or 90m, or ``none`` for no limit (the default)."""
+    from dora.timeparse import parse_duration
+
+    setting = settings.setting("link_window")
+    text = (setting.value or "none").strip()
+    if text.lower() == "none":
+        return None
+    length = parse_duration(text)
+    if not length:
+        raise UsageError(
+            f"{setting.label}: '{text}' is not a length of time above zero; "
+            "write 7d, 12h, 90m or none"
+        )
+    return length
 
 
 def datadog_endpoint(settings: Settings, *, need_key: bool = True) -> Endpoint:
@@ -115,6 +148,8 @@ _CHECKS: dict[str, Callable[[Settings], object]] = {
     "team": _event_field("team"),
     "backend": backend,
     "retry_budget": retry_policy,
+    "benchmarks": benchmarks,
+    "link_window": link_window,
     "site": _site,
     "api_url": _api_url,
     "api_key": _api_key,

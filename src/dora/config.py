@@ -8,6 +8,8 @@ config directory (``~/.config/dora/config.toml`` on Linux)::
     env = "prod"
     team = "payments"
     retry_budget = 60
+    benchmarks = "2024"
+    link_window = "7d"
 
 Every value is a string in quotes, except ``retry_budget``, a number of seconds (a string
 such as ``"60"`` works too). The commands refuse a file with any problem at all; ``dora
@@ -53,6 +55,18 @@ KEYS: dict[str, Key] = {
             "seconds a command may spend sending",
             seconds=True,
         ),
+        Key(
+            "benchmarks",
+            "--benchmarks",
+            ("DORA_BENCHMARKS",),
+            "edition of DORA's benchmarks for levels: 2024 or 2023",
+        ),
+        Key(
+            "link_window",
+            "--link-window",
+            ("DORA_LINK_WINDOW",),
+            "longest gap from a deployment to an incident linked to it, e.g. 7d",
+        ),
         Key("site", "", ("DATADOG_SITE", "DD_SITE"), "Datadog site, e.g. datadoghq.eu"),
         Key("api_url", "", ("DORA_API_URL",), "a Datadog-compatible API instead of the site"),
         Key("api_key", "", ("DATADOG_API_KEY", "DD_API_KEY"), "Datadog API key", secret=True),
@@ -64,7 +78,13 @@ def _default(name: str) -> str | None:
     if name == "db":
         return str(default_db_path())
     # the site is the Datadog backend's DEFAULT_SITE (a test keeps the two the same)
-    return {"backend": "local", "retry_budget": "30", "site": "datadoghq.com"}.get(name)
+    return {
+        "backend": "local",
+        "retry_budget": "30",
+        "benchmarks": "2024",
+        "link_window": "none",
+        "site": "datadoghq.com",
+    }.get(name)
 
 
 @dataclass(frozen=True)

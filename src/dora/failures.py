@@ -237,11 +237,16 @@ def detect(
             reason = Reason("incident", None, None, f"incident {incident} followed it")
             causes.setdefault(deployed.id, []).append((n, reason))
     for failed_id, found in causes.items():
-        verdict = verdicts.setdefault(failed_id, Verdict(failed=True))
-        for _, reason in sorted(found, key=lambda item: item[0]):  # as they came
-            if reason not in verdict.reasons:
-                verdict.reasons.append(reason)
-    _apply_marks(history, position, verdicts)
+        verdicts[failed_id] = judge([reason for _, reason in sorted(found, key=lambda i: i[0])])
+    for n, deployed in enumerate(history):
+        if (mark := deployed.mark) is not None:
+            remediation = _named_remediation(history, position, n, mark)
+            kind = mark.remediation_type
+            if kind is None and remediation is not None:
+                back = _is_rollback_to(history, n, remediation)
+                kind = ROLLBACK if back else ROLLFORWARD
+            reasons = verdicts.get(deployed.id, Verdict()).reasons
+            verdicts[deployed.id] = judge(reasons, mark, remediation, kind)
     for failed_id, verdict in list(verdicts.items()):
         if verdict.failed:
             for remediation, _ in verdict.remediations:
@@ -249,29 +254,28 @@ def detect(
     return verdicts
 
 
-def _apply_marks(
-    history: Sequence[Deployed], position: dict[str, int], verdicts: dict[str, Verdict]
-) -> None:
-    """Manual marks override the rules: --stable clears a failure, --failed makes one with
-    the remediation it names."""
-    for n, deployed in enumerate(history):
-        if deployed.mark is None:
-            continue
-        verdict = verdicts.setdefault(deployed.id, Verdict())
-        if not deployed.mark.failed:
-            verdict.cleared = verdict.failed
-            verdict.failed = False
-            continue
-        verdict.failed = True
-        remediation = _named_remediation(history, position, n, deployed.mark)
-        kind = deployed.mark.remediation_type or (
-            ROLLBACK if remediation is not None and _is_rollback_to(history, n, remediation) else
-            ROLLFORWARD if remediation is not None else None
-        )  # fmt: skip
-        detail = "marked failed by hand"
-        if remediation is not None:
-            detail += f", remediated by {remediation}"
-        verdict.reasons.insert(0, Reason("manual", remediation, kind, detail))
+def judge(
+    reasons: Sequence[Reason],
+    mark: Mark | None = None,
+    remediation: str | None = None,
+    remediation_type: str | None = None,
+) -> Verdict:
+    """The verdict on a deployment from what the rules and incidents found (``reasons``, as
+    they came) and its manual mark, which overrides them: ``--stable`` clears a failure,
+    ``--failed`` makes one, remediated by ``remediation`` (the deployment the mark names,
+    found by id or version) of ``remediation_type``."""
+    verdict = Verdict(failed=bool(reasons), reasons=list(dict.fromkeys(reasons)))
+    if mark is None:
+        return verdict
+    if not mark.failed:
+        verdict.cleared, verdict.failed = verdict.failed, False
+        return verdict
+    verdict.failed = True
+    detail = "marked failed by hand"
+    if remediation is not None:
+        detail += f", remediated by {remediation}"
+    verdict.reasons.insert(0, Reason("manual", remediation, remediation_type, detail))
+    return verdict
 
 
 def _named_remediation(

@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from dora import timeparse
+from dora import timeparse, verdicts
+from dora.verdicts import Outcome, Placed
 
 if TYPE_CHECKING:
     from dora.store import Store
@@ -39,36 +41,57 @@ if TYPE_CHECKING:
 GROUP_FIELDS = ("service", "team", "env")
 INTERVALS = ("day", "week", "month")
 
-#: The benchmarks the performance levels come from.
-EDITION = "DORA State of DevOps Report 2023"
+#: The editions of DORA's benchmarks that levels can come from, the latest last.
+EDITIONS = {
+    "2023": "DORA State of DevOps Report 2023",
+    "2024": "DORA State of DevOps Report 2024",
+}
+LATEST = "2024"
 LEVELS = ("elite", "high", "medium", "low")
 
 _HOUR, _DAY, _WEEK = 3600.0, 86400.0, 604800.0
 _MONTH = 30 * _DAY
 
 
-def cfr_level(rate: float | None) -> str | None:
-    """Elite at most 5 %, high at most 10 %, medium at most 15 %, low above."""
+def cfr_level(rate: float | None, edition: str = LATEST) -> str | None:
+    """2023: elite at most 5 %, high at most 10 %, medium at most 15 %, low above.
+
+    2024: the report gives each level's typical rate, elite 5 %, high 20 %, medium 10 %,
+    low 40 %, and medium's is lower than high's. A rate takes the best level, in the order
+    elite, high, medium, low, whose typical rate it does not exceed: elite at most 5 %,
+    high at most 20 %, low above. Any rate medium's 10 % admits, high's 20 % admits first,
+    so medium is never given on change failure rate."""
     if rate is None:
         return None
-    return (
-        "elite" if rate <= 0.05 else "high" if rate <= 0.10 else "medium" if rate <= 0.15 else "low"
-    )
+    if edition == "2023":
+        return (
+            "elite" if rate <= 0.05 else "high" if rate <= 0.10 else
+            "medium" if rate <= 0.15 else "low"
+        )  # fmt: skip
+    return "elite" if rate <= 0.05 else "high" if rate <= 0.20 else "low"
 
 
-def restore_level(seconds: float | None) -> str | None:
-    """Elite under an hour, high under a day, medium under a week, low above."""
-    return _under(seconds, _HOUR, _DAY, _WEEK)
+def restore_level(seconds: float | None, edition: str = LATEST) -> str | None:
+    """2023: elite under an hour, high under a day, medium under a week, low above.
+
+    2024 (failed deployment recovery time): elite under an hour, high under a day, medium
+    under a day too, low 1 week to 1 month. By the same rule as the change failure rate (the
+    best level whose bound it meets), elite under an hour, high under a day, low above:
+    medium is never given."""
+    if edition == "2023":
+        return _under(seconds, _HOUR, _DAY, _WEEK)
+    return _under(seconds, _HOUR, _DAY, _DAY)
 
 
 def lead_time_level(seconds: float | None) -> str | None:
-    """Elite under a day, high under a week, medium under a month (30 days), low above."""
+    """Elite under a day, high under a week, medium under a month (30 days), low above
+    (2023 and 2024 alike)."""
     return _under(seconds, _DAY, _WEEK, _MONTH)
 
 
 def frequency_level(per_day: float | None) -> str | None:
     """Elite more than once a day (on demand), high at least weekly, medium at least
-    monthly (every 30 days), low less often."""
+    monthly (every 30 days), low less often (2023 and 2024 alike)."""
     if per_day is None:
         return None
     if per_day > 1:
@@ -96,7 +119,7 @@ class Figures:
 
     days: float
     deployments: int = 0
-    failures: int = 0
+    failures: int = 0  # incidents
     resolved_failures: int = 0
     open_failures: int = 0
     oldest_open_failure_age_seconds: float | None = None
@@ -104,22 +127,45 @@ class Figures:
     median_time_to_restore_seconds: float | None = None
     p90_time_to_restore_seconds: float | None = None
     median_lead_time_seconds: float | None = None
+    failed_deployments: int = 0
+    recovered_failed_deployments: int = 0
+    mean_recovery_time_seconds: float | None = None
+    median_recovery_time_seconds: float | None = None
+    p90_recovery_time_seconds: float | None = None
+    unrecovered_failed_deployments: int = 0
+    rework_deployments: int = 0
+    #: the edition of the benchmarks levels come from (``EDITIONS``)
+    benchmarks: str = field(default=LATEST, repr=False)
 
     @property
     def change_failure_rate(self) -> float | None:
+        """Failed deployments / deployments (DORA 2024, Datadog today)."""
+        return self.failed_deployments / self.deployments if self.deployments else None
+
+    @property
+    def incidents_per_deployment(self) -> float | None:
+        """Incidents / deployments: Datadog's first change failure rate, by its own name."""
         return self.failures / self.deployments if self.deployments else None
+
+    @property
+    def deployment_rework_rate(self) -> float | None:
+        """Deployments that remediated a failure / deployments."""
+        return self.rework_deployments / self.deployments if self.deployments else None
 
     @property
     def deployment_frequency_per_day(self) -> float:
         return self.deployments / self.days
 
     def levels(self) -> dict[str, str | None]:
-        """The performance level of each metric; time to restore is judged by its median."""
+        """The performance level of each metric; times are judged by their medians, time
+        to restore and recovery time by the same bounds."""
+        edition = self.benchmarks
         return {
             "deployment_frequency": frequency_level(self.deployment_frequency_per_day),
             "lead_time": lead_time_level(self.median_lead_time_seconds),
-            "change_failure_rate": cfr_level(self.change_failure_rate),
-            "time_to_restore": restore_level(self.median_time_to_restore_seconds),
+            "change_failure_rate": cfr_level(self.change_failure_rate, edition),
+            "time_to_restore": restore_level(self.median_time_to_restore_seconds, edition),
+            "recovery_time": restore_level(self.median_recovery_time_seconds, edition),
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -136,6 +182,15 @@ class Figures:
             "p90_time_to_restore_seconds": self.p90_time_to_restore_seconds,
             "deployment_frequency_per_day": self.deployment_frequency_per_day,
             "median_lead_time_seconds": self.median_lead_time_seconds,
+            "failed_deployments": self.failed_deployments,
+            "incidents_per_deployment": self.incidents_per_deployment,
+            "recovered_failed_deployments": self.recovered_failed_deployments,
+            "median_recovery_time_seconds": self.median_recovery_time_seconds,
+            "mean_recovery_time_seconds": self.mean_recovery_time_seconds,
+            "p90_recovery_time_seconds": self.p90_recovery_time_seconds,
+            "unrecovered_failed_deployments": self.unrecovered_failed_deployments,
+            "rework_deployments": self.rework_deployments,
+            "deployment_rework_rate": self.deployment_rework_rate,
         }
 
 
@@ -169,6 +224,14 @@ class Evidence:
     failures: list[Failure] = field(default_factory=list)  # started in the window
     resolved: list[Failure] = field(default_factory=list)  # resolved in the window
     open: list[Failure] = field(default_factory=list)  # open at the window's end
+    #: failed deployments that finished in the window
+    failed: list[Outcome] = field(default_factory=list)
+    #: failed deployments whose recovery ended in the window
+    recovered: list[Outcome] = field(default_factory=list)
+    #: failed deployments not recovered at the window's end
+    unrecovered: list[Outcome] = field(default_factory=list)
+    #: deployments finished in the window that remediated failures, with those failures
+    rework: list[tuple[Placed, list[str]]] = field(default_factory=list)
 
 
 @dataclass
@@ -206,6 +269,13 @@ class Report:
     total: Figures
     interval: str | None = None
     trend: list[TrendRow] = field(default_factory=list)
+    benchmarks: str = LATEST
+    link_window: timedelta | None = None
+
+    @property
+    def edition(self) -> str:
+        """The title of the benchmarks the levels come from."""
+        return EDITIONS[self.benchmarks]
 
     @property
     def days(self) -> float:
@@ -221,44 +291,59 @@ def report(
     filters: Filters = Filters(),
     interval: str | None = None,
     explain: bool = False,
+    benchmarks: str = LATEST,
+    link_window: timedelta | None = None,
 ) -> Report:
     """The metrics of ``[since, until)``, per group and in total, with a trend per
-    ``interval`` bucket and the events behind each group's numbers if asked. No store
-    (nothing recorded yet) is a report of nothing."""
+    ``interval`` bucket and the events behind each group's numbers if asked; levels from
+    the ``benchmarks`` edition; incidents linked to deployments at most ``link_window``
+    before them (no limit: None). No store (nothing recorded yet) is a report of nothing."""
     if since >= until:
         raise ValueError("the window is empty: since must be before until")
+    if benchmarks not in EDITIONS:
+        raise ValueError(f"unknown benchmarks {benchmarks!r}")
+    result = Report(
+        since, until, tuple(group_by), filters, [], Figures(days=_days(since, until)), interval,
+        benchmarks=benchmarks, link_window=link_window,
+    )  # fmt: skip
     if store is None:
-        return _report(None, since, until, tuple(group_by), filters, interval, explain)
+        _report(None, result, explain)
+        return result
     with store.snapshot():  # groups, total and trend from one state of the store
-        return _report(store, since, until, tuple(group_by), filters, interval, explain)
+        _report(store, result, explain)
+    return result
 
 
-def _report(
-    store: Store | None,
-    since: datetime,
-    until: datetime,
-    group_by: tuple[str, ...],
-    filters: Filters,
-    interval: str | None,
-    explain: bool,
-) -> Report:
+def _report(store: Store | None, result: Report, explain: bool) -> None:
+    since, until, group_by, filters = result.since, result.until, result.group_by, result.filters
+    outcomes = (
+        verdicts.outcomes(store, since, until, link_window=result.link_window)
+        if store is not None
+        else {}
+    )
+    made = partial(_figures, store, benchmarks=result.benchmarks, outcomes=outcomes)
     window = [(since, until)]
-    per_group = _figures(store, window, group_by, filters)
-    total = _figures(store, window, (), filters).get((0, ()), Figures(days=_days(since, until)))
-    groups = [Row(key, figures) for (_, key), figures in sorted(per_group.items(), key=_order)]
-    result = Report(since, until, group_by, filters, groups, total, interval)
-    if interval is not None:
-        buckets = split(since, until, interval)
-        per_bucket = _figures(store, buckets, group_by, filters)
-        for row in groups:  # each group's series together, oldest bucket first
+    per_group = made(window, group_by, filters)
+    if (total := made(window, (), filters).get((0, ()))) is not None:
+        result.total = total
+    result.total.benchmarks = result.benchmarks
+    result.groups = [
+        Row(key, figures) for (_, key), figures in sorted(per_group.items(), key=_order)
+    ]
+    if result.interval is not None:
+        buckets = split(since, until, result.interval)
+        per_bucket = made(buckets, group_by, filters)
+        for row in result.groups:  # each group's series together, oldest bucket first
             for n, (start, end) in enumerate(buckets):
-                figures = per_bucket.get((n, row.key)) or Figures(days=_days(start, end))
+                figures = per_bucket.get((n, row.key)) or Figures(
+                    days=_days(start, end), benchmarks=result.benchmarks
+                )
                 result.trend.append(TrendRow(start, end, row.key, figures))
     if explain:
         found = _evidence(store, since, until, group_by, filters) if store else {}
-        for row in groups:
+        _failure_evidence(found, outcomes, since, until, group_by, filters)
+        for row in result.groups:
             row.evidence = found.get(row.key, Evidence())
-    return result
 
 
 def split(since: datetime, until: datetime, interval: str) -> list[tuple[datetime, datetime]]:
@@ -371,6 +456,9 @@ def _figures(
     buckets: Sequence[tuple[datetime, datetime]],
     group_by: Sequence[str],
     filters: Filters,
+    *,
+    benchmarks: str,
+    outcomes: Mapping[str, Outcome],
 ) -> dict[tuple[int, Key], Figures]:
     found: dict[tuple[int, Key], Figures] = {}
     if store is None:
@@ -378,8 +466,10 @@ def _figures(
 
     def figures(bucket: int, key: Key) -> Figures:
         if (bucket, key) not in found:
-            found[bucket, key] = Figures(days=_days(*buckets[bucket]))
+            found[bucket, key] = Figures(days=_days(*buckets[bucket]), benchmarks=benchmarks)
         return found[bucket, key]
+
+    _failed_deployments(outcomes, buckets, group_by, filters, figures)
 
     cte = _buckets(buckets)
     now = timeparse.to_ns(timeparse.now())
@@ -445,6 +535,78 @@ def _figures(
     for (bucket, group), (n, _, ranked) in _partitions(rows, width).items():
         figures(bucket, group).median_lead_time_seconds = _percentile(ranked, n, 5) / 1e9
     return found
+
+
+def _failed_deployments(
+    outcomes: Mapping[str, Outcome],
+    buckets: Sequence[tuple[datetime, datetime]],
+    group_by: Sequence[str],
+    filters: Filters,
+    figures: Callable[[int, Key], Figures],
+) -> None:
+    """The failed deployments (by their finish), recovery times (by the recovery's end),
+    failed deployments not recovered at each bucket's end, and rework deployments (by their
+    finish) of each bucket and group, from the outcomes of the window's deployments."""
+    bounds = [(timeparse.to_ns(lo), timeparse.to_ns(hi)) for lo, hi in buckets]
+    starts, ends = [lo for lo, _ in bounds], [hi for _, hi in bounds]
+
+    def bucket(moment: int) -> int | None:
+        n = bisect.bisect_right(starts, moment) - 1
+        return n if n >= 0 and moment < ends[n] else None
+
+    wanted = {
+        name: set(values)
+        for name, values in (
+            ("service", filters.services),
+            ("team", filters.teams),
+            ("env", filters.envs),
+        )
+        if values
+    }
+
+    def key(placed: Placed) -> Key | None:
+        if any(placed.field(name) not in values for name, values in wanted.items()):
+            return None
+        return tuple(placed.field(name) for name in group_by)
+
+    times: dict[tuple[int, Key], list[int]] = defaultdict(list)
+    spans: dict[Key, list[int]] = {}  # +1 where a span of unrecovered bucket ends starts
+    rework: dict[tuple[int, Key], set[str]] = defaultdict(set)
+    for outcome in outcomes.values():
+        for placed in outcome.rework():
+            if (group := key(placed)) is not None and (n := bucket(placed.finished_at)) is not None:
+                rework[n, group].add(placed.id)
+        if not outcome.verdict.failed or (group := key(outcome.deployment)) is None:
+            continue
+        finished = outcome.deployment.finished_at
+        if (n := bucket(finished)) is not None:
+            figures(n, group).failed_deployments += 1
+        end = outcome.recovered_at
+        if end is not None and (n := bucket(end)) is not None:
+            times[n, group].append(max(0, end - finished))
+        # not recovered at a bucket's end: finished before it, recovered at or after it
+        first = bisect.bisect_right(ends, finished)
+        last = len(ends) - 1 if end is None else bisect.bisect_right(ends, end) - 1
+        if first <= last:
+            deltas = spans.setdefault(group, [0] * (len(ends) + 1))
+            deltas[first] += 1
+            deltas[last + 1] -= 1
+    for (n, group), values in times.items():
+        values.sort()
+        one, count = figures(n, group), len(values)
+        ranked = dict(enumerate(values))
+        one.recovered_failed_deployments = count
+        one.mean_recovery_time_seconds = sum(values) / count / 1e9
+        one.median_recovery_time_seconds = _percentile(ranked, count, 5) / 1e9
+        one.p90_recovery_time_seconds = _percentile(ranked, count, 9) / 1e9
+    for group, deltas in spans.items():
+        count = 0
+        for n in range(len(ends)):
+            count += deltas[n]
+            if count:
+                figures(n, group).unrecovered_failed_deployments = count
+    for (n, group), ids in rework.items():
+        figures(n, group).rework_deployments = len(ids)
 
 
 def _open_at_ends(
@@ -600,3 +762,43 @@ def _evidence(
                 )
             )
     return found
+
+
+def _failure_evidence(
+    found: dict[Key, Evidence],
+    outcomes: Mapping[str, Outcome],
+    since: datetime,
+    until: datetime,
+    group_by: Sequence[str],
+    filters: Filters,
+) -> None:
+    """The failed deployments, recoveries and rework behind each group's numbers."""
+    lo, hi = timeparse.to_ns(since), timeparse.to_ns(until)
+    wanted = {"service": filters.services, "team": filters.teams, "env": filters.envs}
+
+    def key(placed: Placed) -> Key | None:
+        if any(values and placed.field(name) not in values for name, values in wanted.items()):
+            return None
+        return tuple(placed.field(name) for name in group_by)
+
+    rework: dict[str, tuple[Placed, list[str]]] = {}
+    for outcome in sorted(
+        outcomes.values(), key=lambda o: (o.deployment.finished_at, o.deployment.id)
+    ):
+        for placed in outcome.rework():
+            if lo <= placed.finished_at < hi and key(placed) is not None:
+                rework.setdefault(placed.id, (placed, []))[1].append(outcome.deployment.id)
+        group = key(outcome.deployment)
+        if not outcome.verdict.failed or group is None:
+            continue
+        if lo <= outcome.deployment.finished_at < hi:
+            found[group].failed.append(outcome)
+        end = outcome.recovered_at
+        if end is not None and lo <= end < hi:
+            found[group].recovered.append(outcome)
+        if outcome.unrecovered_at(hi):
+            found[group].unrecovered.append(outcome)
+    for placed, remediates in sorted(rework.values(), key=lambda r: (r[0].finished_at, r[0].id)):
+        group = key(placed)
+        assert group is not None  # noqa: S101 - filtered above
+        found[group].rework.append((placed, remediates))

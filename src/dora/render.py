@@ -11,8 +11,9 @@ from datetime import datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
 from dora import timeparse
-from dora.metrics import EDITION, FIGURES, LEVELS, Evidence, Failure, Figures, Report, Row
+from dora.metrics import FIGURES, LEVELS, Evidence, Failure, Figures, Report, Row
 from dora.text import visible
+from dora.verdicts import Outcome
 
 if TYPE_CHECKING:
     from dora.checks import Review
@@ -204,8 +205,11 @@ def _cells(figures: Figures) -> list[tuple[str, str, str | None]]:
         ("deploys", str(figures.deployments), None),
         ("per day", _per_day(figures.deployment_frequency_per_day), levels["deployment_frequency"]),
         ("lead time", _seconds(figures.median_lead_time_seconds), levels["lead_time"]),
-        ("failures", str(figures.failures), None),
+        ("failed", str(figures.failed_deployments), None),
         ("CFR", _rate(figures.change_failure_rate), levels["change_failure_rate"]),
+        ("recovery", _seconds(figures.median_recovery_time_seconds), levels["recovery_time"]),
+        ("rework", _rate(figures.deployment_rework_rate), None),
+        ("incidents", str(figures.failures), None),
         ("restored", str(figures.resolved_failures), None),
         ("MTTR", _seconds(figures.mttr_seconds), None),
         ("TTR median", _seconds(figures.median_time_to_restore_seconds), levels["time_to_restore"]),
@@ -214,8 +218,19 @@ def _cells(figures: Figures) -> list[tuple[str, str, str | None]]:
     ]
 
 
-#: Columns a narrow terminal drops first, in this order (they have their summary elsewhere).
-_DROPPABLE = ("TTR p90", "MTTR", "restored", "lead time")
+#: What the short headings stand for.
+_LEGEND = (
+    "Failed: failed deployments; CFR: their share of deployments; recovery: their median "
+    "recovery time; rework: the share of deployments that remediated one. TTR: time to "
+    "restore from incidents; MTTR: its mean."
+)
+
+#: Columns a narrow terminal drops first, in this order (they have their summary elsewhere
+#: or in --format json).
+_DROPPABLE = (
+    "TTR p90", "MTTR", "restored", "incidents", "TTR median", "rework", "lead time",
+    "open (oldest)",
+)  # fmt: skip
 
 
 def metrics_json(report: Report, out: IO[str]) -> None:
@@ -237,7 +252,11 @@ def _report_data(report: Report) -> dict[str, Any]:
         "until": timeparse.format_iso(report.until),
         "group_by": list(report.group_by),
         "filters": report.filters.as_dict(),
-        "levels_from": EDITION,
+        "levels_from": report.edition,
+        "benchmarks": report.benchmarks,
+        "link_window_seconds": (
+            report.link_window.total_seconds() if report.link_window is not None else None
+        ),
         "groups": [],
         "total": {**report.total.as_dict(), "levels": report.total.levels()},
     }
@@ -282,6 +301,41 @@ def _evidence_data(evidence: Evidence) -> dict[str, list[dict[str, Any]]]:
         "failures": [failure(item) for item in evidence.failures],
         "resolved": [failure(item) for item in evidence.resolved],
         "open": [failure(item) for item in evidence.open],
+        "failed_deployments": [_outcome_data(item) for item in evidence.failed],
+        "recovered_deployments": [_outcome_data(item) for item in evidence.recovered],
+        "unrecovered_deployments": [_outcome_data(item) for item in evidence.unrecovered],
+        "rework_deployments": [
+            {
+                "id": placed.id,
+                "finished_at": timeparse.format_iso(timeparse.from_ns(placed.finished_at)),
+                "remediates": remediates,
+            }
+            for placed, remediates in evidence.rework
+        ],
+    }
+
+
+def _outcome_data(outcome: Outcome) -> dict[str, Any]:
+    """A failed deployment in JSON: why it failed, what remediated it, its recovery."""
+    recovered = outcome.recovered_at
+    recovery = outcome.recovery_ns
+    return {
+        "id": outcome.deployment.id,
+        "finished_at": timeparse.format_iso(timeparse.from_ns(outcome.deployment.finished_at)),
+        "reasons": [
+            {
+                "rule": reason.rule,
+                "remediated_by": reason.remediated_by,
+                "remediation_type": reason.remediation_type,
+                "detail": reason.detail,
+            }
+            for reason in outcome.verdict.reasons
+        ],
+        "incidents": [incident.id for incident in outcome.incidents],
+        "recovered_at": (
+            timeparse.format_iso(timeparse.from_ns(recovered)) if recovered is not None else None
+        ),
+        "recovery_time_seconds": recovery / 1e9 if recovery is not None else None,
     }
 
 
@@ -348,8 +402,8 @@ def metrics_markdown(report: Report, out: IO[str]) -> None:
     total = ["**total**", *[""] * (width - 1), *(f"**{c}**" for c in cells(report.total))]
     out.write("| " + " | ".join(total) + " |\n\n")
     out.write(
-        f"{_open_summary(report.total)} TTR: time to restore; MTTR: its mean. "
-        f"Levels ({EDITION}, from medians) in italics.\n"
+        f"{_open_summary(report.total)} {_LEGEND} "
+        f"Levels ({report.edition}, from medians) in italics.\n"
     )
     if report.trend:
         out.write(f"\n#### By {report.interval}\n\n")
@@ -425,6 +479,21 @@ def _evidence_lines(evidence: Evidence) -> list[str]:
         span = f"{_stamp(item.started_at)} to {_stamp(item.finished_at)}"
         lines.append(f"restored {item.id} in {took} ({span})")
     lines += [f"open {item.id} since {_stamp(item.started_at)}" for item in evidence.open]
+    for outcome in evidence.failed:
+        finished = _stamp(timeparse.from_ns(outcome.deployment.finished_at))
+        why = "; ".join(reason.detail for reason in outcome.verdict.reasons)
+        lines.append(f"failed {outcome.deployment.id} finished {finished}: {why}")
+    for outcome in evidence.recovered:
+        assert outcome.recovered_at is not None  # noqa: S101 - recovered
+        took = _seconds((outcome.recovery_ns or 0) / 1e9)
+        end = _stamp(timeparse.from_ns(outcome.recovered_at))
+        lines.append(f"recovered {outcome.deployment.id} in {took} (at {end})")
+    for outcome in evidence.unrecovered:
+        finished = _stamp(timeparse.from_ns(outcome.deployment.finished_at))
+        lines.append(f"not recovered {outcome.deployment.id}, failed at {finished}")
+    for placed, remediates in evidence.rework:
+        finished = _stamp(timeparse.from_ns(placed.finished_at))
+        lines.append(f"rework {placed.id} finished {finished}, remediates {', '.join(remediates)}")
     return lines
 
 
@@ -476,14 +545,14 @@ def metrics_table(report: Report, out: IO[str], *, color: bool | None = None) ->
     table.add_row(Text("total", style="bold"), *[""] * (width - 1), *row_cells(cells[-1]))
     console.print(table)
     console.print(escape(_open_summary(report.total)))
-    legend = Text(f"TTR: time to restore; MTTR: its mean. Levels ({EDITION}, from medians): ")
+    legend = Text(f"{_LEGEND} Levels ({report.edition}, from medians): ")
     for n, level in enumerate(LEVELS):
         legend.append(level, style=LEVEL_STYLES[level])
         legend.append(", " if n < len(LEVELS) - 1 else ".")
     console.print(legend, style="dim" if not console.color_system else "")
     if hidden := [headings[n] for n in range(len(headings)) if n not in shown]:
         console.print(
-            f"Too narrow for {', '.join(hidden)}: widen the terminal or use --format json.",
+            f"Dropped for width: {', '.join(hidden)}; see --format json.",
             style="dim",
         )
     if report.trend:
@@ -541,8 +610,9 @@ def _trend_table(report: Report) -> Any:
     metrics: list[tuple[str, Any, Any]] = [
         ("DEPLOYS", lambda f: f.deployments, str),
         ("LEAD TIME", lambda f: f.median_lead_time_seconds, _seconds),
-        ("FAILURES", lambda f: f.failures, str),
+        ("FAILED", lambda f: f.failed_deployments, str),
         ("CFR", lambda f: f.change_failure_rate, _rate),
+        ("RECOVERY", lambda f: f.median_recovery_time_seconds, _seconds),
         ("MEDIAN RESTORE", lambda f: f.median_time_to_restore_seconds, _seconds),
         ("OPEN", lambda f: f.open_failures, str),
     ]

@@ -73,29 +73,66 @@ def metrics(
     format: Annotated[
         Format, typer.Option("--format", help="Output format.", case_sensitive=False)
     ] = Format.table,
+    benchmarks: Annotated[
+        str | None,
+        typer.Option(
+            "--benchmarks",
+            metavar="YEAR",
+            help="Edition of DORA's benchmarks the levels come from: 2024 (default) or 2023 "
+            "(env DORA_BENCHMARKS).",
+            show_default=False,
+        ),
+    ] = None,
+    link_window: Annotated[
+        str | None,
+        typer.Option(
+            "--link-window",
+            metavar="LENGTH",
+            help="Link an incident only to a deployment that finished at most this long "
+            "before it, such as 7d or 12h; none for no limit, the default "
+            "(env DORA_LINK_WINDOW).",
+            show_default=False,
+        ),
+    ] = None,
     db: opt.Db = None,
     verbose: opt.Verbose = False,
 ) -> None:
-    """Report change failure rate, time to restore, deployment frequency and lead time.
+    """Report DORA's metrics: deployment frequency, lead time, change failure rate, failed
+    deployment recovery time and deployment rework rate, with time to restore.
 
     The window is [since, until) in UTC. Each figure is given per group and in total:
 
     * Deployments that finished in the window; deployment frequency is their number per day.
 
-    * Failures: incidents that started in the window. Change failure rate (CFR) is
-    failures / deployments, n/a for a group without deployments.
-
-    * Time to restore (finish - start) of the incidents resolved in the window: MTTR (the
-    mean), the median and the 90th percentile. Incidents still open at the end of the window
-    are counted, with the age of the oldest, and never scored.
-
     * Lead time: the median time from a commit to the end of the deployment that shipped it.
     'dora deployment' records the commits when run inside the repository; a service's
     first deployment has none.
 
-    An incident of several services counts in each service's row and once in the total.
-    Levels (elite, high, medium, low) follow the DORA State of DevOps Report 2023, judged
-    on the medians.
+    * Failed deployments: deployments that finished in the window and failed: rolled back
+    (a later deployment went back to an earlier SHA or version), rolled forward over (the
+    next deployment is a hotfix, or reverts a commit it shipped), linked to an incident
+    (named with 'dora incident open --deployment', else the latest deployment of the
+    incident's service, or team, and env before it started), or marked with 'dora
+    deployment mark'. Change failure rate (CFR) is failed deployments / deployments, n/a
+    for a group without deployments; incidents per deployment is the old formula.
+
+    * Recovery time of the failed deployments whose recovery ended in the window: from the
+    deployment's finish to its first remediation's finish, else to its last linked
+    incident's resolution. Median, mean and 90th percentile; those not yet recovered at
+    the end of the window are counted and never scored.
+
+    * Rework: deployments in the window that remediated a failure (rollbacks, hotfixes,
+    reverts, a remediation a mark names) / deployments.
+
+    * Incidents that started in the window, and time to restore (finish - start) of those
+    resolved in it: MTTR (the mean), the median and the 90th percentile. Incidents still
+    open at the end of the window are counted, with the age of the oldest, and never
+    scored. An incident of several services counts in each service's row and once in the
+    total.
+
+    Levels (elite, high, medium, low) follow DORA's 2024 benchmarks (--benchmarks 2023 for
+    the earlier ones), judged on the medians. 2024 gives no separate bound for medium on
+    change failure rate and recovery time: those are elite, high or low.
 
     Examples:
 
@@ -104,10 +141,14 @@ def metrics(
         dora metrics --since 2026-01-01 --until 2026-04-01 --interval month
         dora metrics --format markdown >> "$GITHUB_STEP_SUMMARY"
         dora metrics --service api --explain
+        dora metrics --benchmarks 2023 --link-window 7d
     """
+    from dora import checks, render
     from dora import metrics as m
-    from dora import render
+    from dora.config import Settings
 
+    settings = Settings({"db": db, "benchmarks": benchmarks, "link_window": link_window})
+    edition, window_limit = checks.benchmarks(settings), checks.link_window(settings)
     group_by = _group_by(by)
     window = opt.window(since, until)
     if explain and format is Format.csv:
@@ -122,6 +163,8 @@ def metrics(
             filters=filters,
             interval=interval.value if interval else None,
             explain=explain,
+            benchmarks=edition,
+            link_window=window_limit,
         )
     finally:
         if store is not None:

@@ -1,0 +1,392 @@
+"""What became of deployments, read from the store when a report is made: whether each
+failed, why, which deployments remediated it, and when it recovered.
+
+The store keeps what the rules found as deployments were recorded (``change_failures``) and
+the marks people gave (``deployment_marks``); incidents are linked to deployments here, at
+report time, so that a link always reflects every deployment recorded so far:
+
+* an incident that names its deployment (``dora incident open --deployment``) is linked to
+  it;
+* any other is linked to the latest deployment that finished at or before the incident
+  started, of one of the incident's services (of its team when it names no service), in
+  the incident's env when it has one, and at most ``link_window`` before it when that is
+  set. Ties (two deployments finished at the same instant) go to the greater id.
+
+A deployment failed when a rule found it or an incident is linked to it, unless a mark says
+otherwise (``failures.judge``). It recovered when the first of its remediation deployments
+finished; with none, when the last of its linked incidents was resolved (never while one is
+open). A deployment that remediates a failure that stands is *rework*.
+
+Verdicts are those of everything recorded now: a rollback recorded today makes last week's
+deployment a failure in last week's report too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from dora import failures, timeparse
+
+if TYPE_CHECKING:
+    from dora.store import Store
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A deployment as reports place it: its group fields and when it finished (ns)."""
+
+    id: str
+    service: str
+    team: str | None
+    env: str | None
+    finished_at: int
+
+    def field(self, name: str) -> str | None:
+        value: str | None = getattr(self, name)
+        return value
+
+
+@dataclass(frozen=True)
+class Linked:
+    """An incident linked to a deployment; times in ns, ``finished_at`` None while open."""
+
+    id: str
+    started_at: int
+    finished_at: int | None
+    #: the incident names the deployment itself (``--deployment``)
+    named: bool
+
+
+@dataclass
+class Outcome:
+    """What became of one deployment that failed, was cleared by a mark, or has evidence."""
+
+    deployment: Placed
+    verdict: failures.Verdict
+    incidents: list[Linked] = field(default_factory=list)
+    #: the deployments that remediated it, by id (those recorded)
+    remediations: dict[str, Placed] = field(default_factory=dict)
+
+    @property
+    def recovered_at(self) -> int | None:
+        """When its recovery ended (ns): the first remediation's finish, else the last
+        linked incident's resolution; None while not recovered, or when it did not fail."""
+        if not self.verdict.failed:
+            return None
+        finishes = [
+            placed.finished_at
+            for remediation, _ in self.verdict.remediations
+            if (placed := self.remediations.get(remediation)) is not None
+        ]
+        if finishes:
+            return min(finishes)
+        if not self.incidents or any(i.finished_at is None for i in self.incidents):
+            return None
+        return max(i.finished_at for i in self.incidents if i.finished_at is not None)
+
+    @property
+    def recovery_ns(self) -> int | None:
+        """Recovery time: from the deployment's finish to its recovery (never below 0)."""
+        end = self.recovered_at
+        return None if end is None else max(0, end - self.deployment.finished_at)
+
+    def unrecovered_at(self, moment: int) -> bool:
+        """Whether, failed, it had finished before ``moment`` and not recovered by then."""
+        if not self.verdict.failed or self.deployment.finished_at >= moment:
+            return False
+        end = self.recovered_at
+        return end is None or end >= moment
+
+    def rework(self) -> list[Placed]:
+        """The recorded deployments that remediated this failure, if it stands."""
+        if not self.verdict.failed:
+            return []
+        return [
+            placed
+            for remediation, _ in self.verdict.remediations
+            if (placed := self.remediations.get(remediation)) is not None
+        ]
+
+
+_PLACED = "d.id, d.service, d.team, d.env, d.finished_at"
+
+
+def outcomes(
+    store: Store, since: datetime, until: datetime, *, link_window: timedelta | None = None
+) -> dict[str, Outcome]:
+    """The outcome of every deployment that finished before ``until`` and can matter to a
+    report of ``[since, until)`` or any part of it: it failed and finished in the window,
+    recovered in it, was not recovered at some moment of it, or remediated a failure in it.
+    (Others may be left out: a failure wholly before ``since`` is.)"""
+    lo, hi = timeparse.to_ns(since), timeparse.to_ns(until)
+    found: dict[str, _Evidence] = {}
+
+    def evidence(placed: Placed) -> _Evidence:
+        return found.setdefault(placed.id, _Evidence(placed))
+
+    # the rules' findings on every deployment before until: the first remediation of a
+    # failure before since may be what ended it before since
+    for row in store.rows(
+        f"SELECT {_PLACED}, c.id, c.service, c.team, c.env, c.finished_at, "
+        "f.rule, f.remediation_type, f.detail FROM change_failures f "
+        "JOIN deployments d ON d.id = f.failed_id JOIN deployments c ON c.id = f.cause_id "
+        "WHERE d.finished_at < ? ORDER BY d.id, c.finished_at, c.id, f.rule",
+        (hi,),
+    ):
+        cause = Placed(*row[5:10])
+        one = evidence(Placed(*row[:5]))
+        one.reasons.append(failures.Reason(row[10], cause.id, row[11], row[12]))
+        one.remediations[cause.id] = cause
+    _add_marks(store, hi, evidence)
+    # incidents that can end a recovery in the window or after it (resolved since it began,
+    # or open) and those that name their deployment (few, and any of them may matter)
+    relevant = "(i.finished_at IS NULL OR i.finished_at >= ? OR i.deployment_id IS NOT NULL)"
+    for incident, placed in links(store, relevant, (lo,), link_window=link_window).items():
+        if placed.finished_at < hi:
+            evidence(placed).incidents.append(incident)
+    return {key: one.outcome() for key, one in found.items()}
+
+
+def outcome(store: Store, deployment_id: str, *, link_window: timedelta | None = None) -> Outcome:
+    """The outcome of one deployment (``dora deployment show``), with every incident
+    linked to it."""
+    row = next(
+        iter(store.rows(f"SELECT {_PLACED} FROM deployments d WHERE d.id = ?", (deployment_id,))),
+        None,
+    )
+    if row is None:
+        raise LookupError(deployment_id)
+    one = _Evidence(Placed(*row))
+    for cause_row in store.rows(
+        "SELECT c.id, c.service, c.team, c.env, c.finished_at, f.rule, f.remediation_type, "
+        "f.detail FROM change_failures f JOIN deployments c ON c.id = f.cause_id "
+        "WHERE f.failed_id = ? ORDER BY c.finished_at, c.id, f.rule",
+        (deployment_id,),
+    ):
+        cause = Placed(*cause_row[:5])
+        one.reasons.append(failures.Reason(cause_row[5], cause.id, cause_row[6], cause_row[7]))
+        one.remediations[cause.id] = cause
+
+    def evidence(placed: Placed) -> _Evidence:
+        return one
+
+    _add_marks(store, None, evidence, only=deployment_id)
+    # the incidents that can link to it: started at or after it finished, of its service or
+    # team (any other deployment they might link to is compared by the linking itself)
+    candidates = (
+        "i.started_at >= ? AND (i.deployment_id = ? OR i.team = ? OR EXISTS (SELECT 1 FROM "
+        "incident_services f WHERE f.incident_id = i.id AND f.service = ?))"
+    )
+    placed = one.placed
+    params = (placed.finished_at, placed.id, placed.team, placed.service)
+    for incident, linked in links(store, candidates, params, link_window=link_window).items():
+        if linked.id == deployment_id:
+            one.incidents.append(incident)
+    named = store.rows(
+        "SELECT i.id, i.started_at, i.finished_at FROM incidents i "
+        "WHERE i.deployment_id = ? AND i.started_at < ?",
+        (deployment_id, placed.finished_at),
+    )
+    one.incidents += [Linked(i, started, finished, True) for i, started, finished in named]
+    return one.outcome()
+
+
+def links(
+    store: Store,
+    incidents: str,
+    params: Sequence[Any],
+    *,
+    link_window: timedelta | None = None,
+) -> dict[Linked, Placed]:
+    """The deployment each incident matching the condition ``incidents`` (on ``i``, with
+    ``params``) is linked to; incidents linked to none are left out."""
+    best: dict[str, tuple[Linked, Placed]] = {}
+    for row in store.rows(
+        "SELECT i.id, i.started_at, i.finished_at, "
+        f"{_PLACED} FROM incidents i JOIN deployments d ON d.id = i.deployment_id "
+        f"WHERE i.deployment_id IS NOT NULL AND {incidents}",
+        params,
+    ):
+        best[row[0]] = (Linked(row[0], row[1], row[2], True), Placed(*row[3:]))
+    window = [] if link_window is None else [int(link_window.total_seconds()) * 10**9]
+    for by_service in (True, False):
+        for with_env in (True, False):
+            sql = _linking(incidents, by_service=by_service, with_env=with_env, window=bool(window))
+            for row in store.rows(sql, (*window, *params)):
+                placed = Placed(*row[3:])
+                known = best.get(row[0])
+                if known is None or (
+                    not known[0].named
+                    and (placed.finished_at, placed.id) > (known[1].finished_at, known[1].id)
+                ):
+                    best[row[0]] = (Linked(row[0], row[1], row[2], False), placed)
+    return dict(best.values())
+
+
+def _linking(incidents: str, *, by_service: bool, with_env: bool, window: bool) -> str:
+    """A query linking the incidents that name no deployment, matching ``incidents``, of
+    one kind (with services or only a team; with an env or none) to their latest earlier
+    deployment. Each look-up is a seek on an index of deployments by (service or team,
+    env, finish): the latest finish, then the greatest id finished then."""
+    if by_service:
+        source, key, column = (
+            "incidents i JOIN incident_services s ON s.incident_id = i.id",
+            "s.service",
+            "service",
+        )
+        extra = ""
+    else:
+        source, key, column = "incidents i", "i.team", "team"
+        extra = (
+            " AND i.team IS NOT NULL AND NOT EXISTS "
+            "(SELECT 1 FROM incident_services s WHERE s.incident_id = i.id)"
+        )
+    env = " AND i.env IS NOT NULL" if with_env else " AND i.env IS NULL"
+    same_env = " AND d.env = i.env" if with_env else ""
+    since = " AND d.finished_at >= i.started_at - ?" if window else ""
+    latest = (
+        f"(SELECT MAX(d.finished_at) FROM deployments d WHERE d.{column} = {key}{same_env} "
+        f"AND d.finished_at <= i.started_at{since})"
+    )
+    inner = (
+        f"SELECT i.id AS incident, i.started_at AS started, i.finished_at AS finished, "
+        f"{key} AS k, i.env AS e, {latest} AS t FROM {source} "
+        f"WHERE i.deployment_id IS NULL{env}{extra} AND {incidents}"
+    )
+    env_again = " AND l.env = x.e" if with_env else ""
+    return (
+        f"SELECT x.incident, x.started, x.finished, {_PLACED} FROM ({inner}) x "
+        "JOIN deployments d ON d.id = (SELECT MAX(l.id) FROM deployments l "
+        f"WHERE l.{column} = x.k{env_again} AND l.finished_at = x.t)"
+    )
+
+
+def _add_marks(
+    store: Store,
+    before: int | None,
+    evidence: Callable[[Placed], _Evidence],
+    *,
+    only: str | None = None,
+) -> None:
+    """Each mark on a deployment finished before ``before`` (or on ``only``), with the
+    deployment it names as remediation: by id, or the first deployment of its history
+    with the named version after it."""
+    where = "d.id = ?" if only is not None else "d.finished_at < ?"
+    for row in list(
+        store.rows(
+            f"SELECT {_PLACED}, m.failed, m.remediation_id, m.remediation_version, "
+            "m.remediation_type, d.commit_sha, d.version FROM deployment_marks m "
+            f"JOIN deployments d ON d.id = m.deployment_id WHERE {where}",
+            (only if only is not None else before,),
+        )
+    ):
+        placed = Placed(*row[:5])
+        one = evidence(placed)
+        failed, by_id, by_version, kind = row[5:9]
+        one.mark = failures.Mark(bool(failed), by_id, by_version, kind)
+        if not failed:
+            continue
+        remediation = _named(store, placed, by_id, by_version)
+        if remediation is not None:
+            one.remediations[remediation.id] = remediation
+            one.named = remediation.id
+            one.named_type = kind or (
+                failures.ROLLBACK if _rolls_back(store, placed, remediation) else
+                failures.ROLLFORWARD
+            )  # fmt: skip
+        elif by_id is not None:
+            one.named = by_id  # not recorded here: named, never a recovery
+            one.named_type = kind or failures.ROLLFORWARD
+
+
+def _named(
+    store: Store, placed: Placed, by_id: str | None, by_version: str | None
+) -> Placed | None:
+    if by_id is not None:
+        sql, params = "d.id = ?", (by_id,)
+    elif by_version is not None:
+        env = "d.env IS NULL" if placed.env is None else "d.env = ?"
+        sql = (
+            f"d.service = ? AND {env} AND d.version = ? AND (d.finished_at > ? "
+            "OR (d.finished_at = ? AND d.id > ?)) ORDER BY d.finished_at, d.id LIMIT 1"
+        )
+        params = (
+            placed.service,
+            *(() if placed.env is None else (placed.env,)),
+            by_version,
+            placed.finished_at,
+            placed.finished_at,
+            placed.id,
+        )
+    else:
+        return None
+    row = next(iter(store.rows(f"SELECT {_PLACED} FROM deployments d WHERE {sql}", params)), None)
+    return None if row is None else Placed(*row)
+
+
+def _rolls_back(store: Store, placed: Placed, remediation: Placed) -> bool:
+    """Whether ``remediation`` deploys what a deployment before ``placed`` in its history
+    deployed (its SHA, else its version): a rollback rather than a rollforward."""
+    row = next(
+        iter(
+            store.rows(
+                "SELECT d.commit_sha, d.version FROM deployments d WHERE d.id = ?",
+                (remediation.id,),
+            )
+        ),
+        None,
+    )
+    if row is None:
+        return False
+    key = failures.deployment_key(failures.Deployed(remediation.id, row[0], row[1]))
+    if key is None:
+        return False
+    env = "d.env IS NULL" if placed.env is None else "d.env = ?"
+    same = "d.commit_sha = ?" if key[0] == "sha" else "d.commit_sha IS NULL AND d.version = ?"
+    value = key[1]
+    found = store.rows(
+        f"SELECT 1 FROM deployments d WHERE d.service = ? AND {env} AND "
+        f"(d.finished_at < ? OR (d.finished_at = ? AND d.id < ?)) AND {same} LIMIT 1",
+        (
+            placed.service,
+            *(() if placed.env is None else (placed.env,)),
+            placed.finished_at,
+            placed.finished_at,
+            placed.id,
+            value,
+        ),
+    )
+    return next(iter(found), None) is not None
+
+
+@dataclass
+class _Evidence:
+    placed: Placed
+    reasons: list[failures.Reason] = field(default_factory=list)
+    incidents: list[Linked] = field(default_factory=list)
+    remediations: dict[str, Placed] = field(default_factory=dict)
+    mark: failures.Mark | None = None
+    named: str | None = None
+    named_type: str | None = None
+
+    def outcome(self) -> Outcome:
+        incidents = sorted(self.incidents, key=lambda i: (i.started_at, i.id))
+        reasons = [
+            failures.Reason("incident", None, None, _incident_detail(self.placed, i))
+            for i in incidents
+        ] + self.reasons
+        verdict = failures.judge(reasons, self.mark, self.named, self.named_type)
+        return Outcome(self.placed, verdict, incidents, self.remediations)
+
+
+def _incident_detail(placed: Placed, incident: Linked) -> str:
+    if incident.named:
+        return f"incident {incident.id} names it as its cause"
+    gap = timedelta(microseconds=max(0, incident.started_at - placed.finished_at) // 1000)
+    return (
+        f"incident {incident.id} started {timeparse.format_duration(gap)} after it finished "
+        "(the latest deployment before it)"
+    )
