@@ -55,7 +55,7 @@ def _root(
         print_help(ctx)
 
 
-app.command(name="deployment")(deployment.deployment)
+app.add_typer(deployment.app)
 app.add_typer(incident.app)
 app.command(name="metrics")(metrics.metrics)
 app.command(name="push")(push.push)

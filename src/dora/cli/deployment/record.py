@@ -1,17 +1,23 @@
-"""``dora deployment``: record that a service was deployed."""
+"""``dora deployment``: record that a service was deployed (the group's own action)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
+from typer import _click
 
 from dora.cli import _common as opt
+from dora.cli._help import Typer
 from dora.config import Settings
 from dora.errors import UsageError
 
+app = Typer(name="deployment")
 
+
+@app.callback(invoke_without_command=True)
 def deployment(
+    ctx: typer.Context,
     service: Annotated[
         str | None,
         typer.Option("--service", metavar="NAME", help="Service deployed (env DD_SERVICE)."),
@@ -46,7 +52,7 @@ def deployment(
     db: opt.Db = None,
     verbose: opt.Verbose = False,
 ) -> None:
-    """Record a deployment of a service.
+    """Record a deployment of a service; list, show and mark recorded ones.
 
     Run it as the last step of a deploy job. The git repository URL and commit SHA come
     from the flags, DD_GIT_* variables, the CI provider's variables, or git in the current
@@ -60,6 +66,19 @@ def deployment(
         dora deployment --service api --started-at -15m --custom-tags region:eu
         dora deployment --service api --started-at 1732440600 --dry-run
     """
+    if ctx.invoked_subcommand is not None:
+        given = [
+            name
+            for name in ctx.params
+            if ctx.get_parameter_source(name) not in (None, _click.core.ParameterSource.DEFAULT)
+        ]
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise UsageError(
+                f"{flag}: records a deployment; give it without "
+                f"'{ctx.invoked_subcommand}', or after it if that command takes it"
+            )
+        return
     from dora.events import Deployment
 
     settings = Settings(

@@ -1,0 +1,8 @@
+"""``dora deployment [list | show | mark]``: record a deployment, and look at or correct
+recorded ones."""
+
+from __future__ import annotations
+
+from dora.cli.deployment.record import app
+
+__all__ = ["app"]
