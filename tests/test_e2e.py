@@ -175,7 +175,10 @@ def test_recording_loads_neither_http_nor_table_code(db_path):
 
 def test_a_ci_pipeline_records_deployments_in_a_repository_and_reports_lead_time(tmp_path, db_path):
     repo = make_repo(tmp_path / "repo", origin="https://github.com/acme/api.git")
-    first = run("deployment", "--service", "api", "--env", "prod", "--started-at", "-2h", cwd=repo)
+    first = run(
+        "deployment", "--service", "api", "--env", "prod", "--started-at", "-2h",
+        "--finished-at", "-90m", cwd=repo,
+    )  # fmt: skip
     git(repo, "commit", "--quiet", "--allow-empty", "-m", "fix checkout")
     git(repo, "commit", "--quiet", "--allow-empty", "-m", "faster cart")
     second = run("deployment", "--service", "api", "--env", "prod", "--started-at", "-1m", cwd=repo)
@@ -189,6 +192,8 @@ def test_a_ci_pipeline_records_deployments_in_a_repository_and_reports_lead_time
     [group] = json.loads(report.stdout)["groups"]
     assert (group["service"], group["env"], group["deployments"]) == ("api", "prod", 2)
     assert (group["failures"], group["change_failure_rate"], group["open_failures"]) == (1, 0.5, 1)
+    # the incident started after the first deployment finished, before the second did
+    assert (group["failed_deployments"], group["unrecovered_failed_deployments"]) == (1, 1)
     assert group["median_lead_time_seconds"] is not None  # the two new commits, just made
     assert 0 <= group["median_lead_time_seconds"] < 60
     assert len(rows(db_path, "SELECT sha FROM deployment_commits")) == 2
