@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from dora import failures, timeparse
@@ -70,7 +71,7 @@ class Outcome:
     #: the deployments that remediated it, by id (those recorded)
     remediations: dict[str, Placed] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def recovered_at(self) -> int | None:
         """When its recovery ended (ns): the first remediation's finish, else the last
         linked incident's resolution; None while not recovered, or when it did not fail."""
@@ -143,7 +144,12 @@ def outcomes(
     _add_marks(store, hi, evidence)
     # incidents that can end a recovery in the window or after it (resolved since it began,
     # or open) and those that name their deployment (few, and any of them may matter)
-    relevant = "(i.finished_at IS NULL OR i.finished_at >= ? OR i.deployment_id IS NOT NULL)"
+    # (as a union, so that each part is read through its own index)
+    relevant = (
+        "i.id IN (SELECT id FROM incidents WHERE finished_at IS NULL UNION ALL "
+        "SELECT id FROM incidents WHERE finished_at >= ? UNION ALL "
+        "SELECT id FROM incidents WHERE deployment_id IS NOT NULL)"
+    )
     for incident, placed in links(store, relevant, (lo,), link_window=link_window).items():
         if placed.finished_at < hi:
             evidence(placed).incidents.append(incident)
@@ -274,7 +280,8 @@ def _add_marks(
     """Each mark on a deployment finished before ``before`` (or on ``only``), with the
     deployment it names as remediation: by id, or the first deployment of its history
     with the named version after it."""
-    where = "d.id = ?" if only is not None else "d.finished_at < ?"
+    # ``+``: read the few marks, then their deployments; never every deployment by finish
+    where = "d.id = ?" if only is not None else "+d.finished_at < ?"
     for row in list(
         store.rows(
             f"SELECT {_PLACED}, m.failed, m.remediation_id, m.remediation_version, "

@@ -202,6 +202,24 @@ def m007_incident_deployment(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE incidents ADD COLUMN deployment_id TEXT")
 
 
+#: m010 for both engines: what linking incidents to deployments seeks on (``dora.verdicts``).
+M010_LINK_INDEXES = (
+    # the few incidents that name their deployment, found without reading the others
+    "CREATE INDEX incidents_deployment_id ON incidents (deployment_id) "
+    "WHERE deployment_id IS NOT NULL",
+    # a team's incident (no service): its team's latest deployment, in its env or any
+    "CREATE INDEX deployments_team_env_finished_at ON deployments (team, env, finished_at)",
+    "CREATE INDEX deployments_team_finished_at ON deployments (team, finished_at)",
+)
+
+
+def m010_link_indexes(db: sqlite3.Connection) -> None:
+    """Indexes for linking incidents to deployments at report time: each incident's latest
+    deployment before it is one seek, by service or by team, whatever the store's size."""
+    for statement in M010_LINK_INDEXES:
+        db.execute(statement)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     ("m001_initial", m001_initial),
     ("m002_outbox", m002_outbox),
@@ -210,6 +228,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("m005_commit_messages", m005_commit_messages),
     ("m006_change_failures", m006_change_failures),
     ("m007_incident_deployment", m007_incident_deployment),
+    ("m010_link_indexes", m010_link_indexes),
 )
 
 

@@ -373,6 +373,7 @@ MIGRATIONS: tuple[tuple[str, tuple[_Step, ...]], ...] = (
         ),
     ),
     ("m007_incident_deployment", (f"ALTER TABLE incidents ADD COLUMN deployment_id {_TEXT}",)),
+    ("m010_link_indexes", migrations.M010_LINK_INDEXES),
 )
 
 #: The tables dora makes: found without ``dora_migrations``, they are someone else's.
