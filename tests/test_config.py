@@ -109,6 +109,7 @@ def test_config_shows_every_effective_default(dora, monkeypatch):
         "site          datadoghq.com                        default\n"
         "api_url       https://api.datadoghq.com            default (from site)\n"
         "api_key       -                                    unset\n"
+        "app_key       -                                    unset\n"
     )
 
 
@@ -199,7 +200,7 @@ def test_config_flags_an_invalid_setting_as_the_commands_refuse_it(
 
 NAMES = {
     "config file", "db", "service", "env", "team", "backend", "retry_budget", "benchmarks",
-    "link_window", "site", "api_url", "api_key",
+    "link_window", "site", "api_url", "api_key", "app_key",
 }  # fmt: skip
 
 #: The settings of reports, made invalid, with what 'dora metrics' says of them.

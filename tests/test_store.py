@@ -46,6 +46,7 @@ def test_a_new_store_is_created_with_its_directories_in_wal_mode(tmp_path):
             ("m005_commit_messages",),
             ("m006_change_failures",),
             ("m007_incident_deployment",),
+            ("m008_outbox_marks",),
             ("m010_link_indexes",),
         ]
 

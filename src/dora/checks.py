@@ -80,7 +80,7 @@ def link_window(settings: Settings) -> timedelta | None:
 
 def datadog_endpoint(settings: Settings, *, need_key: bool = True) -> Endpoint:
     """The Datadog API the settings name (site, api_url), with their API key."""
-    return _endpoint(settings, ("site", "api_url", "api_key"), need_key=need_key)
+    return _endpoint(settings, ("site", "api_url", "api_key", "app_key"), need_key=need_key)
 
 
 def _endpoint(settings: Settings, names: Iterable[str], *, need_key: bool) -> Endpoint:
@@ -140,6 +140,10 @@ def _api_key(settings: Settings) -> None:
     _endpoint(settings, ("api_key",), need_key=sends)
 
 
+def _app_key(settings: Settings) -> None:
+    _endpoint(settings, ("app_key",), need_key=False)  # only marks need one
+
+
 #: The check of each setting, as the commands make it.
 _CHECKS: dict[str, Callable[[Settings], object]] = {
     "db": _store,
@@ -153,6 +157,7 @@ _CHECKS: dict[str, Callable[[Settings], object]] = {
     "site": _site,
     "api_url": _api_url,
     "api_key": _api_key,
+    "app_key": _app_key,
 }
 
 

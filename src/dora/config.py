@@ -70,6 +70,13 @@ KEYS: dict[str, Key] = {
         Key("site", "", ("DATADOG_SITE", "DD_SITE"), "Datadog site, e.g. datadoghq.eu"),
         Key("api_url", "", ("DORA_API_URL",), "a Datadog-compatible API instead of the site"),
         Key("api_key", "", ("DATADOG_API_KEY", "DD_API_KEY"), "Datadog API key", secret=True),
+        Key(
+            "app_key",
+            "",
+            ("DATADOG_APP_KEY", "DD_APP_KEY", "DD_APPLICATION_KEY"),
+            "Datadog application key, to mark deployments",
+            secret=True,
+        ),
     )
 }
 

@@ -14,6 +14,9 @@ Rules:
 * ``id`` is 16 to 128 characters of ``[A-Za-z0-9._:-]``, and a new time-sortable
   ULID when not given;
 * an incident names at least one service or a team.
+
+A third thing goes to Datadog besides them: a ``DeploymentMark`` (``dora deployment mark``),
+a correction of a deployment already sent, as Datadog's ``PATCH`` of it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, TypeVar
 
@@ -219,6 +223,7 @@ class Event(BaseModel):
 
     kind: ClassVar[str]
     api_path: ClassVar[str]
+    api_method: ClassVar[str] = "POST"
 
     id: EventId = Field(default_factory=new_id)
     started_at: Timestamp
@@ -299,6 +304,54 @@ _API_ORDER = (
 )  # fmt: skip
 
 E = TypeVar("E", bound=Event)
+
+
+@dataclass(frozen=True)
+class DeploymentMark:
+    """A deployment marked failed or stable by hand, as Datadog is told of it: ``PATCH
+    /api/v2/dora/deployments/{id}`` (``DORADeploymentPatchRequest``). In the outbox it is
+    kept under the deployment's id with kind ``mark``: a newer mark replaces a pending one.
+
+    ``remediation_type`` is what is sent: the one given, or the one found from the history
+    (the store finds it, as reports do); Datadog needs one with any remediation."""
+
+    kind: ClassVar[str] = "mark"
+    api_method: ClassVar[str] = "PATCH"
+
+    id: str
+    failed: bool
+    remediation_id: str | None = None
+    remediation_version: str | None = None
+    remediation_type: str | None = None
+
+    @property
+    def api_path(self) -> str:
+        return f"/api/v2/dora/deployments/{self.id}"
+
+    def api_body(self) -> dict[str, Any]:
+        """The exact request body: ``remediation`` only when one is named, by id or by
+        version (never both, as Datadog requires)."""
+        attributes: dict[str, Any] = {"change_failure": self.failed}
+        if self.remediation_id is not None or self.remediation_version is not None:
+            remediation: dict[str, Any] = (
+                {"id": self.remediation_id}
+                if self.remediation_id is not None
+                else {"version": self.remediation_version}
+            )
+            if self.remediation_type is not None:
+                remediation["type"] = self.remediation_type
+            attributes["remediation"] = remediation
+        return {
+            "data": {
+                "id": self.id,
+                "type": "dora_deployment_patch_request",
+                "attributes": attributes,
+            }
+        }
+
+
+#: What the outbox holds and a backend sends.
+Deliverable = Event | DeploymentMark
 
 
 def build(model: type[E], data: dict[str, Any]) -> E:

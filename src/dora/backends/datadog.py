@@ -1,7 +1,9 @@
 """Delivery of events to a Datadog-compatible DORA Metrics API (v2).
 
 ``POST {base}/api/v2/dora/deployment`` and ``{base}/api/v2/dora/failure`` with the event's
-``api_body()``, the API key in the ``DD-API-KEY`` header. ``base`` is ``DORA_API_URL`` when
+``api_body()``, the API key in the ``DD-API-KEY`` header; a mark is ``PATCH
+{base}/api/v2/dora/deployments/{id}``, which needs an application key as well
+(``DD-APPLICATION-KEY``). ``base`` is ``DORA_API_URL`` when
 set, otherwise ``https://api.{site}``.
 
 Every command gets one retry budget (``RetryPolicy.budget``, 30 s by default) for all its
@@ -9,7 +11,7 @@ attempts and waits, so that a CI step never hangs. Connection errors, timeouts, 
 (honouring ``Retry-After``) and 5xx are retried with exponential backoff and full jitter;
 any other 4xx is final at once (``dora.backends.http``, shared with the PagerDuty client).
 ``send`` returns only after a 2xx; every failure raises ``DeliveryError``, whose message
-never holds the API key.
+never holds either key.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from dora.redact import scrub
 if TYPE_CHECKING:
     import httpx
 
-    from dora.events import Event
+    from dora.events import Deliverable
 
 __all__ = ["DatadogBackend", "DeliveryError", "Endpoint", "RetryPolicy", "endpoint"]
 
@@ -49,6 +51,9 @@ KEY_VARIABLES = ("DATADOG_API_KEY", "DD_API_KEY")
 #: What a command that cannot send for want of a key says, before what becomes of the event.
 NO_KEY = "no Datadog API key is set (DD_API_KEY or DATADOG_API_KEY)"
 SITE_VARIABLES = ("DATADOG_SITE", "DD_SITE")
+APP_KEY_VARIABLES = ("DATADOG_APP_KEY", "DD_APP_KEY", "DD_APPLICATION_KEY")
+#: What a command that cannot send a mark for want of an application key says first.
+NO_APP_KEY = "no Datadog application key is set (DD_APP_KEY, DATADOG_APP_KEY or DD_APPLICATION_KEY)"
 
 
 _KEY = re.compile(r"[!-~]+")
@@ -75,6 +80,8 @@ class DeliveryError(DoraError):
 class Endpoint:
     base_url: str
     api_key: str | None = field(default=None, repr=False)
+    #: needed only to mark deployments (``PATCH``); never needed to record events
+    app_key: str | None = field(default=None, repr=False)
 
 
 def endpoint(
@@ -93,9 +100,16 @@ def endpoint(
     if found is not None and not _KEY.fullmatch(found[1]):
         raise UsageError(f"{found[0]}: an API key is printable ASCII without spaces")
     key = found[1] if found else None
+    app = next(
+        ((name, env[name].strip()) for name in APP_KEY_VARIABLES if env.get(name, "").strip()),
+        None,
+    )
+    if app is not None and not _KEY.fullmatch(app[1]):
+        raise UsageError(f"{app[0]}: an application key is printable ASCII without spaces")
+    app_key = app[1] if app else None
     if api_url := env.get("DORA_API_URL", "").strip():
         label = labels.get("DORA_API_URL", "DORA_API_URL")
-        return Endpoint(http.check_base_url(api_url, label), key)
+        return Endpoint(http.check_base_url(api_url, label), key, app_key)
     variable, site = next(
         ((name, env[name].strip()) for name in SITE_VARIABLES if env.get(name, "").strip()),
         ("default", DEFAULT_SITE),
@@ -112,7 +126,7 @@ def endpoint(
         raise UsageError(
             f"{variable}: '{given}' is not a Datadog site; use one of {', '.join(SITES)}"
         )
-    return Endpoint(f"https://api.{site}", key)
+    return Endpoint(f"https://api.{site}", key, app_key)
 
 
 class DatadogBackend:
@@ -136,7 +150,7 @@ class DatadogBackend:
             headers,
             self.policy,
             describe=_answer,
-            secret=where.api_key,
+            secret=(where.api_key, where.app_key),
             max_answer=_MAX_ANSWER,
             sleep=sleep,
             clock=clock,
@@ -155,23 +169,33 @@ class DatadogBackend:
         secrets), events are kept and queued for ``dora push`` but not sent."""
         return self.endpoint.api_key is not None
 
+    @property
+    def has_app_key(self) -> bool:
+        """Whether there is an application key, which marks need besides the API key; without
+        one, marks are kept and queued for ``dora push``."""
+        return self.endpoint.app_key is not None
+
     def renew_budget(self) -> None:
         """Start a fresh retry budget: ``dora push`` gives each event its own, so that a long
         backlog drains while a failing API still stops it within one budget."""
         self._http.renew_budget()
 
-    def url(self, event: Event) -> str:
+    def url(self, event: Deliverable) -> str:
         return f"{self.endpoint.base_url}{event.api_path}"
 
-    def send(self, event: Event) -> int:
-        """Post ``event``; return the 2xx status, or raise ``DeliveryError``."""
+    def send(self, event: Deliverable) -> int:
+        """Post ``event`` (patch a mark); return the 2xx status, or raise ``DeliveryError``."""
         body = json.dumps(event.api_body()).encode()
+        headers = {"Content-Type": "application/json"}
+        if event.api_method != "POST" and self.endpoint.app_key:
+            # only the requests that need it carry it
+            headers["DD-APPLICATION-KEY"] = self.endpoint.app_key
         try:
             response = self._http.request(
-                "POST",
+                event.api_method,
                 event.api_path,
                 content=body,
-                headers={"Content-Type": "application/json"},
+                headers=headers,
                 status_decides=True,  # a 2xx is a delivery, whatever its body does after
             )
         except http.OutOfTime:
@@ -218,13 +242,25 @@ def _errors(response: httpx.Response) -> str:
     return http.one_line("; ".join(parts))
 
 
-def _final_message(event: Event, url: str, response: httpx.Response, problem: str) -> str:
+def _final_message(event: Deliverable, url: str, response: httpx.Response, problem: str) -> str:
     status = response.status_code
     if response.is_redirect:
         target = response.headers.get("Location", "elsewhere")
-        if key := response.request.headers.get("DD-API-KEY"):
-            target = target.replace(key, "***")
+        for header in ("DD-API-KEY", "DD-APPLICATION-KEY"):
+            if key := response.request.headers.get(header):
+                target = target.replace(key, "***")
         return f"{url} redirects to {target} ({problem}); set DORA_API_URL to where it points"
+    if status in (401, 403) and event.kind == "mark":
+        return (
+            f"Datadog refused the keys ({problem}); check DD_API_KEY and DD_APP_KEY (an "
+            "application key with the DORA write permission), and that DATADOG_SITE is "
+            "your account's site"
+        )
+    if status == 404 and event.kind == "mark":
+        return (
+            f"Datadog has no deployment {event.id} at {url} ({problem}); "
+            "send it first ('dora push'), or check DORA_API_URL or DATADOG_SITE"
+        )
     if status in (401, 403):
         return (
             f"Datadog refused the API key ({problem}); check DATADOG_API_KEY or DD_API_KEY, "

@@ -15,7 +15,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -90,8 +90,8 @@ class Client:
     """One HTTP client for one command run; use it as a context manager.
 
     ``describe`` turns a failed answer into one line (``503 Service Unavailable: ...``) in
-    the service's terms; ``secret`` is masked in every line made from an answer;
-    ``max_answer`` is how many bytes of an answer are kept.
+    the service's terms; ``secret`` (or each of several) is masked in every line made from
+    an answer; ``max_answer`` is how many bytes of an answer are kept.
     """
 
     def __init__(
@@ -101,7 +101,7 @@ class Client:
         policy: RetryPolicy,
         *,
         describe: Callable[[httpx.Response], str],
-        secret: str | None = None,
+        secret: str | Sequence[str | None] | None = None,
         max_answer: int = 64 * 1024,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -111,7 +111,9 @@ class Client:
 
         self.base_url = base_url
         self.policy = policy
-        self._describe, self._secret, self._max_answer = describe, secret, max_answer
+        given = [secret] if secret is None or isinstance(secret, str) else secret
+        self._secrets = tuple(s for s in given if s)
+        self._describe, self._max_answer = describe, max_answer
         self._sleep, self._clock, self._jitter = sleep, clock, jitter
         self.renew_budget()
         self._client = httpx.Client(
@@ -253,7 +255,9 @@ class Client:
 
     def hide(self, text: str) -> str:
         """``text`` without the secret, should a server quote it back."""
-        return text.replace(self._secret, "***") if self._secret else text
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
     def _backoff(self, attempts: int) -> float:
         ceiling = min(self.policy.max_delay, self.policy.base_delay * 2 ** (attempts - 1))

@@ -10,11 +10,11 @@ from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 
 from dora.backends.datadog import DatadogBackend, DeliveryError
-from dora.events import Event
+from dora.events import Deliverable
 from dora.store import Store
 
 
-def deliver(store: Store, backend: DatadogBackend, event: Event) -> int | None:
+def deliver(store: Store, backend: DatadogBackend, event: Deliverable) -> int | None:
     """Send one event already in the outbox; record the outcome; return the 2xx status, or
     None when another process is sending it (two pushes never send one event twice).
 
@@ -47,12 +47,12 @@ _LEASE_MARGIN = 30.0
 
 @dataclass
 class PushReport:
-    delivered: list[tuple[Event, int]] = field(default_factory=list)
-    failed: list[tuple[Event, DeliveryError]] = field(default_factory=list)
+    delivered: list[tuple[Deliverable, int]] = field(default_factory=list)
+    failed: list[tuple[Deliverable, DeliveryError]] = field(default_factory=list)
     #: another sender held these when this push came to them, and still does or failed them
-    busy: list[Event] = field(default_factory=list)
+    busy: list[Deliverable] = field(default_factory=list)
     #: another sender delivered these before this push came to them
-    delivered_elsewhere: list[Event] = field(default_factory=list)
+    delivered_elsewhere: list[Deliverable] = field(default_factory=list)
     #: events this push was to deliver that are still waiting, with no sender on them now
     remaining: int = 0
 
@@ -73,9 +73,12 @@ def push(
     A push answers for the events that were waiting when it began and that no other sender
     held when it came to them: ``remaining`` counts those still waiting at the end with no
     sender on them. Events other pushes running at once delivered, or hold, are theirs.
+
+    Marks come after the events (``Store.undelivered``): Datadog must have a deployment
+    before it can be marked, so a mark whose deployment this push could not deliver waits.
     """
 
-    def waiting() -> list[Event]:
+    def waiting() -> list[Deliverable]:
         items = [item.event for item in store.undelivered()]
         return [e for e in items if only is None or (e.kind, e.id) in only]
 
@@ -84,6 +87,10 @@ def push(
     for done, event in enumerate(events):
         if progress:
             progress(done, len(events))
+        if event.kind == "mark" and any(
+            e.kind == "deployment" and e.id == event.id for e, _ in report.failed
+        ):
+            continue
         backend.renew_budget()
         try:
             status = deliver(store, backend, event)

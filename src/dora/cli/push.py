@@ -23,8 +23,10 @@ def push(
     """Send every pending or failed event to the Datadog DORA API, oldest first.
 
     Events recorded with the datadog backend wait in the store until Datadog accepts them.
-    Each is sent once, by its id. Exits 1 if any it was to send remain; events that
-    another 'dora push' running at the same time delivered, or is sending, are its own.
+    Each is sent once, by its id. Marks ('dora deployment mark') go after the events, and
+    only with an application key (DD_APP_KEY); without one they wait. Exits 1 if any it
+    was to send remain; events that another 'dora push' running at the same time
+    delivered, or is sending, are its own.
 
     Examples:
 
@@ -34,6 +36,7 @@ def push(
     """
     from dora import checks
     from dora.backends import outbox
+    from dora.backends.datadog import NO_APP_KEY
     from dora.store import open_store
 
     settings = Settings({"db": db})
@@ -59,7 +62,11 @@ def push(
             return
         # only now is an API key needed
         with opt.connect(settings, checks.datadog_endpoint(settings)) as backend:
-            report = outbox.push(store, backend)
+            only = None
+            if not backend.has_app_key:  # marks wait for one; the events need none
+                only = {(i.event.kind, i.event.id) for i in waiting if i.event.kind != "mark"}
+            report = outbox.push(store, backend, only=only)
+            unkeyed = 0 if only is None else len(waiting) - len(only)
         for event, code in report.delivered:
             status(f"Sent {event.kind} {event.id} ({code})")
         for event, exc in report.failed:
@@ -67,6 +74,14 @@ def push(
     sent = len(report.delivered)
     if line := opt.others_line(report):
         status(line)
+    if unkeyed:
+        left = f"{unkeyed} mark{'s' * (unkeyed != 1)}"
+        if report.remaining:
+            left += f" and {report.remaining} other events"
+        raise DoraError(
+            f"{NO_APP_KEY}: delivered {sent}; {left} remain in {store.location}, "
+            "'dora push' will send them once DD_APP_KEY is set"
+        )
     if report.remaining:
         raise DoraError(
             f"delivered {sent}; {report.remaining} remain in {store.location}, "

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from dora import timeparse
 from dora.errors import DoraError, InvalidEvent, NotFound
-from dora.events import Deployment, Event, GitInfo, Incident, build
+from dora.events import Deliverable, Deployment, DeploymentMark, Event, GitInfo, Incident, build
 
 if TYPE_CHECKING:
+    from dora.failures import Mark
     from dora.gitmeta import Commit
 
 _ID_PREFIX = re.compile(r"[A-Za-z0-9._:-]+")
@@ -114,29 +115,44 @@ class Store(ABC):
         the outbox as pending, in the same transaction."""
 
     @abstractmethod
+    def save_mark(self, deployment_id: str, mark: Mark, *, queue: bool = False) -> None:
+        """Mark the deployment failed or stable (``deployment_marks``), replacing its mark if
+        it has one; with ``queue``, put the mark in the outbox as pending (a pending older
+        mark is replaced) in the same transaction, and the deployment too unless it has
+        been queued before (Datadog must have it before it can be marked)."""
+
+    @abstractmethod
+    def mark_request(self, deployment_id: str, mark: Mark) -> DeploymentMark:
+        """What Datadog is told of ``mark`` on the deployment: the remediation type given,
+        else a rollback when the remediation deploys what a deployment before the marked
+        one deployed (its commit SHA, else its version), else a rollforward."""
+
+    @abstractmethod
     def undelivered(self) -> list[Pending]:
-        """Events in the outbox that are pending or failed, oldest queued first."""
+        """Events in the outbox that are pending or failed, oldest queued first; marks
+        after every event (Datadog must have a deployment before it can be marked)."""
 
     @abstractmethod
-    def get(self, kind: str, event_id: str) -> Event | None:
-        """The stored event of that kind and id, if there is one."""
+    def get(self, kind: str, event_id: str) -> Deliverable | None:
+        """The stored event of that kind and id (a mark by its deployment's id), if there
+        is one."""
 
     @abstractmethod
-    def claim(self, event: Event, seconds: float) -> bool:
+    def claim(self, event: Deliverable, seconds: float) -> bool:
         """Take the right to send ``event`` for ``seconds``, unless another process holds
         it; return whether it was taken. Marking the event delivered or failed releases it."""
 
     @abstractmethod
-    def release(self, event: Event) -> None:
+    def release(self, event: Deliverable) -> None:
         """Give up the right to send ``event`` taken by ``claim`` (a send was interrupted),
         so that the next ``dora push`` may send it at once."""
 
     @abstractmethod
-    def mark_delivered(self, event: Event) -> None:
+    def mark_delivered(self, event: Deliverable) -> None:
         """Record that the backend accepted ``event``."""
 
     @abstractmethod
-    def mark_failed(self, event: Event, error: str) -> None:
+    def mark_failed(self, event: Deliverable, error: str) -> None:
         """Record a failed delivery of ``event`` and why; it stays in the outbox."""
 
     @abstractmethod
@@ -221,7 +237,7 @@ class PreviousCommit(NamedTuple):
 class Pending:
     """An event waiting in the outbox, and how its deliveries have gone so far."""
 
-    event: Event
+    event: Deliverable
     state: str  # "pending" (never tried since queued) or "failed"
     attempts: int
     last_error: str | None

@@ -202,6 +202,35 @@ def m007_incident_deployment(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE incidents ADD COLUMN deployment_id TEXT")
 
 
+#: The outbox's kinds from m008 on: a mark (``dora deployment mark``) is sent as well.
+M008_OUTBOX_KINDS = "kind IN ('deployment', 'incident', 'mark')"
+
+
+def m008_outbox_marks(db: sqlite3.Connection) -> None:
+    """Marks go through the outbox too (kind ``mark``, keyed by the deployment's id). SQLite
+    cannot alter a CHECK: the table is made again under its name, rows and index kept."""
+    db.execute(
+        f"""
+        CREATE TABLE outbox_m008 (
+            kind TEXT NOT NULL CHECK ({M008_OUTBOX_KINDS}),
+            event_id TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            queued_at INTEGER NOT NULL,
+            delivered_at INTEGER,
+            claimed_until INTEGER,
+            PRIMARY KEY (kind, event_id)
+        )
+        """
+    )
+    columns = "kind, event_id, state, attempts, last_error, queued_at, delivered_at, claimed_until"
+    db.execute(f"INSERT INTO outbox_m008 ({columns}) SELECT {columns} FROM outbox")
+    db.execute("DROP TABLE outbox")
+    db.execute("ALTER TABLE outbox_m008 RENAME TO outbox")
+    db.execute("CREATE INDEX outbox_undelivered ON outbox (state, queued_at)")
+
+
 #: m010 for both engines: what linking incidents to deployments seeks on (``dora.verdicts``).
 M010_LINK_INDEXES = (
     # the few incidents that name their deployment, found without reading the others
@@ -228,6 +257,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("m005_commit_messages", m005_commit_messages),
     ("m006_change_failures", m006_change_failures),
     ("m007_incident_deployment", m007_incident_deployment),
+    ("m008_outbox_marks", m008_outbox_marks),
     ("m010_link_indexes", m010_link_indexes),
 )
 

@@ -373,6 +373,14 @@ MIGRATIONS: tuple[tuple[str, tuple[_Step, ...]], ...] = (
         ),
     ),
     ("m007_incident_deployment", (f"ALTER TABLE incidents ADD COLUMN deployment_id {_TEXT}",)),
+    (
+        "m008_outbox_marks",
+        (
+            "ALTER TABLE outbox DROP CONSTRAINT outbox_kind_check",
+            f"ALTER TABLE outbox ADD CONSTRAINT outbox_kind_check "
+            f"CHECK ({migrations.M008_OUTBOX_KINDS})",
+        ),
+    ),
     ("m010_link_indexes", migrations.M010_LINK_INDEXES),
 )
 

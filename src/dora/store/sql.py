@@ -17,8 +17,8 @@ from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from dora import timeparse
-from dora.events import Deployment, Event, Incident
+from dora import failures, timeparse
+from dora.events import Deliverable, Deployment, DeploymentMark, Event, Incident
 from dora.store import detection
 from dora.store.base import (
     Pending,
@@ -170,15 +170,110 @@ class SQLStore(Store):
                 _queue(db, "incident", incident_id, insert=queue)
             return done.rowcount == 1
 
+    def save_mark(self, deployment_id: str, mark: failures.Mark, *, queue: bool = False) -> None:
+        now = time.time_ns()
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO deployment_marks (deployment_id, failed, remediation_id, "
+                "remediation_version, remediation_type, marked_at) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (deployment_id) DO UPDATE SET failed = excluded.failed, "
+                "remediation_id = excluded.remediation_id, "
+                "remediation_version = excluded.remediation_version, "
+                "remediation_type = excluded.remediation_type, marked_at = excluded.marked_at",
+                (
+                    deployment_id,
+                    int(mark.failed),
+                    mark.remediation_id,
+                    mark.remediation_version,
+                    mark.remediation_type,
+                    now,
+                ),
+            )
+            if queue:
+                _queue_new(db, "deployment", deployment_id, now)
+            _queue(db, "mark", deployment_id, insert=queue)
+
+    def mark_request(self, deployment_id: str, mark: failures.Mark) -> DeploymentMark:
+        if not mark.failed:
+            return DeploymentMark(deployment_id, failed=False)
+        kind = mark.remediation_type
+        if kind is None and (mark.remediation_id or mark.remediation_version) is not None:
+            back = self._rolls_back(deployment_id, mark)
+            kind = failures.ROLLBACK if back else failures.ROLLFORWARD
+        return DeploymentMark(
+            deployment_id, True, mark.remediation_id, mark.remediation_version, kind
+        )
+
+    def _rolls_back(self, deployment_id: str, mark: failures.Mark) -> bool:
+        """Whether the remediation a mark names deploys what a deployment before the marked
+        one (of its service and env) deployed: its commit SHA, else its version. A
+        remediation by a version not recorded yet compares that version."""
+        found = self._read(
+            "SELECT service, env, finished_at FROM deployments WHERE id = ?", (deployment_id,)
+        )
+        if not found:
+            return False
+        service, env, finished = found[0]["service"], found[0]["env"], found[0]["finished_at"]
+        same_env, env_params = _same_env("env", env)
+        history = f"service = ? AND {same_env}"
+        if mark.remediation_id is not None:
+            remediation = self._read(
+                "SELECT commit_sha, version FROM deployments WHERE id = ?", (mark.remediation_id,)
+            )
+        else:
+            remediation = self._read(
+                f"SELECT commit_sha, version FROM deployments WHERE {history} AND version = ? "
+                "AND (finished_at, id) > (?, ?) ORDER BY finished_at, id LIMIT 1",
+                (service, *env_params, mark.remediation_version, finished, deployment_id),
+            )
+        if remediation:
+            sha, version = remediation[0]["commit_sha"], remediation[0]["version"]
+            key = failures.deployment_key(failures.Deployed(deployment_id, sha, version))
+        else:
+            key = None if mark.remediation_version is None else ("any", mark.remediation_version)
+        if key is None:
+            return False
+        same = {
+            "sha": "commit_sha = ?",
+            "version": "commit_sha IS NULL AND version = ?",
+            "any": "version = ?",
+        }[key[0]]
+        earlier = self._read(
+            f"SELECT 1 FROM deployments WHERE {history} AND (finished_at, id) < (?, ?) "
+            f"AND {same} LIMIT 1",
+            (service, *env_params, finished, deployment_id, key[1]),
+        )
+        return bool(earlier)
+
+    def _marks(self, ids: str, params: Sequence[Any]) -> list[DeploymentMark]:
+        """The requests of the marks on the deployments ``ids`` (SQL giving their ids)."""
+        return [
+            self.mark_request(
+                row["deployment_id"],
+                failures.Mark(
+                    bool(row["failed"]),
+                    row["remediation_id"],
+                    row["remediation_version"],
+                    row["remediation_type"],
+                ),
+            )
+            for row in self._read(
+                "SELECT deployment_id, failed, remediation_id, remediation_version, "
+                f"remediation_type FROM deployment_marks WHERE deployment_id IN ({ids})",
+                params,
+            )
+        ]
+
     def undelivered(self) -> list[Pending]:
         waiting = "SELECT event_id FROM outbox WHERE kind = ? AND state != 'delivered'"
         now = time.time_ns()
         outbox = self._read(
             "SELECT kind, event_id, state, attempts, last_error, claimed_until FROM outbox "
-            "WHERE state != 'delivered' ORDER BY queued_at, kind, event_id",
+            "WHERE state != 'delivered' "
+            "ORDER BY CASE WHEN kind = 'mark' THEN 1 ELSE 0 END, queued_at, kind, event_id",
             (),
         )
-        events: dict[tuple[str, str], Event] = {
+        events: dict[tuple[str, str], Deliverable] = {
             ("deployment", row["id"]): deployment_from_row(row)
             for row in self._read(
                 f"SELECT * FROM deployments WHERE id IN ({waiting})", ("deployment",)
@@ -188,6 +283,7 @@ class SQLStore(Store):
             (("incident", incident.id), incident)
             for incident in self._incidents(f"WHERE i.id IN ({waiting})", ("incident",))
         )
+        events.update((("mark", mark.id), mark) for mark in self._marks(waiting, ("mark",)))
         return [
             Pending(
                 event,
@@ -200,7 +296,7 @@ class SQLStore(Store):
             if (event := events.get((entry["kind"], entry["event_id"]))) is not None
         ]
 
-    def claim(self, event: Event, seconds: float) -> bool:
+    def claim(self, event: Deliverable, seconds: float) -> bool:
         now = time.time_ns()
         with self._write() as db:
             taken = db.execute(
@@ -210,14 +306,14 @@ class SQLStore(Store):
             )
             return taken.rowcount == 1
 
-    def release(self, event: Event) -> None:
+    def release(self, event: Deliverable) -> None:
         with self._write() as db:
             db.execute(
                 "UPDATE outbox SET claimed_until = NULL WHERE kind = ? AND event_id = ?",
                 (event.kind, event.id),
             )
 
-    def mark_delivered(self, event: Event) -> None:
+    def mark_delivered(self, event: Deliverable) -> None:
         with self._write() as db:
             db.execute(
                 "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, "
@@ -226,7 +322,7 @@ class SQLStore(Store):
                 (time.time_ns(), event.kind, event.id),
             )
 
-    def mark_failed(self, event: Event, error: str) -> None:
+    def mark_failed(self, event: Deliverable, error: str) -> None:
         with self._write() as db:
             db.execute(
                 "UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ?, "
@@ -234,7 +330,10 @@ class SQLStore(Store):
                 (error, event.kind, event.id),
             )
 
-    def get(self, kind: str, event_id: str) -> Event | None:
+    def get(self, kind: str, event_id: str) -> Deliverable | None:
+        if kind == "mark":
+            marks = self._marks("?", (event_id,))
+            return marks[0] if marks else None
         if kind == "deployment":
             rows = self._read("SELECT * FROM deployments WHERE id = ?", (event_id,))
             return deployment_from_row(rows[0]) if rows else None

@@ -3,6 +3,9 @@ recorded ones."""
 
 from __future__ import annotations
 
+from dora.cli.deployment import mark
 from dora.cli.deployment.record import app
+
+app.command("mark")(mark.mark)
 
 __all__ = ["app"]
