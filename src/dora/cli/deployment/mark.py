@@ -91,8 +91,8 @@ def mark(
 
     Examples:
 
-        dora deployment mark 01JDQ3ZK --failed --remediation-id 01JDQ4A2 --remediation-type rollback
-        dora deployment mark 01JDQ3ZK --failed --remediation-version v1.4.2
+        dora deployment mark 01JDQ3ZK --failed --remediation-id 01JDQ4A2
+        dora deployment mark 01JDQ3ZK --failed --remediation-version v1.4
         dora deployment mark 01JDQ3ZK --stable
     """
     from dora.failures import Mark
