@@ -432,3 +432,19 @@ def test_m008_upgrades_a_store_made_at_m007_keeping_pending_events(
         "'pending', 6)",
     )
     assert count(store_db, "outbox") == 2
+
+
+def test_the_app_key_is_masked_where_the_api_key_is(respx_router, dora, db_path, history, datadog):
+    respx_router.post(f"{API}/api/v2/dora/deployment").mock(return_value=httpx.Response(202))
+    respx_router.patch(f"{API}/api/v2/dora/deployments/{B}").mock(
+        return_value=httpx.Response(400, json={"errors": [f"bad key {APP_KEY} for {KEY}"]})
+    )
+
+    result = dora("deployment", "mark", B, "--failed")
+    config = dora("config")
+
+    assert result.exit_code == 1
+    assert "bad key *** for ***" in result.stderr
+    assert "app_key" in config.stdout
+    assert APP_KEY not in result.stdout + result.stderr + config.stdout + config.stderr
+    assert APP_KEY not in everything(db_path)
