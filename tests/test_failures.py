@@ -288,3 +288,93 @@ def test_recording_in_time_order_takes_the_quick_way_with_the_same_effects(store
 
     assert stored_effects(store_db) == expected_effects(made)
     assert stored_effects(store_db)  # the history has some failures to find
+
+
+# --- the hotfix pattern is a setting: the store keeps the one its effects were found with ---
+
+
+def release(n: int, version: str, subject: str = "feat: x") -> tuple[Deployment, list[Commit]]:
+    finished = 1_790_000_000 + n * 3600
+    event = build(
+        Deployment,
+        {
+            "id": f"deploy-pattern-{n:03d}",
+            "service": "api",
+            "env": "prod",
+            "version": version,
+            "started_at": timeparse.from_ns((finished - 60) * 10**9),
+            "finished_at": timeparse.from_ns(finished * 10**9),
+            "git": {"commit_sha": f"{n:040x}"},
+        },
+    )
+    commit = Commit(f"{n + 100:040x}", timeparse.from_ns((finished - 600) * 10**9), subject)
+    return event, [commit]
+
+
+def failed_ids(db) -> set[str]:
+    return {r["failed_id"] for r in rows(db, "SELECT failed_id FROM change_failures")}
+
+
+def test_another_hotfix_pattern_finds_every_history_again_and_is_kept(store_db):
+    made = [release(1, "1.0"), release(2, "1.1"), release(3, "1.2", "urgent: fix checkout")]
+
+    with open_store(store_db) as store:
+        for event, commits in made:
+            store.save(event, commits=commits)
+        assert failed_ids(store_db) == set()
+        done = store.use_hotfix(r"(?i)\burgent\b")
+        assert store.use_hotfix(r"(?i)\burgent\b") is None  # kept: nothing to do again
+
+    assert done is not None
+    assert (done.previous, done.deployments) == (failures.HOTFIX, 3)
+    assert failed_ids(store_db) == {"deploy-pattern-002"}
+    assert rows(store_db, "SELECT * FROM detection_settings") == [
+        {"name": "hotfix_pattern", "value": r"(?i)\burgent\b"}
+    ]
+    with open_store(store_db) as store:  # a writer that names no pattern follows the store's
+        event, commits = release(4, "1.3", "urgent: again")
+        store.save(event, commits=commits)
+    assert failed_ids(store_db) == {"deploy-pattern-002", "deploy-pattern-003"}
+
+
+def test_a_write_with_another_pattern_finds_the_effects_again_first(store_db):
+    with open_store(store_db) as store:
+        store.use_hotfix(r"(?i)\burgent\b")
+        for event, commits in [release(1, "1.0"), release(2, "1.1", "urgent: y")]:
+            store.save(event, commits=commits)
+    assert failed_ids(store_db) == {"deploy-pattern-001"}
+
+    with open_store(store_db) as other:  # another writer, given the default pattern
+        other.hotfix = failures.HOTFIX
+        event, commits = release(3, "1.2-hotfix")
+        other.save(event, commits=commits)
+
+    assert failed_ids(store_db) == {"deploy-pattern-002"}
+    assert rows(store_db, "SELECT value FROM detection_settings")[0]["value"] == failures.HOTFIX
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_any_pattern_keeps_the_effects_of_the_history_in_time_order(store_db, seed):
+    made = random_history(seed)
+    pattern = r"(?i)^fix\b"  # matches none of what the default prefilter keeps
+
+    with open_store(store_db) as store:
+        store.use_hotfix(pattern)
+        for event, commits in random.Random(seed).sample(made, len(made)):
+            store.save(event, commits=commits)
+
+    ordered = sorted(made, key=lambda item: (timeparse.to_ns(item[0].finished_at), item[0].id))
+    history = [
+        failures.Deployed(
+            event.id,
+            event.git.commit_sha if event.git else None,
+            event.version,
+            tuple(failures.Shipped(c.sha, c.subject, c.reverts) for c in commits),
+        )
+        for event, commits in ordered
+    ]
+    expected = {
+        (e.remediated_by, e.failed, e.rule, e.detail)
+        for e in failures.scan(history, hotfix=pattern)
+    }
+    assert stored_effects(store_db) == expected

@@ -35,6 +35,21 @@ class Store(ABC):
 
     #: Where the store lives, as the user may be shown it (no password).
     location: str
+    #: The hotfix pattern (``failures.HOTFIX``'s form) deployments written through this
+    #: store are judged with: set by ``use_hotfix``; None follows the store's own (the
+    #: default if it has none).
+    hotfix: str | None = None
+
+    @abstractmethod
+    def use_hotfix(
+        self, pattern: str, *, progress: Callable[[int, int], None] | None = None
+    ) -> Redetected | None:
+        """Judge deployments with the hotfix pattern ``pattern`` from now on, in this store's
+        writes and in what it keeps: if its change failures were found with another pattern,
+        or with none recorded (a store from before the pattern was kept), find every
+        history's again, in one transaction that writes alone, and keep ``pattern`` as the
+        store's. Returns what was done (None: the store had that pattern already).
+        ``progress(done, total)`` hears how many deployments are scanned so far."""
 
     @abstractmethod
     def save(
@@ -223,6 +238,15 @@ class Saved:
     @property
     def total(self) -> int:
         return self.new + self.updated + self.unchanged
+
+
+@dataclass(frozen=True)
+class Redetected:
+    """``use_hotfix`` found the change failures again: the pattern the store had (None for
+    none), and how many deployments it scanned."""
+
+    previous: str | None
+    deployments: int
 
 
 class PreviousCommit(NamedTuple):

@@ -12,11 +12,17 @@ the same however long the history; one recorded late, recorded again with other 
 moved to another service or env changes what follows it, and its histories are scanned
 again whole (``rescan``). Either way the effects are those of the history as if every
 deployment had been recorded in time order.
+
+The hotfix rule's pattern is a setting, so the effects also depend on it: the store keeps
+the pattern they were found with (``detection_settings``, m009). A store that has none
+(made before m009: its deployments recorded before m006 have no effects at all) or another
+(a command was given another pattern) has every history scanned again (``rescan_all``)
+before a write or a report uses the effects.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dora import failures, timeparse
@@ -28,9 +34,61 @@ if TYPE_CHECKING:
 #: The facts of a deployment the rules read, besides its commits.
 FACTS = "service, env, finished_at, commit_sha, version"
 
-#: Commits that can matter: reverts, and subjects the default hotfix rule can match (a
-#: superset: the pattern itself is applied in Python).
+#: Commits that can matter to the default hotfix pattern: reverts, and subjects it can
+#: match (a superset: the pattern itself is applied in Python).
 _CANDIDATE_COMMITS = "(c.reverts IS NOT NULL OR LOWER(c.subject) LIKE '%hotfix%')"
+#: ... and to any other pattern: reverts, and every subject (a regular expression gives no
+#: safe prefilter in SQL in general).
+_ANY_SUBJECT = "(c.reverts IS NOT NULL OR c.subject IS NOT NULL)"
+
+#: The name of the hotfix pattern in ``detection_settings``.
+HOTFIX_SETTING = "hotfix_pattern"
+
+
+def _candidates(hotfix: str) -> str:
+    """The condition on commits ``c`` that keeps those the rules can read with ``hotfix``."""
+    return _CANDIDATE_COMMITS if hotfix == failures.HOTFIX else _ANY_SUBJECT
+
+
+def stored_hotfix(db: Connection) -> str | None:
+    """The hotfix pattern the store's effects were found with; None if it has none (a store
+    from before m009, or one where no deployment was written since)."""
+    row = db.execute(
+        "SELECT value FROM detection_settings WHERE name = ?", (HOTFIX_SETTING,)
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def rescan_all(
+    db: Connection,
+    hotfix: str,
+    *,
+    ordered_join: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Find the effects of every history again with ``hotfix``, and keep that pattern as the
+    store's; return how many deployments were scanned. ``progress(done, total)`` hears the
+    deployments scanned so far after each history. The caller's transaction must keep other
+    writers out."""
+    histories = [
+        (service, env, n)
+        for service, env, n in db.execute(
+            "SELECT service, env, COUNT(*) FROM deployments GROUP BY service, env"
+        )
+    ]
+    total: int = sum(int(n) for *_, n in histories)
+    done = 0
+    for service, env, n in sorted(histories, key=lambda h: (h[0], h[1] or "")):
+        rescan(db, [(service, env)], ordered_join=ordered_join, hotfix=hotfix)
+        done += n
+        if progress is not None:
+            progress(done, total)
+    db.execute(
+        "INSERT INTO detection_settings (name, value) VALUES (?, ?) "
+        "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        (HOTFIX_SETTING, hotfix),
+    )
+    return total
 
 
 def is_latest(db: Connection, deployment: Deployment) -> bool:
@@ -45,9 +103,9 @@ def is_latest(db: Connection, deployment: Deployment) -> bool:
     return later is None
 
 
-def add(db: Connection, deployment: Deployment) -> None:
+def add(db: Connection, deployment: Deployment, *, hotfix: str = failures.HOTFIX) -> None:
     """Keep the effects of ``deployment``, the latest of its history, just written (with the
-    commits it was credited with)."""
+    commits it was credited with), as the rules find them with the pattern ``hotfix``."""
     env, params = same_env("env", deployment.env)
     history = (deployment.service, *params)
     where = f"service = ? AND {env}"
@@ -66,7 +124,7 @@ def add(db: Connection, deployment: Deployment) -> None:
         failures.Shipped(sha, subject, reverts)
         for sha, subject, reverts in db.execute(
             "SELECT c.sha, c.subject, c.reverts FROM deployment_commits c WHERE "
-            f"c.deployment_id = ? AND {_CANDIDATE_COMMITS} ORDER BY c.committed_at DESC, c.sha",
+            f"c.deployment_id = ? AND {_candidates(hotfix)} ORDER BY c.committed_at DESC, c.sha",
             (deployment.id,),
         )
     )
@@ -93,11 +151,18 @@ def add(db: Connection, deployment: Deployment) -> None:
             if shipper is not None:
                 shippers[commit.reverts] = shipper
     context = failures.Context(previous, target, after, shippers)
-    _insert(db, failures.effects(this, context))
+    _insert(db, failures.effects(this, context, hotfix=hotfix))
 
 
-def rescan(db: Connection, histories: Iterable[History], *, ordered_join: str) -> None:
-    """Find the effects of each of these histories again, from its first deployment."""
+def rescan(
+    db: Connection,
+    histories: Iterable[History],
+    *,
+    ordered_join: str,
+    hotfix: str = failures.HOTFIX,
+) -> None:
+    """Find the effects of each of these histories again, from its first deployment, with
+    the hotfix pattern ``hotfix``."""
     for service, env in sorted(histories, key=lambda history: (history[0], history[1] or "")):
         condition, params = same_env("d.env", env)
         where = f"WHERE d.service = ? AND {condition}"
@@ -105,7 +170,7 @@ def rescan(db: Connection, histories: Iterable[History], *, ordered_join: str) -
         for deployment_id, sha, subject, reverts in db.execute(
             f"SELECT c.deployment_id, c.sha, c.subject, c.reverts FROM deployments d "
             f"{ordered_join} deployment_commits c ON c.deployment_id = d.id {where} "
-            f"AND {_CANDIDATE_COMMITS} ORDER BY c.deployment_id, c.committed_at DESC, c.sha",
+            f"AND {_candidates(hotfix)} ORDER BY c.deployment_id, c.committed_at DESC, c.sha",
             (service, *params),
         ):
             shipped.setdefault(deployment_id, []).append(failures.Shipped(sha, subject, reverts))
@@ -125,7 +190,7 @@ def rescan(db: Connection, histories: Iterable[History], *, ordered_join: str) -
             f"(SELECT d.id FROM deployments d {where})",
             (service, *params),
         )
-        _insert(db, failures.scan(history))
+        _insert(db, failures.scan(history, hotfix=hotfix))
 
 
 def _with_shipped(

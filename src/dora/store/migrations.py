@@ -231,6 +231,25 @@ def m008_outbox_marks(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX outbox_undelivered ON outbox (state, queued_at)")
 
 
+#: m009 for both engines: SQL the two understand alike.
+M009_DETECTION_SETTINGS = (
+    "CREATE TABLE detection_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+
+
+def m009_detection_settings(db: Connection) -> None:
+    """The settings the stored change failures were found with (``hotfix_pattern``), so that
+    a command given another finds them again. Left empty: a store without a stored pattern
+    has its effects found again (``detection.rescan_all``) by the first command that writes
+    a deployment or reports, which is what computes, once, the effects of the deployments
+    recorded before m006 (whose ``change_failures`` it made empty). That runs as an ordinary
+    write that keeps other writers out, with the pattern the command was given; here it
+    would run under the migration lock, which writers already at work do not wait for, and
+    with the default pattern only."""
+    for statement in M009_DETECTION_SETTINGS:
+        db.execute(statement)
+
+
 #: m010 for both engines: what linking incidents to deployments seeks on (``dora.verdicts``).
 M010_LINK_INDEXES = (
     # the few incidents that name their deployment, found without reading the others
@@ -258,6 +277,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("m006_change_failures", m006_change_failures),
     ("m007_incident_deployment", m007_incident_deployment),
     ("m008_outbox_marks", m008_outbox_marks),
+    ("m009_detection_settings", m009_detection_settings),
     ("m010_link_indexes", m010_link_indexes),
 )
 

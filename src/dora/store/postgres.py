@@ -381,13 +381,14 @@ MIGRATIONS: tuple[tuple[str, tuple[_Step, ...]], ...] = (
             f"CHECK ({migrations.M008_OUTBOX_KINDS})",
         ),
     ),
+    ("m009_detection_settings", migrations.M009_DETECTION_SETTINGS),
     ("m010_link_indexes", migrations.M010_LINK_INDEXES),
 )
 
 #: The tables dora makes: found without ``dora_migrations``, they are someone else's.
 _TABLES = (
     "deployments", "incidents", "incident_services", "outbox", "deployment_commits",
-    "change_failures", "deployment_marks",
+    "change_failures", "deployment_marks", "detection_settings",
 )  # fmt: skip
 
 

@@ -18,11 +18,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dora import failures, timeparse
+from dora.errors import StoreError
 from dora.events import Deliverable, Deployment, DeploymentMark, Event, Incident
 from dora.store import detection
 from dora.store.base import (
     Pending,
     PreviousCommit,
+    Redetected,
     Saved,
     Store,
     deployment_from_row,
@@ -60,6 +62,18 @@ History = tuple[str, str | None]
 
 #: Events written at a time by ``save_many``: one query finds which are stored already.
 CHUNK = 500
+
+#: Tries of a deployment's write while other writers change the store's hotfix pattern.
+_ATTEMPTS = 5
+
+
+class _OtherPattern(Exception):
+    """The store's effects were found with another hotfix pattern than the write's
+    (``wanted``): they must all be found again first, by a write that keeps the others out."""
+
+    def __init__(self, wanted: str) -> None:
+        super().__init__(wanted)
+        self.wanted = wanted
 
 
 class SQLStore(Store):
@@ -105,11 +119,33 @@ class SQLStore(Store):
     def save(
         self, event: Event, *, queue: bool = False, commits: Sequence[Commit] | None = None
     ) -> None:
-        with self._write() as db:
-            if not isinstance(event, Deployment):
+        if not isinstance(event, Deployment):
+            with self._write() as db:
                 self._write_events(db, [(event, commits)], time.time_ns())
                 _queue(db, event.kind, event.id, insert=queue)
+            return
+        for _ in range(_ATTEMPTS):
+            try:
+                self._save_deployment(event, queue=queue, commits=commits)
                 return
+            except _OtherPattern as other:
+                # found again by a write of its own that keeps the others out; then again
+                following = self.hotfix
+                self.use_hotfix(other.wanted)
+                self.hotfix = following
+        raise StoreError(
+            f"cannot write to the store at {self.location}: other writers keep changing its "
+            "hotfix pattern; give them all the same one (hotfix_pattern in a config file)"
+        )
+
+    def _save_deployment(
+        self, event: Deployment, *, queue: bool, commits: Sequence[Commit] | None
+    ) -> None:
+        with self._write() as db:
+            stored_pattern = detection.stored_hotfix(db)
+            hotfix = self._wanted(stored_pattern)
+            if hotfix != stored_pattern:  # the effects stored were found with another
+                raise _OtherPattern(hotfix)
             histories = _histories(db, [event])
             self._lock_histories(db, histories)
             stored = db.execute(
@@ -118,10 +154,34 @@ class SQLStore(Store):
             latest = stored is None and detection.is_latest(db, event)
             self._write_events(db, [(event, commits)], time.time_ns())
             if latest:  # the common case: the effects of one deployment, at the end
-                detection.add(db, event)
+                detection.add(db, event, hotfix=hotfix)
             elif stored is None or tuple(stored) != _facts(event) or commits is not None:
-                detection.rescan(db, histories, ordered_join=self.ORDERED_JOIN)
+                detection.rescan(db, histories, ordered_join=self.ORDERED_JOIN, hotfix=hotfix)
             _queue(db, event.kind, event.id, insert=queue)
+
+    def use_hotfix(
+        self, pattern: str, *, progress: Callable[[int, int], None] | None = None
+    ) -> Redetected | None:
+        self.hotfix = pattern
+        found = self._read(
+            "SELECT value FROM detection_settings WHERE name = ?", (detection.HOTFIX_SETTING,)
+        )
+        if found and found[0]["value"] == pattern:  # the common case: nothing to do
+            return None
+        with self._bulk(), self._write(bulk=True) as db:
+            previous = detection.stored_hotfix(db)  # again: another process may have done it
+            if previous == pattern:
+                return None
+            scanned = detection.rescan_all(
+                db, pattern, ordered_join=self.ORDERED_JOIN, progress=progress
+            )
+        return Redetected(previous, scanned)
+
+    def _wanted(self, stored: str | None) -> str:
+        """The hotfix pattern to judge with, given the store's (None: it has none)."""
+        if self.hotfix is not None:
+            return self.hotfix
+        return stored if stored is not None else failures.HOTFIX
 
     def save_many(
         self,
@@ -138,7 +198,12 @@ class SQLStore(Store):
                 histories |= self._save_chunk(db, chunk, saved, queue=queue, now=now)
                 if progress is not None:
                     progress(saved.total)
-            detection.rescan(db, histories, ordered_join=self.ORDERED_JOIN)
+            stored_pattern = detection.stored_hotfix(db)
+            hotfix = self._wanted(stored_pattern)
+            if hotfix != stored_pattern:  # this transaction writes alone: find them all again
+                detection.rescan_all(db, hotfix, ordered_join=self.ORDERED_JOIN)
+            else:
+                detection.rescan(db, histories, ordered_join=self.ORDERED_JOIN, hotfix=hotfix)
         return saved
 
     def previous_commit(self, deployment: Deployment) -> PreviousCommit | None:
