@@ -96,20 +96,21 @@ def test_config_shows_every_effective_default(dora, monkeypatch):
 
     assert (result.exit_code, result.stderr) == (0, "")
     assert result.stdout == (
-        "config file   /home/you/.config/dora/config.toml   default\n"
-        "              note: not found; a config file is optional\n"
-        "db            /home/you/.local/share/dora/dora.db  default\n"
-        "service       -                                    unset\n"
-        "env           -                                    unset\n"
-        "team          -                                    unset\n"
-        "backend       local                                default\n"
-        "retry_budget  30                                   default\n"
-        "benchmarks    2024                                 default\n"
-        "link_window   none                                 default\n"
-        "site          datadoghq.com                        default\n"
-        "api_url       https://api.datadoghq.com            default (from site)\n"
-        "api_key       -                                    unset\n"
-        "app_key       -                                    unset\n"
+        "config file     /home/you/.config/dora/config.toml   default\n"
+        "                note: not found; a config file is optional\n"
+        "db              /home/you/.local/share/dora/dora.db  default\n"
+        "service         -                                    unset\n"
+        "env             -                                    unset\n"
+        "team            -                                    unset\n"
+        "backend         local                                default\n"
+        "retry_budget    30                                   default\n"
+        "benchmarks      2024                                 default\n"
+        "link_window     none                                 default\n"
+        "hotfix_pattern  (?i)\\bhotfix\\b                       default\n"
+        "site            datadoghq.com                        default\n"
+        "api_url         https://api.datadoghq.com            default (from site)\n"
+        "api_key         -                                    unset\n"
+        "app_key         -                                    unset\n"
     )
 
 
@@ -129,8 +130,8 @@ def test_config_says_a_site_is_not_used_beside_an_api_url(dora, monkeypatch):
     result = dora("config")
 
     assert result.exit_code == 0
-    assert "site          bogus.com" in result.stdout
-    assert "              note: not used: api_url is set\n" in result.stdout
+    assert "site            bogus.com" in result.stdout
+    assert "                note: not used: api_url is set\n" in result.stdout
     assert rows(result.stdout)["api_url"] == ("http://127.0.0.1:8126", "env DORA_API_URL")
 
 
@@ -146,10 +147,10 @@ def test_config_flags_a_bad_site_under_it_and_exits_1(dora, monkeypatch):
     at = next(i for i, line in enumerate(lines) if line.startswith("site "))
     assert lines[at].split() == ["site", "bogus.com", "env", "DD_SITE"]
     assert lines[at + 1 : at + 5] == [
-        "              error: 'bogus.com' is not a Datadog site; use one of",
-        "                     datadoghq.com, us3.datadoghq.com, us5.datadoghq.com,",
-        "                     datadoghq.eu, ap1.datadoghq.com, ap2.datadoghq.com,",
-        "                     uk1.datadoghq.com",
+        "                error: 'bogus.com' is not a Datadog site; use one of",
+        "                       datadoghq.com, us3.datadoghq.com, us5.datadoghq.com,",
+        "                       datadoghq.eu, ap1.datadoghq.com, ap2.datadoghq.com,",
+        "                       uk1.datadoghq.com",
     ]
     assert lines[at + 5].startswith("api_url ")
 
@@ -200,7 +201,8 @@ def test_config_flags_an_invalid_setting_as_the_commands_refuse_it(
 
 NAMES = {
     "config file", "db", "service", "env", "team", "backend", "retry_budget", "benchmarks",
-    "link_window", "site", "api_url", "api_key", "app_key",
+    "link_window", "hotfix_pattern", "site", "api_url", "api_key",
+        "app_key         -                                    unset\n"
 }  # fmt: skip
 
 #: The settings of reports, made invalid, with what 'dora metrics' says of them.
@@ -219,6 +221,12 @@ INVALID_REPORT_SETTINGS = [
         "link_window",
         {"DORA_LINK_WINDOW": "0h"},
         "DORA_LINK_WINDOW: '0h' is not a length of time above zero; write 7d, 12h, 90m or none",
+    ),
+    (
+        "hotfix_pattern",
+        {"DORA_HOTFIX_PATTERN": "hotfix)"},
+        "DORA_HOTFIX_PATTERN: 'hotfix)' is not a regular expression: unbalanced parenthesis "
+        "at position 6",
     ),
 ]
 

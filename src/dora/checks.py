@@ -78,6 +78,32 @@ def link_window(settings: Settings) -> timedelta | None:
     return length
 
 
+def hotfix_pattern(settings: Settings) -> str:
+    """The hotfix rule's pattern: a Python regular expression that a deployment's version,
+    or the subject of a commit it shipped, matches when it is a hotfix (default
+    ``(?i)\bhotfix\b``). One that matches an empty text would make every deployment a
+    hotfix, and is refused."""
+    import re
+
+    from dora.failures import HOTFIX
+
+    setting = settings.setting("hotfix_pattern")
+    text = setting.value or HOTFIX
+    try:
+        compiled = re.compile(text)
+    except re.error as exc:
+        reason = " ".join(str(exc).split())
+        raise UsageError(
+            f"{setting.label}: '{text}' is not a regular expression: {reason}"
+        ) from None
+    if compiled.search(""):
+        raise UsageError(
+            f"{setting.label}: '{text}' matches an empty text, so every deployment would be "
+            "a hotfix"
+        )
+    return text
+
+
 def datadog_endpoint(settings: Settings, *, need_key: bool = True) -> Endpoint:
     """The Datadog API the settings name (site, api_url), with their API key."""
     return _endpoint(settings, ("site", "api_url", "api_key", "app_key"), need_key=need_key)
@@ -154,6 +180,7 @@ _CHECKS: dict[str, Callable[[Settings], object]] = {
     "retry_budget": retry_policy,
     "benchmarks": benchmarks,
     "link_window": link_window,
+    "hotfix_pattern": hotfix_pattern,
     "site": _site,
     "api_url": _api_url,
     "api_key": _api_key,

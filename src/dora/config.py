@@ -10,6 +10,7 @@ config directory (``~/.config/dora/config.toml`` on Linux)::
     retry_budget = 60
     benchmarks = "2024"
     link_window = "7d"
+    hotfix_pattern = '(?i)\bhotfix\b'
 
 Every value is a string in quotes, except ``retry_budget``, a number of seconds (a string
 such as ``"60"`` works too). The commands refuse a file with any problem at all; ``dora
@@ -67,6 +68,12 @@ KEYS: dict[str, Key] = {
             ("DORA_LINK_WINDOW",),
             "longest gap from a deployment to an incident linked to it, e.g. 7d",
         ),
+        Key(
+            "hotfix_pattern",
+            "--hotfix-pattern",
+            ("DORA_HOTFIX_PATTERN",),
+            "regular expression (Python re) a hotfix's version or commit subject matches",
+        ),
         Key("site", "", ("DATADOG_SITE", "DD_SITE"), "Datadog site, e.g. datadoghq.eu"),
         Key("api_url", "", ("DORA_API_URL",), "a Datadog-compatible API instead of the site"),
         Key("api_key", "", ("DATADOG_API_KEY", "DD_API_KEY"), "Datadog API key", secret=True),
@@ -84,6 +91,10 @@ KEYS: dict[str, Key] = {
 def _default(name: str) -> str | None:
     if name == "db":
         return str(default_db_path())
+    if name == "hotfix_pattern":
+        from dora.failures import HOTFIX
+
+        return HOTFIX
     # the site is the Datadog backend's DEFAULT_SITE (a test keeps the two the same)
     return {
         "backend": "local",

@@ -130,6 +130,17 @@ Backend = Annotated[
         show_default=False,
     ),
 ]
+HotfixPattern = Annotated[
+    str | None,
+    typer.Option(
+        "--hotfix-pattern",
+        metavar="REGEX",
+        help="A deployment whose version or shipped commit's subject matches this Python "
+        "regular expression is a hotfix (default '(?i)\\bhotfix\\b'; env "
+        "DORA_HOTFIX_PATTERN). The store's change failures follow the latest pattern given.",
+        show_default=False,
+    ),
+]
 CustomTags = Annotated[
     list[str] | None,
     typer.Option(
@@ -401,12 +412,14 @@ def record(
     backend: DatadogBackend | None = None,
     warnings: tuple[str, ...] = (),
     list_commits: bool = False,
+    hotfix: str | None = None,
 ) -> None:
     """Keep ``event`` in the store (queued for ``endpoint`` if there is one), say so, print
     its id, then send it; for a dry run, print the request body instead.
 
     ``summary`` is the status line's subject: ``Recorded deployment ID (api, env prod)``.
     With ``list_commits``, git is asked which commits a deployment ships, for lead time.
+    ``hotfix`` is the hotfix pattern the store's change failures are to follow.
     """
     if dry_run:
         from dora import render
@@ -419,6 +432,8 @@ def record(
     from dora.store import open_store
 
     with open_store(settings.get("db") or "") as store:
+        if hotfix is not None:
+            use_hotfix(store, hotfix)
         commits, warning = shipped_commits(store, event, look=list_commits)
         warnings += (warning,) if warning else ()
         store.save(event, queue=backend is not None, commits=commits)
@@ -467,10 +482,13 @@ def save_all(
     source: str,
     backend: DatadogBackend | None = None,
     total: int | None = None,
+    hotfix: str | None = None,
 ) -> None:
     """Keep many events in the store in one transaction (all or none), say what changed,
     then, with a backend, deliver those of them still waiting in the outbox. On a terminal,
-    a progress bar counts the events written (of ``total``, how many ``items`` holds)."""
+    a progress bar counts the events written (of ``total``, how many ``items`` holds).
+    ``hotfix`` is the hotfix pattern the store's change failures are to follow (None: the
+    store's own)."""
     from dora.cli._runtime import Progress
     from dora.store import open_store
 
@@ -484,6 +502,8 @@ def save_all(
             yield event, commits
 
     with open_store(settings.get("db") or "") as store:
+        if hotfix is not None:
+            use_hotfix(store, hotfix)
         with Progress("Writing", total) as bar:
             saved = store.save_many(
                 noting(items) if backend is not None else items,
@@ -496,6 +516,41 @@ def save_all(
         )
         if backend is not None and keys:
             deliver_all(store, backend, keys)
+
+
+#: Deployments from which finding every change failure again shows a progress bar.
+_LARGE = 20_000
+
+
+def use_hotfix(store: Store, pattern: str) -> None:
+    """Have the store's change failures follow the hotfix pattern ``pattern`` (a checked
+    setting): when it kept them for another, or for none, they are all found again, with a
+    progress bar on a terminal for a large store, and a line saying so when the pattern
+    changed."""
+    import contextlib
+
+    from dora.cli._runtime import Progress
+
+    with contextlib.ExitStack() as stack:
+        bar: Progress | None = None
+
+        def tell(done: int, total: int) -> None:
+            nonlocal bar
+            if bar is None and total >= _LARGE:
+                bar = stack.enter_context(Progress("Finding change failures", total))
+            if bar is not None:
+                bar.update(done, total)
+
+        done = store.use_hotfix(pattern, progress=tell)
+    if done is None or not done.deployments:
+        return
+    if done.previous is None:  # a store from before the pattern was kept: found once
+        log.debug("found the change failures of %s deployments", f"{done.deployments:,}")
+        return
+    status(
+        f"Change failures found again with hotfix pattern '{pattern}' (the store had "
+        f"'{done.previous}'): {done.deployments:,} deployment{'s' * (done.deployments != 1)}."
+    )
 
 
 def deliver_all(store: Store, backend: DatadogBackend, keys: set[tuple[str, str]]) -> None:

@@ -56,6 +56,7 @@ def import_(
         ),
     ] = False,
     backend: opt.Backend = None,
+    hotfix_pattern: opt.HotfixPattern = None,
     db: opt.Db = None,
     verbose: opt.Verbose = False,
 ) -> None:
@@ -81,9 +82,10 @@ def import_(
         dora export | dora import --db postgresql://dora@db.internal/dora -
         dora import --skip-invalid --format csv history.txt
     """
-    from dora import interchange
+    from dora import checks, interchange
 
-    settings = Settings({"db": db, "backend": backend})
+    settings = Settings({"db": db, "backend": backend, "hotfix_pattern": hotfix_pattern})
+    hotfix = checks.hotfix_pattern(settings)
     _, sender = opt.prepare(settings, dry_run=False)
     with contextlib.ExitStack() as stack:
         opened = [_open(stack, name, format) for name in files]
@@ -104,7 +106,14 @@ def import_(
         if not loaded.count:
             status(f"Nothing to import: {source} holds no valid records.")
             return
-        opt.save_all(settings, loaded.items(), source=source, backend=sender, total=loaded.count)
+        opt.save_all(
+            settings,
+            loaded.items(),
+            source=source,
+            backend=sender,
+            total=loaded.count,
+            hotfix=hotfix,
+        )
 
 
 def _open(

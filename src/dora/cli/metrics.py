@@ -94,6 +94,7 @@ def metrics(
             show_default=False,
         ),
     ] = None,
+    hotfix_pattern: opt.HotfixPattern = None,
     db: opt.Db = None,
     verbose: opt.Verbose = False,
 ) -> None:
@@ -147,8 +148,16 @@ def metrics(
     from dora import metrics as m
     from dora.config import Settings
 
-    settings = Settings({"db": db, "benchmarks": benchmarks, "link_window": link_window})
+    settings = Settings(
+        {
+            "db": db,
+            "benchmarks": benchmarks,
+            "link_window": link_window,
+            "hotfix_pattern": hotfix_pattern,
+        }
+    )
     edition, window_limit = checks.benchmarks(settings), checks.link_window(settings)
+    hotfix = checks.hotfix_pattern(settings)
     group_by = _group_by(by)
     window = opt.window(since, until)
     if explain and format is Format.csv:
@@ -156,6 +165,8 @@ def metrics(
     filters = m.Filters(*opt.filters(service=service, team=team, env=env))
     where, store = opt.existing_store(db)
     try:
+        if store is not None:  # the figures as if every deployment was judged with it
+            opt.use_hotfix(store, hotfix)
         report = m.report(
             store,
             *window,

@@ -49,6 +49,7 @@ def deployment(
     custom_tags: opt.CustomTags = None,
     dry_run: opt.DryRun = False,
     backend: opt.Backend = None,
+    hotfix_pattern: opt.HotfixPattern = None,
     db: opt.Db = None,
     verbose: opt.Verbose = False,
 ) -> None:
@@ -79,11 +80,20 @@ def deployment(
                 f"'{ctx.invoked_subcommand}', or after it if that command takes it"
             )
         return
+    from dora import checks
     from dora.events import Deployment
 
     settings = Settings(
-        {"db": db, "service": service, "env": env, "team": team, "backend": backend}
+        {
+            "db": db,
+            "service": service,
+            "env": env,
+            "team": team,
+            "backend": backend,
+            "hotfix_pattern": hotfix_pattern,
+        }
     )
+    hotfix = checks.hotfix_pattern(settings)
     service = settings.get("service")
     if not service:
         raise UsageError("--service: required (or set DD_SERVICE)")
@@ -116,4 +126,5 @@ def deployment(
         backend=sender,
         warnings=warnings,
         list_commits=not skip_git,
+        hotfix=hotfix,
     )
