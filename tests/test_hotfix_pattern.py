@@ -173,3 +173,26 @@ def test_a_store_from_before_change_failures_has_them_found_once(
         (r["failed_id"], r["rule"]) for r in rows(store_db, "SELECT * FROM change_failures")
     } == {("deploy-old-002", "rollback"), ("deploy-old-005", "hotfix")}
     assert rows(store_db, "SELECT value FROM detection_settings") == [{"value": HOTFIX}]
+
+
+def test_a_report_on_a_store_it_cannot_write_warns_and_reports_what_is_kept(
+    dora, store_db, frozen_now, monkeypatch
+):
+    record(dora, 1, "1.0")
+    record(dora, 2, "1.1-hotfix")
+    from dora.errors import StoreError
+    from dora.store.sql import SQLStore
+
+    def refuse(self, pattern, *, progress=None):
+        raise StoreError("cannot write to the store at X: permission denied")
+
+    monkeypatch.setattr(SQLStore, "use_hotfix", refuse)
+
+    result = dora("metrics", "--format", "json", "--hotfix-pattern", "urgent")
+
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["total"]["failed_deployments"] == 1
+    assert result.stderr == (
+        "dora: warning: cannot write to the store at X: permission denied; change failures are "
+        "reported as the store keeps them, which may not be with hotfix pattern 'urgent'\n"
+    )

@@ -522,11 +522,12 @@ def save_all(
 _LARGE = 20_000
 
 
-def use_hotfix(store: Store, pattern: str) -> None:
+def use_hotfix(store: Store, pattern: str, *, reading: bool = False) -> None:
     """Have the store's change failures follow the hotfix pattern ``pattern`` (a checked
     setting): when it kept them for another, or for none, they are all found again, with a
     progress bar on a terminal for a large store, and a line saying so when the pattern
-    changed."""
+    changed. A command that only ``reading`` (a report) goes on with a warning when the
+    store cannot be written (a read-only role or file): it reports what the store has."""
     import contextlib
 
     from dora.cli._runtime import Progress
@@ -541,7 +542,18 @@ def use_hotfix(store: Store, pattern: str) -> None:
             if bar is not None:
                 bar.update(done, total)
 
-        done = store.use_hotfix(pattern, progress=tell)
+        try:
+            done = store.use_hotfix(pattern, progress=tell)
+        except StoreError as exc:
+            if not reading:
+                raise
+            log.warning(
+                "%s; change failures are reported as the store keeps them, which may not be "
+                "with hotfix pattern '%s'",
+                exc.message,
+                pattern,
+            )
+            return
     if done is None or not done.deployments:
         return
     if done.previous is None:  # a store from before the pattern was kept: found once

@@ -166,7 +166,7 @@ def metrics(
     where, store = opt.existing_store(db)
     try:
         if store is not None:  # the figures as if every deployment was judged with it
-            opt.use_hotfix(store, hotfix)
+            opt.use_hotfix(store, hotfix, reading=True)
         report = m.report(
             store,
             *window,
