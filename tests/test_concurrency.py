@@ -186,3 +186,77 @@ def test_writers_shipping_the_same_commits_at_once_credit_each_commit_once(store
         for r in range(4)
         for w in range(workers)
     ]
+
+
+PATTERN_WRITER = """
+import sys, time
+from dora.events import Deployment, build
+from dora.store import open_store
+
+path, worker, n, start = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+while time.time() < start:
+    time.sleep(0.001)
+with open_store(path) as store:  # names no pattern: follows the store's
+    for i in range(n):
+        version = f"1.{i}" + ("-hotfix" if i % 3 == 1 else "-urgent" if i % 3 == 2 else "")
+        at = 1_790_000_000 + i * 60
+        store.save(build(Deployment, {
+            "id": f"deploy-p{worker:02d}-{i:05d}", "service": f"svc-{worker}", "env": "prod",
+            "version": version, "started_at": at - 10, "finished_at": at,
+        }))
+"""
+
+PATTERN_SWITCHER = """
+import sys, time
+from dora.store import open_store
+
+path, worker, n, start = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+while time.time() < start:
+    time.sleep(0.001)
+for i in range(n):
+    with open_store(path) as store:
+        store.use_hotfix(r"(?i)\\burgent\\b" if (i + worker) % 2 else r"(?i)\\bhotfix\\b")
+    time.sleep(0.01)
+"""
+
+
+def test_writers_and_pattern_changes_at_once_leave_the_effects_of_the_kept_pattern(store_db):
+    from dora import failures
+
+    path = store_db
+    open_store(path).close()
+    start = time.time() + 1.0
+    scripts = [(PATTERN_WRITER, w, 40) for w in range(4)] + [
+        (PATTERN_SWITCHER, w, 8) for w in (0, 1)
+    ]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(path), str(w), str(n), str(start)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for script, w, n in scripts
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+
+    assert [(p.returncode, err) for p, (_, err) in zip(procs, outputs, strict=True)] == [
+        (0, "")
+    ] * len(scripts)
+    [kept] = rows(path, "SELECT value FROM detection_settings")
+    expected = set()
+    for w in range(4):
+        history = [
+            failures.Deployed(r["id"], None, r["version"])
+            for r in rows(
+                path,
+                "SELECT id, version FROM deployments WHERE service = ? ORDER BY finished_at, id",
+                (f"svc-{w}",),
+            )
+        ]
+        expected |= {
+            (e.failed, e.remediated_by) for e in failures.scan(history, hotfix=kept["value"])
+        }
+    stored = {(r["failed_id"], r["cause_id"]) for r in rows(path, "SELECT * FROM change_failures")}
+    assert stored == expected
+    assert len(expected) == 4 * 13
