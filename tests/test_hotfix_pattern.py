@@ -196,3 +196,23 @@ def test_a_report_on_a_store_it_cannot_write_warns_and_reports_what_is_kept(
         "dora: warning: cannot write to the store at X: permission denied; change failures are "
         "reported as the store keeps them, which may not be with hotfix pattern 'urgent'\n"
     )
+
+
+def test_recording_with_another_pattern_says_the_store_follows_it(dora, store_db, frozen_now):
+    record(dora, 1, "1.0")
+    record(dora, 2, "1.1")
+
+    result = record(dora, 3, "1.2-URGENT", "--hotfix-pattern", "(?i)urgent")
+
+    assert result.stderr == (
+        "Change failures found again with hotfix pattern '(?i)urgent' (the store had "
+        r"'(?i)\bhotfix\b'): 2 deployments." + "\n"
+        f"Recorded deployment deploy-hotfix-test-03 (api, env prod) in {store_db}\n"
+    )
+    assert rows(store_db, "SELECT failed_id, cause_id, rule FROM change_failures") == [
+        {
+            "failed_id": "deploy-hotfix-test-02",
+            "cause_id": "deploy-hotfix-test-03",
+            "rule": "hotfix",
+        }
+    ]
