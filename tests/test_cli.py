@@ -641,6 +641,7 @@ def test_config_shows_each_setting_and_its_source(dora, monkeypatch, tmp_path):
         ["retry_budget", "30", "default"],
         ["benchmarks", "2024", "default"],
         ["link_window", "none", "default"],
+        ["hotfix_pattern", "(?i)\\bhotfix\\b", "default"],
         ["site", "datadoghq.com", "default"],
         ["api_url", "https://api.datadoghq.com", "default", "(from", "site)"],
         ["api_key", "***", "env", "DD_API_KEY"],
@@ -656,7 +657,7 @@ def test_config_shows_each_setting_and_its_source(dora, monkeypatch, tmp_path):
             "colour = 'red'\n",
             "unknown setting 'colour' "
             "(known: db, service, env, team, backend, retry_budget, benchmarks, link_window, "
-            "site, api_url)",
+            "hotfix_pattern, site, api_url)",
         ),
         ("service = 3\n", "'service' must be a string in quotes"),
         (
