@@ -54,6 +54,7 @@ def option_row(help_text: str, flag: str) -> str:
 def test_every_command_that_takes_a_time_is_checked():
     assert {name(path) for path, _ in time_options()} == {
         "deployment",
+        "deployment list",
         "incident open",
         "incident resolve",
         "incident import-pagerduty",

@@ -4,6 +4,7 @@ recorded ones."""
 from __future__ import annotations
 
 from dora.cli.deployment import mark
+from dora.cli.deployment import view as _view  # noqa: F401 - registers list and show
 from dora.cli.deployment.record import app
 
 app.command("mark")(mark.mark)

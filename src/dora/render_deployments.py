@@ -1,0 +1,213 @@
+"""``dora deployment list`` and ``show`` output: a table or text for people, JSON for
+scripts. Plain words say what failed (never colour alone)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import IO, Any
+
+from dora import timeparse
+from dora.deployments import Detail, Listed
+from dora.text import visible
+
+#: Columns a narrow terminal drops first, in this order (--format json has them all).
+_DROPPABLE = ("VERSION", "ENV")
+_GAP = 2
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M") if moment is not None else ""
+
+
+def _duration_ns(ns: int) -> str:
+    return timeparse.format_duration(timedelta(microseconds=ns // 1000))
+
+
+def failed_words(item: Listed) -> str:
+    """``rollback``, ``incident, hotfix``: the rules by which it failed; empty if it did
+    not."""
+    if item.outcome is None or not item.outcome.verdict.failed:
+        return ""
+    rules = dict.fromkeys(reason.rule for reason in item.outcome.verdict.reasons)
+    return ", ".join(rules) or "failed"
+
+
+def deployments_table(items: Sequence[Listed], out: IO[str], width: int = 80) -> list[str]:
+    """A line per deployment; return the columns left out to fit ``width``."""
+    headings = ["ID", "SERVICE", "ENV", "VERSION", "FINISHED (UTC)", "FAILED"]
+    rows = [
+        [
+            item.deployment.id,
+            visible(item.deployment.service),
+            visible(item.deployment.env or ""),
+            visible(item.deployment.version or ""),
+            _when(item.deployment.finished_at),
+            failed_words(item),
+        ]
+        for item in items
+    ]
+    columns = list(range(len(headings)))
+
+    def widths() -> dict[int, int]:
+        return {c: max(len(headings[c]), *(len(r[c]) for r in rows)) for c in columns}
+
+    dropped: list[str] = []
+    for name in _DROPPABLE:
+        if sum(widths().values()) + _GAP * (len(columns) - 1) <= width:
+            break
+        columns.remove(headings.index(name))
+        dropped.append(name)
+    sizes = widths()
+    for line in [headings, *rows]:
+        cells = [line[c].ljust(sizes[c]) for c in columns]
+        out.write((" " * _GAP).join(cells).rstrip() + "\n")
+    return dropped
+
+
+def _deployment_data(item: Listed) -> dict[str, Any]:
+    d = item.deployment
+    verdict = item.outcome.verdict if item.outcome is not None else None
+    git = d.git
+    return {
+        "id": d.id,
+        "service": d.service,
+        "env": d.env,
+        "team": d.team,
+        "version": d.version,
+        "started_at": timeparse.format_iso(d.started_at),
+        "finished_at": timeparse.format_iso(d.finished_at) if d.finished_at else None,
+        "commit_sha": git.commit_sha if git else None,
+        "repository_url": git.repository_url if git else None,
+        "custom_tags": list(d.custom_tags),
+        "failed": item.failed,
+        "reasons": [
+            {
+                "rule": r.rule,
+                "detail": r.detail,
+                "remediated_by": r.remediated_by,
+                "remediation_type": r.remediation_type,
+            }
+            for r in (verdict.reasons if verdict is not None and verdict.failed else [])
+        ],
+        "remediated_by": [
+            {"id": i, "type": t}
+            for i, t in (verdict.remediations if verdict is not None and verdict.failed else [])
+        ],
+        "remediates": list(item.remediates),
+    }
+
+
+def deployments_json(items: Sequence[Listed], out: IO[str]) -> None:
+    json.dump([_deployment_data(item) for item in items], out, indent=2)
+    out.write("\n")
+
+
+def _detail_data(item: Detail) -> dict[str, Any]:
+    data = _deployment_data(item)
+    outcome = item.outcome
+    failed = outcome is not None and outcome.verdict.failed
+    recovered = outcome.recovered_at if outcome is not None and failed else None
+    recovery = outcome.recovery_ns if outcome is not None and failed else None
+    median = item.median_lead_ns
+    data.update(
+        {
+            "cleared": outcome is not None and outcome.verdict.cleared,
+            "incidents": [i.id for i in outcome.incidents] if outcome is not None else [],
+            "recovered_at": (
+                timeparse.format_iso(timeparse.from_ns(recovered))
+                if recovered is not None
+                else None
+            ),
+            "recovery_time_seconds": recovery / 1e9 if recovery is not None else None,
+            "commits": [
+                {
+                    "sha": c.sha,
+                    "committed_at": timeparse.format_iso(c.committed_at),
+                    "subject": c.subject,
+                    "lead_time_seconds": c.lead_ns / 1e9,
+                }
+                for c in item.commits
+            ],
+            "median_lead_time_seconds": median / 1e9 if median is not None else None,
+        }
+    )
+    return data
+
+
+def deployment_json(item: Detail, out: IO[str]) -> None:
+    json.dump(_detail_data(item), out, indent=2)
+    out.write("\n")
+
+
+def deployment_text(item: Detail, out: IO[str], width: int = 80) -> None:
+    """The fields, the commits with their lead times, and the verdict: why it failed, what
+    remediated it and its recovery, and the failures it remediates."""
+    import textwrap
+
+    d = item.deployment
+    git = d.git
+
+    def field(label: str, value: str) -> None:
+        lead = f"{label + ':':<12}"
+        out.write(
+            textwrap.fill(
+                visible(value) or "-",
+                max(width, len(lead) + 20),
+                initial_indent=lead,
+                subsequent_indent=" " * len(lead),
+                break_on_hyphens=False,
+                break_long_words=True,
+            )
+            + "\n"
+        )
+
+    field("deployment", d.id)
+    field("service", d.service)
+    field("env", d.env or "")
+    field("team", d.team or "")
+    field("version", d.version or "")
+    field("started", f"{_when(d.started_at)} UTC")
+    field("finished", f"{_when(d.finished_at)} UTC" if d.finished_at else "")
+    field("commit", (git.commit_sha or "") if git else "")
+    field("repository", (git.repository_url or "") if git else "")
+    if d.custom_tags:
+        field("tags", ", ".join(d.custom_tags))
+    median = item.median_lead_ns
+    if item.commits and median is not None:
+        field("commits", f"{len(item.commits)}, median lead time {_duration_ns(median)}")
+        for c in item.commits:
+            line = f"  {c.sha[:12]}  {_duration_ns(c.lead_ns):>7}  {visible(c.subject or '')}"
+            out.write(line[:width].rstrip() + "\n")
+    else:
+        field("commits", "none recorded")
+    outcome = item.outcome
+    if outcome is None or not outcome.verdict.failed:
+        field("failed", "no, cleared by a --stable mark" if outcome is not None else "no")
+    else:
+        field("failed", "yes")
+        for reason in outcome.verdict.reasons:
+            out.write(
+                textwrap.fill(
+                    f"{reason.rule}: {visible(reason.detail)}",
+                    width,
+                    initial_indent="  ",
+                    subsequent_indent="    ",
+                    break_on_hyphens=False,
+                )
+                + "\n"
+            )
+        remediations = outcome.verdict.remediations
+        field(
+            "remediated",
+            ", ".join(f"by {i} ({t or 'unknown'})" for i, t in remediations) or "no",
+        )
+        recovery = outcome.recovery_ns
+        recovered = outcome.recovered_at
+        if recovery is None or recovered is None:
+            field("recovery", "not recovered")
+        else:
+            at = _when(timeparse.from_ns(recovered))
+            field("recovery", f"{_duration_ns(recovery)} (recovered {at} UTC)")
+    field("remediates", ", ".join(item.remediates) or "none")
