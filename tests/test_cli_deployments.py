@@ -257,3 +257,30 @@ def test_show_on_a_missing_store_is_an_error_that_creates_nothing(dora, db_path)
 
     assert result.exit_code == 1
     assert not db_path.exists()
+
+
+def mark(db_path, deployment_id: str, *, failed: bool, remediation_version: str | None = None):
+    """A mark as 'dora deployment mark' will store it."""
+    execute(
+        db_path,
+        "INSERT INTO deployment_marks (deployment_id, failed, remediation_id, "
+        "remediation_version, remediation_type, marked_at) VALUES (?, ?, NULL, ?, NULL, 0)",
+        (deployment_id, int(failed), remediation_version),
+    )
+
+
+def test_marks_override_the_rules_as_in_the_reports(dora, db_path, rollback):
+    mark(db_path, V2, failed=False)
+    mark(db_path, V3, failed=True, remediation_version="V1")
+
+    failed = dora("deployment", "list", "--failed", "--format", "json")
+    cleared = dora("deployment", "show", V2)
+    marked = json.loads(dora("deployment", "show", V3, "--format", "json").stdout)
+    rework = json.loads(dora("deployment", "show", V1B, "--format", "json").stdout)
+
+    assert [d["id"] for d in json.loads(failed.stdout)] == [V3]
+    assert "failed:     no, cleared by a --stable mark" in cleared.stdout.splitlines()
+    assert [r["rule"] for r in marked["reasons"]] == ["manual"]
+    assert marked["remediated_by"] == [{"id": V1B, "type": "rollback"}]
+    assert marked["recovery_time_seconds"] == 3600
+    assert rework["remediates"] == [V3]
