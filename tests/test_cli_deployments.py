@@ -256,6 +256,9 @@ def test_show_on_a_missing_store_is_an_error_that_creates_nothing(dora, db_path)
     result = dora("deployment", "show", "deploy-000001")
 
     assert result.exit_code == 1
+    assert result.stderr == (
+        f"dora: error: no store at {db_path}: nothing has been recorded there yet\n"
+    )
     assert not db_path.exists()
 
 
