@@ -287,3 +287,18 @@ def test_marks_override_the_rules_as_in_the_reports(dora, db_path, rollback):
     assert marked["remediated_by"] == [{"id": V1B, "type": "rollback"}]
     assert marked["recovery_time_seconds"] == 3600
     assert rework["remediates"] == [V3]
+
+
+def test_a_long_service_name_is_cut_to_fit_80_columns(dora, db_path, frozen_now):
+    dora(
+        "deployment", "--id", V1A, "--service", "s" * 60, "--version", "V1", "--skip-git",
+        "--started-at", "-2h", "--finished-at", "-1h",
+    )  # fmt: skip
+
+    result = dora("deployment", "list")
+
+    assert result.stdout.splitlines() == [
+        f"{'ID':<17}  {'SERVICE':<35}  FINISHED (UTC)    FAILED",
+        f"{V1A}  {'s' * 34}…  2026-11-24 11:00",
+    ]
+    assert result.stderr == "Left out VERSION, ENV to fit the terminal; --format json has all.\n"

@@ -60,10 +60,20 @@ def deployments_table(items: Sequence[Listed], out: IO[str], width: int = 80) ->
         columns.remove(headings.index(name))
         dropped.append(name)
     sizes = widths()
+    # still too wide (a long service name, say): cut the free-text columns, marked with '…'
+    for name in ("SERVICE", "ENV", "VERSION"):
+        over = sum(sizes.values()) + _GAP * (len(columns) - 1) - width
+        column = headings.index(name)
+        if over > 0 and column in sizes:
+            sizes[column] = max(len(name), sizes[column] - over)
     for line in [headings, *rows]:
-        cells = [line[c].ljust(sizes[c]) for c in columns]
+        cells = [_cut(line[c], sizes[c]).ljust(sizes[c]) for c in columns]
         out.write((" " * _GAP).join(cells).rstrip() + "\n")
     return dropped
+
+
+def _cut(text: str, size: int) -> str:
+    return text if len(text) <= size else text[: size - 1] + "…"
 
 
 def _deployment_data(item: Listed) -> dict[str, Any]:
