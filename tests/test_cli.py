@@ -645,6 +645,7 @@ def test_config_shows_each_setting_and_its_source(dora, monkeypatch, tmp_path):
         ["site", "datadoghq.com", "default"],
         ["api_url", "https://api.datadoghq.com", "default", "(from", "site)"],
         ["api_key", "***", "env", "DD_API_KEY"],
+        ["app_key", "-", "unset"],
     ]
     assert "k3y-value" not in result.stdout
     assert "hunter2" not in result.stdout + result.stderr

@@ -419,9 +419,9 @@ def test_m008_upgrades_a_store_made_at_m007_keeping_pending_events(
     result = dora("deployment", "mark", A, "--failed", "--backend", "local")
 
     assert result.exit_code == 0, result.stderr
-    assert [r["name"] for r in rows(store_db, "SELECT name FROM dora_migrations")][-1] == (
-        "m008_outbox_marks"
-    )
+    assert "m008_outbox_marks" in [
+        r["name"] for r in rows(store_db, "SELECT name FROM dora_migrations")
+    ]
     assert rows(store_db, "SELECT kind, event_id, state, attempts, last_error FROM outbox") == [
         {"kind": "deployment", "event_id": A, "state": "failed", "attempts": 2,
          "last_error": "boom"},

@@ -201,8 +201,7 @@ def test_config_flags_an_invalid_setting_as_the_commands_refuse_it(
 
 NAMES = {
     "config file", "db", "service", "env", "team", "backend", "retry_budget", "benchmarks",
-    "link_window", "hotfix_pattern", "site", "api_url", "api_key",
-        "app_key         -                                    unset\n"
+    "link_window", "hotfix_pattern", "site", "api_url", "api_key", "app_key",
 }  # fmt: skip
 
 #: The settings of reports, made invalid, with what 'dora metrics' says of them.
