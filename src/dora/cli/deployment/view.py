@@ -69,6 +69,7 @@ def list_(
         str | None,
         typer.Option("--link-window", metavar="LENGTH", help=_LINK_WINDOW_HELP, show_default=False),
     ] = None,
+    hotfix_pattern: opt.HotfixPattern = None,
     db: opt.Db = None,
     verbose: opt.Verbose = False,
 ) -> None:
@@ -88,14 +89,15 @@ def list_(
     from dora import render_deployments as render
     from dora.config import Settings
 
-    settings = Settings({"db": db, "link_window": link_window})
-    window_limit = checks.link_window(settings)
+    settings = Settings({"db": db, "link_window": link_window, "hotfix_pattern": hotfix_pattern})
+    window_limit, hotfix = checks.link_window(settings), checks.hotfix_pattern(settings)
     services, envs, teams = opt.filters(service=service, env=env, team=team)
     start, end = opt.optional_window(since, until)
     where, store = opt.existing_store(db)
     items: list[lib.Listed] = []
     if store is not None:
         try:
+            opt.use_hotfix(store, hotfix, reading=True)  # verdicts as dora metrics gives them
             items = lib.listing(
                 store,
                 services=services,
@@ -140,6 +142,7 @@ def show(
         str | None,
         typer.Option("--link-window", metavar="LENGTH", help=_LINK_WINDOW_HELP, show_default=False),
     ] = None,
+    hotfix_pattern: opt.HotfixPattern = None,
     db: opt.Db = None,
     verbose: opt.Verbose = False,
 ) -> None:
@@ -162,12 +165,13 @@ def show(
     from dora.config import Settings
     from dora.store import open_store
 
-    settings = Settings({"db": db, "link_window": link_window})
-    window_limit = checks.link_window(settings)
+    settings = Settings({"db": db, "link_window": link_window, "hotfix_pattern": hotfix_pattern})
+    window_limit, hotfix = checks.link_window(settings), checks.hotfix_pattern(settings)
     with (
         open_store(settings.get("db") or "", create=False) as store,
         opt.naming_fields({"id": "ID"}),
     ):
+        opt.use_hotfix(store, hotfix, reading=True)
         item = lib.detail(store, deployment_id, link_window=window_limit)
     if format is ShowFormat.json:
         render.deployment_json(item, sys.stdout)
