@@ -576,7 +576,7 @@ def _failed_deployments(
         for placed in outcome.rework():
             if (group := key(placed)) is not None and (n := bucket(placed.finished_at)) is not None:
                 rework[n, group].add(placed.id)
-        if not outcome.verdict.failed or (group := key(outcome.deployment)) is None:
+        if not outcome.failed or (group := key(outcome.deployment)) is None:
             continue
         finished = outcome.deployment.finished_at
         if (n := bucket(finished)) is not None:
@@ -789,7 +789,7 @@ def _failure_evidence(
             if lo <= placed.finished_at < hi and key(placed) is not None:
                 rework.setdefault(placed.id, (placed, []))[1].append(outcome.deployment.id)
         group = key(outcome.deployment)
-        if not outcome.verdict.failed or group is None:
+        if not outcome.failed or group is None:
             continue
         if lo <= outcome.deployment.finished_at < hi:
             found[group].failed.append(outcome)

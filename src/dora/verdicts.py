@@ -63,30 +63,58 @@ class Linked:
 
 @dataclass
 class Outcome:
-    """What became of one deployment that failed, was cleared by a mark, or has evidence."""
+    """What became of one deployment that failed, was cleared by a mark, or has evidence:
+    the evidence (the rules' reasons, linked incidents, a mark and the remediation it names)
+    and, judged from it when asked, the verdict."""
 
     deployment: Placed
-    verdict: failures.Verdict
+    #: the incidents linked to it, by start
     incidents: list[Linked] = field(default_factory=list)
     #: the deployments that remediated it, by id (those recorded)
     remediations: dict[str, Placed] = field(default_factory=dict)
+    #: what the rules found
+    reasons: list[failures.Reason] = field(default_factory=list)
+    mark: failures.Mark | None = None
+    #: the remediation its mark names, and its type
+    named: str | None = None
+    named_type: str | None = None
 
     @cached_property
-    def recovered_at(self) -> int | None:
-        """When its recovery ended (ns): the first remediation's finish, else the last
-        linked incident's resolution; None while not recovered, or when it did not fail."""
-        if not self.verdict.failed:
-            return None
-        finishes = [
-            placed.finished_at
-            for remediation, _ in self.verdict.remediations
+    def verdict(self) -> failures.Verdict:
+        """The verdict, with a reason per linked incident (``failures.judge``)."""
+        reasons = [
+            failures.Reason("incident", None, None, _incident_detail(self.deployment, i))
+            for i in self.incidents
+        ] + self.reasons
+        return failures.judge(reasons, self.mark, self.named, self.named_type)
+
+    #: whether it failed: ``verdict.failed``, known without writing out every reason
+    failed: bool = field(init=False)
+    #: the recorded deployments among ``verdict.remediations``
+    remedies: list[Placed] = field(init=False)
+    #: when its recovery ended (ns): the first remediation's finish, else the last linked
+    #: incident's resolution; None while not recovered, or when it did not fail
+    recovered_at: int | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        # worked out at once: a report asks these of every failed deployment, several times
+        self.failed = (
+            self.mark.failed if self.mark is not None else bool(self.reasons or self.incidents)
+        )
+        self.remedies, self.recovered_at = [], None
+        if not self.failed:
+            return
+        named = [self.named] if self.mark is not None and self.named is not None else []
+        ids = named + [r.remediated_by for r in self.reasons if r.remediated_by is not None]
+        self.remedies = [
+            placed
+            for remediation in dict.fromkeys(ids)
             if (placed := self.remediations.get(remediation)) is not None
         ]
-        if finishes:
-            return min(finishes)
-        if not self.incidents or any(i.finished_at is None for i in self.incidents):
-            return None
-        return max(i.finished_at for i in self.incidents if i.finished_at is not None)
+        if self.remedies:
+            self.recovered_at = min(placed.finished_at for placed in self.remedies)
+        elif self.incidents and all(i.finished_at is not None for i in self.incidents):
+            self.recovered_at = max(i.finished_at or 0 for i in self.incidents)
 
     @property
     def recovery_ns(self) -> int | None:
@@ -96,20 +124,14 @@ class Outcome:
 
     def unrecovered_at(self, moment: int) -> bool:
         """Whether, failed, it had finished before ``moment`` and not recovered by then."""
-        if not self.verdict.failed or self.deployment.finished_at >= moment:
+        if not self.failed or self.deployment.finished_at >= moment:
             return False
         end = self.recovered_at
         return end is None or end >= moment
 
     def rework(self) -> list[Placed]:
         """The recorded deployments that remediated this failure, if it stands."""
-        if not self.verdict.failed:
-            return []
-        return [
-            placed
-            for remediation, _ in self.verdict.remediations
-            if (placed := self.remediations.get(remediation)) is not None
-        ]
+        return self.remedies
 
 
 _PLACED = "d.id, d.service, d.team, d.env, d.finished_at"
@@ -380,13 +402,18 @@ class _Evidence:
     named_type: str | None = None
 
     def outcome(self) -> Outcome:
-        incidents = sorted(self.incidents, key=lambda i: (i.started_at, i.id))
-        reasons = [
-            failures.Reason("incident", None, None, _incident_detail(self.placed, i))
-            for i in incidents
-        ] + self.reasons
-        verdict = failures.judge(reasons, self.mark, self.named, self.named_type)
-        return Outcome(self.placed, verdict, incidents, self.remediations)
+        incidents = self.incidents
+        if len(incidents) > 1:
+            incidents = sorted(incidents, key=lambda i: (i.started_at, i.id))
+        return Outcome(
+            self.placed,
+            incidents,
+            self.remediations,
+            self.reasons,
+            self.mark,
+            self.named,
+            self.named_type,
+        )
 
 
 def _incident_detail(placed: Placed, incident: Linked) -> str:
