@@ -55,11 +55,11 @@ from pathlib import Path
 
 import pytest
 
-from dora import metrics
+from dora import failures, metrics
 from dora.events import Deployment, Incident, build
 from dora.gitmeta import Commit
 from dora.store import Store, open_store
-from dora.timeparse import parse_timestamp
+from dora.timeparse import from_ns, parse_timestamp, to_ns
 
 SINCE = parse_timestamp("2026-11-01T00:00:00Z")
 UNTIL = parse_timestamp("2026-11-08T00:00:00Z")
@@ -289,3 +289,189 @@ def test_every_rule_gives_the_hand_checked_figures_in_any_arrival_order(store_db
     assert {row.key[0]: chosen(row.figures) for row in plain.groups} == EXPECTED
     assert chosen(windowed.total) == WINDOWED_TOTAL
     assert {row.key[0]: chosen(row.figures) for row in windowed.groups} == WINDOWED
+
+
+# --- random histories against a reference written here ----------------------------------
+
+SERVICES = {"api": "payments", "jobs": "payments", "web": "edge"}  # service -> team
+ENVS = ("prod", "staging", None)
+#: The grid events are placed on: 3 hours apart, from 2 days before the window to 2 after,
+#: so that deployments tie and some events fall outside the window.
+GRID = 3 * 3600 * 10**9
+FIRST = to_ns(SINCE) - 16 * GRID
+STEPS = 16 + 56 + 16
+
+
+def random_events(seed: int):
+    """Deployments (with their commits), incidents and marks of several services and envs,
+    drawn so that rollbacks, hotfixes, reverts and incidents of every kind happen."""
+    rng = random.Random(seed)
+    deployments: list[tuple[Deployment, list[Commit]]] = []
+    shipped: list[str] = []
+    for n in range(rng.randrange(12, 28)):
+        service = rng.choice(list(SERVICES))
+        finished = FIRST + rng.randrange(STEPS) * GRID
+        commits = []
+        for _ in range(rng.choice([0, 0, 1, 2])):
+            sha = f"{rng.getrandbits(160):040x}"
+            reverts = None
+            if shipped and rng.random() < 0.25:
+                reverts = rng.choice(shipped)[: rng.choice([7, 40])]
+            subject = rng.choice(["feat: x", "fix: y", "Hotfix: z", "chore"])
+            commits.append(Commit(sha, from_ns(finished - GRID), subject, reverts))
+        shipped += [c.sha for c in commits]
+        sha = rng.choice([None, None, A, B, C])
+        event = build(
+            Deployment,
+            {
+                "id": f"random-{seed:03d}-dep-{n:03d}",
+                "service": service,
+                "team": SERVICES[service],
+                "env": rng.choice(ENVS),
+                "version": rng.choice(["1", "2", "3", "3.1-hotfix", None]),
+                "started_at": from_ns(finished - GRID),
+                "finished_at": from_ns(finished),
+                "git": {"commit_sha": sha} if sha else None,
+            },
+        )
+        deployments.append((event, commits))
+    incidents = []
+    for n in range(rng.randrange(3, 10)):
+        services = rng.sample(list(SERVICES), rng.choice([0, 1, 1, 2]))
+        started = FIRST + rng.randrange(STEPS) * GRID + rng.choice([0, GRID // 2])
+        finished = None if rng.random() < 0.25 else started + rng.randrange(1, 30) * GRID // 4
+        named = None
+        if rng.random() < 0.2:  # names a deployment that finished before it started
+            before = [e for e, _ in deployments if to_ns(e.finished_at) <= started]
+            named = rng.choice(before).id if before else None
+        data = {
+            "id": f"random-{seed:03d}-inc-{n:03d}",
+            "services": services,
+            "team": rng.choice(sorted(set(SERVICES.values()))) if not services else None,
+            "env": rng.choice(ENVS),
+            "started_at": from_ns(started),
+            "finished_at": from_ns(finished) if finished is not None else None,
+            "deployment_id": named,
+        }
+        incidents.append(build(Incident, data))
+    marks = []
+    for event, _ in rng.sample(deployments, rng.randrange(3)):
+        later = [
+            e.id
+            for e, _ in deployments
+            if (e.service, e.env) == (event.service, event.env)
+            and e.finished_at > event.finished_at
+        ]
+        kind = rng.choice(["stable", "failed", "by id", "by version"])
+        if kind == "stable":
+            marks.append((event.id, False, None, None))
+        elif kind == "by id" and later:
+            marks.append((event.id, True, rng.choice(later), None))
+        elif kind == "by version":
+            marks.append((event.id, True, None, rng.choice(["1", "2", "3"])))
+        else:
+            marks.append((event.id, True, None, None))
+    return deployments, incidents, marks
+
+
+def linked(deployments, incidents, window: timedelta | None) -> dict[str, list[Incident]]:
+    """The incidents linked to each deployment, by README's rule: the one an incident
+    names, else the latest deployment (by finish, then id) finished at or before it started,
+    of one of its services (of its team when it names none), in its env when it has one,
+    and at most ``window`` before it when one is given."""
+    found: dict[str, list[Incident]] = {}
+    for incident in incidents:
+        if incident.deployment_id is not None:
+            found.setdefault(incident.deployment_id, []).append(incident)
+            continue
+        started = to_ns(incident.started_at)
+        candidates = [
+            (to_ns(d.finished_at), d.id)
+            for d, _ in deployments
+            if to_ns(d.finished_at) <= started
+            and (d.service in incident.services if incident.services else d.team == incident.team)
+            and (incident.env is None or d.env == incident.env)
+            and (window is None or started - to_ns(d.finished_at) <= window.total_seconds() * 1e9)
+        ]
+        if candidates:
+            found.setdefault(max(candidates)[1], []).append(incident)
+    return found
+
+
+def expected_total(deployments, incidents, marks, window: timedelta | None) -> dict:
+    """The change-failure figures of the report of [SINCE, UNTIL), worked out from the
+    events with ``failures.detect`` per history and the definitions of README."""
+    links = linked(deployments, incidents, window)
+    marked = {m[0]: failures.Mark(m[1], m[2], m[3]) for m in marks}
+    finish = {d.id: to_ns(d.finished_at) for d, _ in deployments}
+    histories: dict[tuple[str, str | None], list[tuple[Deployment, list[Commit]]]] = {}
+    for item in deployments:
+        histories.setdefault((item[0].service, item[0].env), []).append(item)
+    lo, hi = to_ns(SINCE), to_ns(UNTIL)
+    failed = unrecovered = 0
+    recoveries: list[int] = []
+    rework: set[str] = set()
+    for history in histories.values():
+        history.sort(key=lambda item: (to_ns(item[0].finished_at), item[0].id))
+        deployed = [
+            failures.Deployed(
+                d.id,
+                d.git.commit_sha if d.git else None,
+                d.version,
+                tuple(failures.Shipped(c.sha, c.subject, c.reverts) for c in commits),
+                marked.get(d.id),
+                tuple(i.id for i in links.get(d.id, ())),
+            )
+            for d, commits in history
+        ]
+        for deployment_id, verdict in failures.detect(deployed).items():
+            if not verdict.failed:
+                continue
+            finished = finish[deployment_id]
+            remediations = [r for r, _ in verdict.remediations if r in finish]
+            rework |= {r for r in remediations if lo <= finish[r] < hi}
+            ends = [i.finished_at for i in links.get(deployment_id, ())]
+            if remediations:
+                end = min(finish[r] for r in remediations)
+            elif ends and None not in ends:
+                end = max(to_ns(e) for e in ends if e is not None)
+            else:
+                end = None
+            failed += lo <= finished < hi
+            if end is not None and lo <= end < hi:
+                recoveries.append(max(0, end - finished))
+            unrecovered += finished < hi and (end is None or end >= hi)
+    count = sum(lo <= f < hi for f in finish.values())
+    hours = sorted(r / 3600e9 for r in recoveries)
+    return (
+        figures(
+            count,
+            hours,
+            failed_deployments=failed,
+            unrecovered_failed_deployments=unrecovered,
+            rework_deployments=len(rework),
+        )
+        if count
+        else {}
+    )
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_random_histories_give_the_figures_of_the_reference(store_db, seed):
+    deployments, incidents, marks = random_events(seed)
+    rng = random.Random(-seed)
+    window = rng.choice([None, timedelta(hours=rng.choice([2, 12, 48]))])
+    arrival = rng.sample(
+        [*deployments, *((i, None) for i in incidents)], len(deployments) + len(incidents)
+    )
+
+    with open_store(store_db) as store:
+        for event, commits in arrival:
+            store.save(event, commits=commits)
+        for deployment_id, failed, by_id, by_version in marks:
+            mark(store, deployment_id, failed, by_id, by_version)
+        report = metrics.report(store, SINCE, UNTIL, group_by=(), link_window=window)
+
+    expected = expected_total(deployments, incidents, marks, window)
+    if expected:
+        assert chosen(report.total) == expected
