@@ -175,6 +175,21 @@ def outcomes(
     for incident, placed in links(store, relevant, (lo,), link_window=link_window).items():
         if placed.finished_at < hi:
             evidence(placed).incidents.append(incident)
+    # a failure a mark makes, with no remediation recorded, recovers when its incidents
+    # end: those resolved before since (left out above) too, or it would never recover
+    marked = {
+        key: one
+        for key, one in found.items()
+        if one.mark is not None and one.mark.failed and not one.remediations
+    }
+    if marked:
+        earliest = min(one.placed.finished_at for one in marked.values())
+        resolved = "i.deployment_id IS NULL AND i.finished_at < ? AND i.started_at >= ?"
+        for incident, placed in links(
+            store, resolved, (lo, earliest), link_window=link_window
+        ).items():
+            if placed.id in marked:
+                marked[placed.id].incidents.append(incident)
     return {key: one.outcome() for key, one in found.items()}
 
 
