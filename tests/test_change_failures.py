@@ -291,6 +291,25 @@ def test_every_rule_gives_the_hand_checked_figures_in_any_arrival_order(store_db
     assert {row.key[0]: chosen(row.figures) for row in windowed.groups} == WINDOWED
 
 
+def test_a_failure_marked_by_hand_recovers_when_its_incidents_ended_even_before_the_window(
+    store_db,
+):
+    # m1 is marked failed, naming no remediation: it recovers when its incidents end, as a
+    # failure found by incidents does. j1 ended before the window: m1 was recovered all
+    # through it, not an unrecovered failure at its end.
+    with open_store(store_db) as store:
+        for event, commits in (
+            deployment("m1", "api", "prod", "payments", "10-30T00:00"),
+            incident("j1", ["api"], "prod", None, "10-30T01:00", "10-30T02:00"),
+        ):
+            store.save(event, commits=commits)
+        mark(store, ident("m1"), True)
+        report = metrics.report(store, SINCE, UNTIL, group_by=())
+
+    assert report.total.unrecovered_failed_deployments == 0
+    assert report.total.recovered_failed_deployments == 0  # recovered before the window
+
+
 # --- random histories against a reference written here ----------------------------------
 
 SERVICES = {"api": "payments", "jobs": "payments", "web": "edge"}  # service -> team
