@@ -355,7 +355,7 @@ def random_events(seed: int):
         )
         deployments.append((event, commits))
     incidents = []
-    for n in range(rng.randrange(3, 10)):
+    for n in range(rng.randrange(4, 14)):
         services = rng.sample(list(SERVICES), rng.choice([0, 1, 1, 2]))
         started = FIRST + rng.randrange(STEPS) * GRID + rng.choice([0, GRID // 2])
         finished = None if rng.random() < 0.25 else started + rng.randrange(1, 30) * GRID // 4
@@ -374,7 +374,12 @@ def random_events(seed: int):
         }
         incidents.append(build(Incident, data))
     marks = []
-    for event, _ in rng.sample(deployments, rng.randrange(3)):
+    # most on early deployments, whose incidents may all have ended before the window
+    early = [item for item in deployments if item[0].finished_at < SINCE] or deployments
+    targets = {rng.choice(rng.choice([early, early, deployments]))[0].id for _ in range(5)}
+    for event, _ in deployments:
+        if event.id not in targets:
+            continue
         later = [
             e.id
             for e, _ in deployments
