@@ -55,7 +55,7 @@ from pathlib import Path
 
 import pytest
 
-from dora import failures, metrics
+from dora import failures, metrics, verdicts
 from dora.events import Deployment, Incident, build
 from dora.gitmeta import Commit
 from dora.store import Store, open_store
@@ -422,19 +422,17 @@ def linked(deployments, incidents, window: timedelta | None) -> dict[str, list[I
     return found
 
 
-def expected_total(deployments, incidents, marks, window: timedelta | None) -> dict:
-    """The change-failure figures of the report of [SINCE, UNTIL), worked out from the
-    events with ``failures.detect`` per history and the definitions of README."""
+def reference(deployments, incidents, marks, window: timedelta | None) -> dict:
+    """Each deployment's fate, worked out from the events with ``failures.detect`` per
+    history and the definitions of README: whether it failed, when it recovered (ns, None
+    while not), and the recorded deployments that remediated it."""
     links = linked(deployments, incidents, window)
     marked = {m[0]: failures.Mark(m[1], m[2], m[3]) for m in marks}
     finish = {d.id: to_ns(d.finished_at) for d, _ in deployments}
     histories: dict[tuple[str, str | None], list[tuple[Deployment, list[Commit]]]] = {}
     for item in deployments:
         histories.setdefault((item[0].service, item[0].env), []).append(item)
-    lo, hi = to_ns(SINCE), to_ns(UNTIL)
-    failed = unrecovered = 0
-    recoveries: list[int] = []
-    rework: set[str] = set()
+    fates = {d.id: (False, None, []) for d, _ in deployments}
     for history in histories.values():
         history.sort(key=lambda item: (to_ns(item[0].finished_at), item[0].id))
         deployed = [
@@ -451,9 +449,7 @@ def expected_total(deployments, incidents, marks, window: timedelta | None) -> d
         for deployment_id, verdict in failures.detect(deployed).items():
             if not verdict.failed:
                 continue
-            finished = finish[deployment_id]
             remediations = [r for r, _ in verdict.remediations if r in finish]
-            rework |= {r for r in remediations if lo <= finish[r] < hi}
             ends = [i.finished_at for i in links.get(deployment_id, ())]
             if remediations:
                 end = min(finish[r] for r in remediations)
@@ -461,22 +457,39 @@ def expected_total(deployments, incidents, marks, window: timedelta | None) -> d
                 end = max(to_ns(e) for e in ends if e is not None)
             else:
                 end = None
-            failed += lo <= finished < hi
-            if end is not None and lo <= end < hi:
-                recoveries.append(max(0, end - finished))
-            unrecovered += finished < hi and (end is None or end >= hi)
+            fates[deployment_id] = (True, end, remediations)
+    return fates
+
+
+def expected_total(deployments, incidents, marks, window: timedelta | None) -> dict:
+    """The change-failure figures of the report of [SINCE, UNTIL) (none without
+    deployments in it), from the ``reference`` fates."""
+    finish = {d.id: to_ns(d.finished_at) for d, _ in deployments}
+    lo, hi = to_ns(SINCE), to_ns(UNTIL)
+    failed = unrecovered = 0
+    recoveries: list[int] = []
+    rework: set[str] = set()
+    for deployment_id, (fails, end, remediations) in reference(
+        deployments, incidents, marks, window
+    ).items():
+        if not fails:
+            continue
+        finished = finish[deployment_id]
+        rework |= {r for r in remediations if lo <= finish[r] < hi}
+        failed += lo <= finished < hi
+        if end is not None and lo <= end < hi:
+            recoveries.append(max(0, end - finished))
+        unrecovered += finished < hi and (end is None or end >= hi)
     count = sum(lo <= f < hi for f in finish.values())
+    if not count:
+        return {}
     hours = sorted(r / 3600e9 for r in recoveries)
-    return (
-        figures(
-            count,
-            hours,
-            failed_deployments=failed,
-            unrecovered_failed_deployments=unrecovered,
-            rework_deployments=len(rework),
-        )
-        if count
-        else {}
+    return figures(
+        count,
+        hours,
+        failed_deployments=failed,
+        unrecovered_failed_deployments=unrecovered,
+        rework_deployments=len(rework),
     )
 
 
@@ -495,7 +508,15 @@ def test_random_histories_give_the_figures_of_the_reference(store_db, seed):
         for deployment_id, failed, by_id, by_version in marks:
             mark(store, deployment_id, failed, by_id, by_version)
         report = metrics.report(store, SINCE, UNTIL, group_by=(), link_window=window)
+        shown = {  # as `dora deployment show` tells each one's fate
+            event.id: verdicts.outcome(store, event.id, link_window=window)
+            for event, _ in deployments
+        }
 
     expected = expected_total(deployments, incidents, marks, window)
     if expected:
         assert chosen(report.total) == expected
+    fates = reference(deployments, incidents, marks, window)
+    assert {key: (o.verdict.failed, o.recovered_at) for key, o in shown.items()} == {
+        key: (fails, end) for key, (fails, end, _) in fates.items()
+    }
