@@ -321,6 +321,15 @@ FIRST = to_ns(SINCE) - 16 * GRID
 STEPS = 16 + 56 + 16
 
 
+#: The figures that add up over groups and days.
+COUNTED = (
+    "deployments",
+    "failed_deployments",
+    "recovered_failed_deployments",
+    "rework_deployments",
+)
+
+
 def random_events(seed: int):
     """Deployments (with their commits), incidents and marks of several services and envs,
     drawn so that rollbacks, hotfixes, reverts and incidents of every kind happen."""
@@ -508,6 +517,9 @@ def test_random_histories_give_the_figures_of_the_reference(store_db, seed):
         for deployment_id, failed, by_id, by_version in marks:
             mark(store, deployment_id, failed, by_id, by_version)
         report = metrics.report(store, SINCE, UNTIL, group_by=(), link_window=window)
+        split = metrics.report(
+            store, SINCE, UNTIL, group_by=("service", "env"), interval="day", link_window=window
+        )
         shown = {  # as `dora deployment show` tells each one's fate
             event.id: verdicts.outcome(store, event.id, link_window=window)
             for event, _ in deployments
@@ -516,6 +528,20 @@ def test_random_histories_give_the_figures_of_the_reference(store_db, seed):
     expected = expected_total(deployments, incidents, marks, window)
     if expected:
         assert chosen(report.total) == expected
+    # each deployment is in one group and finishes (or recovers) in one day: the groups and
+    # the days add up to the total, and the last days' unrecovered are the total's
+    for name in COUNTED:
+        assert sum(getattr(row.figures, name) for row in split.groups) == getattr(
+            report.total, name
+        )
+        assert sum(getattr(row.figures, name) for row in split.trend) == getattr(report.total, name)
+    last = max(row.start for row in split.trend)
+    unrecovered = report.total.unrecovered_failed_deployments
+    assert sum(row.figures.unrecovered_failed_deployments for row in split.groups) == unrecovered
+    assert (
+        sum(row.figures.unrecovered_failed_deployments for row in split.trend if row.start == last)
+        == unrecovered
+    )
     fates = reference(deployments, incidents, marks, window)
     assert {key: (o.verdict.failed, o.recovered_at) for key, o in shown.items()} == {
         key: (fails, end) for key, (fails, end, _) in fates.items()
