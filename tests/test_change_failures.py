@@ -310,6 +310,26 @@ def test_a_failure_marked_by_hand_recovers_when_its_incidents_ended_even_before_
     assert report.total.recovered_failed_deployments == 0  # recovered before the window
 
 
+def test_an_incident_links_to_a_deployment_finished_at_the_instant_it_started(store_db):
+    # t1 and t2 finish at the instant i7 starts: "at or before" it, and of the two the
+    # greater id, t2, is the one linked; t3 finishes a second after: not before it
+    with open_store(store_db) as store:
+        for event, commits in (
+            deployment("t1", "api", "prod", "payments", "11-02T00:00"),
+            deployment("t2", "api", "prod", "payments", "11-02T00:00"),
+            deployment("t3", "api", "prod", "payments", "11-02T00:00:01"),
+            incident("i7", ["api"], "prod", None, "11-02T00:00", "11-02T01:00"),
+        ):
+            store.save(event, commits=commits)
+        report = metrics.report(store, SINCE, UNTIL, group_by=())
+        linked = {
+            name: verdicts.outcome(store, ident(name)).verdict.failed for name in ("t1", "t2", "t3")
+        }
+
+    assert linked == {"t1": False, "t2": True, "t3": False}
+    assert chosen(report.total) == figures(3, [1], failed_deployments=1)
+
+
 # --- random histories against a reference written here ----------------------------------
 
 SERVICES = {"api": "payments", "jobs": "payments", "web": "edge"}  # service -> team
