@@ -341,6 +341,9 @@ FIRST = to_ns(SINCE) - 16 * GRID
 STEPS = 16 + 56 + 16
 
 
+#: Any deployment with a SHA.
+_ANY = {"service": "x", "started_at": SINCE, "finished_at": SINCE, "git": {"commit_sha": A}}
+
 #: The figures that add up over groups and days.
 COUNTED = (
     "deployments",
@@ -530,6 +533,23 @@ def test_random_histories_give_the_figures_of_the_reference(store_db, seed):
     arrival = rng.sample(
         [*deployments, *((i, None) for i in incidents)], len(deployments) + len(incidents)
     )
+    # some deployments are first recorded with other facts (env, version, SHA, finish,
+    # commits) and corrected later: the corrected history is what counts
+    for event, commits in rng.sample(deployments, len(deployments) // 5):
+        finished = from_ns(FIRST + rng.randrange(STEPS) * GRID)
+        wrong = event.model_copy(
+            update={
+                "env": rng.choice(ENVS),
+                "version": rng.choice(["1", "2", "3.1-hotfix", None]),
+                "git": None if event.git else build(Deployment, _ANY).git,
+                "started_at": finished,
+                "finished_at": finished,
+            }
+        )
+        shipped = rng.choice(
+            [None, [], [Commit(f"{rng.getrandbits(160):040x}", finished, "Hotfix")]]
+        )
+        arrival.insert(rng.randrange(arrival.index((event, commits)) + 1), (wrong, shipped))
 
     with open_store(store_db) as store:
         for event, commits in arrival:
