@@ -589,3 +589,42 @@ def test_random_histories_give_the_figures_of_the_reference(store_db, seed):
     assert {key: (o.verdict.failed, o.recovered_at) for key, o in shown.items()} == {
         key: (fails, end) for key, (fails, end, _) in fates.items()
     }
+
+
+def _relisting(seed: int):
+    """``random_events`` where deployments also list commits others shipped (as a roll
+    forward after a rollback lists the commits since the deployment before it)."""
+    deployments, incidents, marks = random_events(seed)
+    rng = random.Random(seed)
+    pool = [commit for _, commits in deployments for commit in commits]
+    relisted = [
+        (
+            event,
+            list(dict.fromkeys([*commits, *rng.sample(pool, min(len(pool), rng.randrange(3)))])),
+        )
+        for event, commits in deployments
+    ]
+    return relisted, incidents, marks
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_commits_listed_again_give_the_same_verdicts_in_any_arrival_order(tmp_path, seed):
+    # a commit counts for the first deployment of its history that shipped it; which one
+    # that is must not depend on the order deployments were recorded in
+    deployments, incidents, marks = _relisting(seed)
+    in_time = sorted(deployments, key=lambda item: (item[0].finished_at, item[0].id))
+    found = []
+    for n, order in enumerate((in_time, random.Random(seed).sample(in_time, len(in_time)))):
+        with open_store(tmp_path / f"{n}.db") as store:
+            for event, commits in [*order, *((i, None) for i in incidents)]:
+                store.save(event, commits=commits)
+            for deployment_id, failed, by_id, by_version in marks:
+                mark(store, deployment_id, failed, by_id, by_version)
+            total = chosen(metrics.report(store, SINCE, UNTIL, group_by=()).total)
+            fates = {
+                event.id: verdicts.outcome(store, event.id).verdict.reasons
+                for event, _ in deployments
+            }
+        found.append((total, fates))
+
+    assert found[0] == found[1]
