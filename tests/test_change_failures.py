@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -192,7 +193,7 @@ def record(path: Path, order: str) -> None:
         mark(store, ident("s4"), False)  # clears the rollback's verdict on s4
 
 
-def figures(deployments: int, recoveries: list[float] = (), **given):
+def figures(deployments: int, recoveries: Sequence[float] = (), **given):
     """The expected change-failure figures of a group: its deployments, the recovery times
     (hours) of the failures it recovered in the window, and the counts given."""
     hours = sorted(recoveries)
@@ -289,6 +290,35 @@ def test_every_rule_gives_the_hand_checked_figures_in_any_arrival_order(store_db
     assert {row.key[0]: chosen(row.figures) for row in plain.groups} == EXPECTED
     assert chosen(windowed.total) == WINDOWED_TOTAL
     assert {row.key[0]: chosen(row.figures) for row in windowed.groups} == WINDOWED
+
+
+def test_each_fixture_deployment_fails_by_the_rule_the_docstring_gives(store_db):
+    record(store_db, "shuffled")
+
+    with open_store(store_db, create=False) as store:
+        found = {}
+        for event, _ in FIXTURE:
+            if isinstance(event, Deployment):
+                outcome = verdicts.outcome(store, event.id)
+                rules = [(r.rule, r.remediated_by) for r in outcome.verdict.reasons]
+                found[event.id[8:10]] = (rules, outcome.verdict.cleared)
+
+    failed = {name: rules for name, (rules, _) in found.items() if rules}
+    assert failed == {
+        "a2": [("rollback", ident("a4"))],
+        "a3": [("manual", ident("a4"))],
+        "s2": [("rollback", ident("s3"))],
+        "s4": [("rollback", ident("s5"))],  # found by the rule, then cleared
+        "w2": [("hotfix", ident("w3"))],
+        "w4": [("hotfix", ident("w5"))],
+        "k1": [("revert", ident("k3"))],
+        "q1": [("incident", None), ("incident", None)],  # i1, i3
+        "q2": [("incident", None)],  # i2
+        "b1": [("incident", None)],  # i5, named
+        "b2": [("incident", None)],  # i4, the team's
+        "c1": [("incident", None)],  # i6
+    }
+    assert [name for name, (_, cleared) in found.items() if cleared] == ["s4"]
 
 
 def test_a_failure_marked_by_hand_recovers_when_its_incidents_ended_even_before_the_window(
