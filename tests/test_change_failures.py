@@ -49,7 +49,6 @@ without a window); every recovery ends in the window.
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -91,21 +90,11 @@ def mark(
     remediation_version: str | None = None,
     remediation_type: str | None = None,
 ) -> None:
-    """``dora deployment mark``, until the store has a method for it (``Store.save_mark``):
-    one row of ``deployment_marks``, written in a transaction of the store's own."""
-    with store._write() as db:  # type: ignore[attr-defined]
-        db.execute(
-            "INSERT INTO deployment_marks (deployment_id, failed, remediation_id, "
-            "remediation_version, remediation_type, marked_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                deployment_id,
-                int(failed),
-                remediation_id,
-                remediation_version,
-                remediation_type,
-                time.time_ns(),
-            ),
-        )
+    """``dora deployment mark``: the store's own ``save_mark``."""
+    store.save_mark(
+        deployment_id,
+        failures.Mark(failed, remediation_id, remediation_version, remediation_type),
+    )
 
 
 def at(text: str):

@@ -113,8 +113,8 @@ def metrics(
     (a later deployment went back to an earlier SHA or version), rolled forward over (the
     next deployment is a hotfix, or reverts a commit it shipped), linked to an incident
     (named with 'dora incident open --deployment', else the latest deployment of the
-    incident's service, or team, and env before it started), or marked with 'dora
-    deployment mark'. Change failure rate (CFR) is failed deployments / deployments, n/a
+    incident's service, or team, and env finished at or before it started), or marked
+    with 'dora deployment mark'. Change failure rate (CFR) is failed deployments / deployments, n/a
     for a group without deployments; incidents per deployment is the old formula.
 
     * Recovery time of the failed deployments whose recovery ended in the window: from the
