@@ -133,10 +133,13 @@ def add(db: Connection, deployment: Deployment, *, hotfix: str = failures.HOTFIX
     target = after = None
     if (key := failures.deployment_key(this)) is not None:
         same = "commit_sha = ?" if key[0] == "sha" else "commit_sha IS NULL AND version = ?"
+        # found through the index of its SHA or version (``+``, ``|| ''``: not along the
+        # finish index, which would walk the whole history back when there is none)
         target_row = db.execute(
-            f"SELECT id, commit_sha, version, finished_at FROM deployments {before} AND {same} "
-            "ORDER BY finished_at DESC, id DESC LIMIT 1",
-            (*history, finished, deployment.id, key[1]),
+            f"SELECT id, commit_sha, version, finished_at FROM deployments WHERE {where} "
+            f"AND {same} AND (+finished_at, id || '') < (?, ?) "
+            "ORDER BY +finished_at DESC, id || '' DESC LIMIT 1",
+            (*history, key[1], finished, deployment.id),
         ).fetchone()
         if target_row is not None:
             target = failures.Deployed(target_row[0], target_row[1], target_row[2])

@@ -258,12 +258,16 @@ M010_LINK_INDEXES = (
     # a team's incident (no service): its team's latest deployment, in its env or any
     "CREATE INDEX deployments_team_env_finished_at ON deployments (team, env, finished_at)",
     "CREATE INDEX deployments_team_finished_at ON deployments (team, finished_at)",
+    # a rollback's target by version, for deployments without a SHA (by SHA: m006's)
+    "CREATE INDEX deployments_service_env_version ON deployments (service, env, version) "
+    "WHERE commit_sha IS NULL",
 )
 
 
 def m010_link_indexes(db: sqlite3.Connection) -> None:
-    """Indexes for linking incidents to deployments at report time: each incident's latest
-    deployment before it is one seek, by service or by team, whatever the store's size."""
+    """Indexes for linking incidents to deployments at report time (each incident's latest
+    deployment before it is one seek, by service or by team, whatever the store's size)
+    and for finding a rollback's target by version as a deployment is recorded."""
     for statement in M010_LINK_INDEXES:
         db.execute(statement)
 
