@@ -148,7 +148,10 @@ def outcomes(
     found: dict[str, _Evidence] = {}
 
     def evidence(placed: Placed) -> _Evidence:
-        return found.setdefault(placed.id, _Evidence(placed))
+        one = found.get(placed.id)
+        if one is None:
+            one = found[placed.id] = _Evidence(placed)
+        return one
 
     # the rules' findings on every deployment before until: the first remediation of a
     # failure before since may be what ended it before since
