@@ -81,7 +81,7 @@ class Deployed:
     incidents: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reason:
     """Why a deployment failed: the rule, the deployment that remediated it (None for an
     incident or a mark that names none), and a line for people."""

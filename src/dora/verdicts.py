@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from dora import failures, timeparse
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
     from dora.store import Store
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Placed:
     """A deployment as reports place it: its group fields and when it finished (ns)."""
 
@@ -50,7 +49,7 @@ class Placed:
         return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Linked:
     """An incident linked to a deployment; times in ns, ``finished_at`` None while open."""
 
@@ -61,7 +60,7 @@ class Linked:
     named: bool
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     """What became of one deployment that failed, was cleared by a mark, or has evidence:
     the evidence (the rules' reasons, linked incidents, a mark and the remediation it names)
@@ -79,14 +78,17 @@ class Outcome:
     named: str | None = None
     named_type: str | None = None
 
-    @cached_property
+    @property
     def verdict(self) -> failures.Verdict:
-        """The verdict, with a reason per linked incident (``failures.judge``)."""
-        reasons = [
-            failures.Reason("incident", None, None, _incident_detail(self.deployment, i))
-            for i in self.incidents
-        ] + self.reasons
-        return failures.judge(reasons, self.mark, self.named, self.named_type)
+        """The verdict, with a reason per linked incident (``failures.judge``), made the
+        first time it is asked for."""
+        if self._verdict is None:
+            reasons = [
+                failures.Reason("incident", None, None, _incident_detail(self.deployment, i))
+                for i in self.incidents
+            ] + self.reasons
+            self._verdict = failures.judge(reasons, self.mark, self.named, self.named_type)
+        return self._verdict
 
     #: whether it failed: ``verdict.failed``, known without writing out every reason
     failed: bool = field(init=False)
@@ -95,6 +97,7 @@ class Outcome:
     #: when its recovery ended (ns): the first remediation's finish, else the last linked
     #: incident's resolution; None while not recovered, or when it did not fail
     recovered_at: int | None = field(init=False)
+    _verdict: failures.Verdict | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         # worked out at once: a report asks these of every failed deployment, several times
@@ -409,7 +412,7 @@ def _rolls_back(store: Store, placed: Placed, remediation: Placed) -> bool:
     return next(iter(found), None) is not None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Evidence:
     placed: Placed
     reasons: list[failures.Reason] = field(default_factory=list)
