@@ -87,10 +87,15 @@ def main() -> None:
                         times.setdefault((window, name), []).append(seconds)
                     counts[window] = deployments
 
+    commit = subprocess.run(
+        ["git", "-C", str(args.baseline), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     print(
         f"Median of {args.repeat} interleaved rounds; Python {platform.python_version()}, "
         f"SQLite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs; baseline: "
-        f"{args.baseline.name}\n"
+        f"{commit or args.baseline.name}\n"
     )
     print("| window | deployments | this checkout | baseline | × baseline |")
     print("|---|---:|---:|---:|---:|")
