@@ -141,6 +141,22 @@ HotfixPattern = Annotated[
         show_default=False,
     ),
 ]
+LinkWindow = Annotated[
+    str | None,
+    typer.Option(
+        "--link-window",
+        metavar="LENGTH",
+        help="Link an incident only to a deployment that finished at most this long before "
+        "it, such as 7d or 12h; none for no limit, the default (env DORA_LINK_WINDOW).",
+        show_default=False,
+    ),
+]
+Limit = Annotated[
+    int,
+    typer.Option(
+        "--limit", "-L", min=0, max=1_000_000, metavar="N", help="Show at most N (0: all)."
+    ),
+]
 CustomTags = Annotated[
     list[str] | None,
     typer.Option(

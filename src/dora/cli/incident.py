@@ -224,12 +224,7 @@ def list_(
             show_default=False,
         ),
     ] = None,
-    limit: Annotated[
-        int,
-        typer.Option(
-            "--limit", "-L", min=0, max=1_000_000, metavar="N", help="Show at most N (0: all)."
-        ),
-    ] = 30,
+    limit: opt.Limit = 30,
     format: Annotated[
         ListFormat, typer.Option("--format", help="Output format.", case_sensitive=False)
     ] = ListFormat.table,

@@ -83,17 +83,7 @@ def metrics(
             show_default=False,
         ),
     ] = None,
-    link_window: Annotated[
-        str | None,
-        typer.Option(
-            "--link-window",
-            metavar="LENGTH",
-            help="Link an incident only to a deployment that finished at most this long "
-            "before it, such as 7d or 12h; none for no limit, the default "
-            "(env DORA_LINK_WINDOW).",
-            show_default=False,
-        ),
-    ] = None,
+    link_window: opt.LinkWindow = None,
     hotfix_pattern: opt.HotfixPattern = None,
     db: opt.Db = None,
     verbose: opt.Verbose = False,

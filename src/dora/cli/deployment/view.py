@@ -12,12 +12,6 @@ from dora.cli import _common as opt
 from dora.cli._runtime import status
 from dora.cli.deployment.record import app
 
-_LINK_WINDOW_HELP = (
-    "Link an incident only to a deployment that finished at most this long before it, "
-    "such as 7d or 12h; none for no limit, the default (env DORA_LINK_WINDOW). As in "
-    "'dora metrics'."
-)
-
 
 class ListFormat(str, Enum):
     table = "table"
@@ -56,19 +50,11 @@ def list_(
             "overrides the rules).",
         ),
     ] = False,
-    limit: Annotated[
-        int,
-        typer.Option(
-            "--limit", "-L", min=0, max=1_000_000, metavar="N", help="Show at most N (0: all)."
-        ),
-    ] = 30,
+    limit: opt.Limit = 30,
     format: Annotated[
         ListFormat, typer.Option("--format", help="Output format.", case_sensitive=False)
     ] = ListFormat.table,
-    link_window: Annotated[
-        str | None,
-        typer.Option("--link-window", metavar="LENGTH", help=_LINK_WINDOW_HELP, show_default=False),
-    ] = None,
+    link_window: opt.LinkWindow = None,
     hotfix_pattern: opt.HotfixPattern = None,
     db: opt.Db = None,
     verbose: opt.Verbose = False,
@@ -138,10 +124,7 @@ def show(
     format: Annotated[
         ShowFormat, typer.Option("--format", help="Output format.", case_sensitive=False)
     ] = ShowFormat.text,
-    link_window: Annotated[
-        str | None,
-        typer.Option("--link-window", metavar="LENGTH", help=_LINK_WINDOW_HELP, show_default=False),
-    ] = None,
+    link_window: opt.LinkWindow = None,
     hotfix_pattern: opt.HotfixPattern = None,
     db: opt.Db = None,
     verbose: opt.Verbose = False,
