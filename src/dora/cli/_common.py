@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -455,15 +455,21 @@ def record(
         store.save(event, queue=backend is not None, commits=commits)
         _warn(warnings)
         status(f"{summary} in {store.location}")
-        unwritten = None
-        try:
-            print(event.id, flush=True)  # the id is the caller's, whatever delivery does next
-        except OSError as exc:  # stdout closed or full: still send, then say so
-            unwritten = exc
-        if backend is not None:
-            send(store, event, backend)
-        if unwritten is not None:
-            raise unwritten
+        print_then_send(event.id, None if backend is None else lambda: send(store, event, backend))
+
+
+def print_then_send(event_id: str, deliver: Callable[[], None] | None) -> None:
+    """Print the id (the caller's, whatever delivery does next), then ``deliver``; a stdout
+    closed or full does not stop the sending, and is raised after it."""
+    unwritten = None
+    try:
+        print(event_id, flush=True)
+    except OSError as exc:
+        unwritten = exc
+    if deliver is not None:
+        deliver()
+    if unwritten is not None:
+        raise unwritten
 
 
 def shipped_commits(

@@ -117,15 +117,9 @@ def mark(
             return
         store.save_mark(deployment.id, the_mark, queue=sender is not None)
         status(f"Marked deployment {_summary(deployment, request)} in {store.location}")
-        unwritten = None
-        try:
-            print(deployment.id, flush=True)
-        except OSError as exc:  # stdout closed or full: still send, then say so
-            unwritten = exc
-        if sender is not None:
-            send(store, request, sender)
-        if unwritten is not None:
-            raise unwritten
+        opt.print_then_send(
+            deployment.id, None if sender is None else lambda: send(store, request, sender)
+        )
 
 
 def _check(
