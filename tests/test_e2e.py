@@ -149,8 +149,9 @@ def test_a_full_disk_on_stdout_is_one_line_after_the_event_is_kept(db_path):
     assert len(rows(db_path, "SELECT id FROM deployments")) == 1
 
 
-def test_recording_loads_neither_http_nor_table_code(db_path):
-    # A CI step pays for every import on every deploy: httpx and rich stay unloaded.
+def test_recording_loads_neither_http_nor_table_code_nor_other_commands(db_path):
+    # A CI step pays for every import on every deploy: httpx and rich stay unloaded, and so
+    # do the other commands (their modules, and the options Typer would build for them).
     probe = (
         "import sys\n"
         "from dora.cli import main\n"
@@ -160,6 +161,8 @@ def test_recording_loads_neither_http_nor_table_code(db_path):
         "    pass\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'httpx', 'rich'})\n"
         "print('loaded:', heavy, file=sys.stderr)\n"
+        "cli = sorted(m for m in sys.modules if m.startswith('dora.cli.'))\n"
+        "print('commands:', cli, file=sys.stderr)\n"
     )
     argv = ["dora", "deployment", "--service", "api", "--started-at", "-1m", "--skip-git"]
 
@@ -170,7 +173,12 @@ def test_recording_loads_neither_http_nor_table_code(db_path):
         check=False,
     )
 
-    assert done.stderr.splitlines()[-1] == "loaded: []"
+    assert done.stderr.splitlines()[-2] == "loaded: []"
+    assert done.stderr.splitlines()[-1] == (
+        "commands: ['dora.cli._common', 'dora.cli._help', 'dora.cli._runtime', "
+        "'dora.cli.deployment', 'dora.cli.deployment.record']"
+    )
+    assert len(rows(db_path, "SELECT id FROM deployments")) == 1
 
 
 def test_a_ci_pipeline_records_deployments_in_a_repository_and_reports_lead_time(tmp_path, db_path):

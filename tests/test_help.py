@@ -8,6 +8,8 @@ import re
 
 import pytest
 import typer
+from typer import _click
+from typer.core import TyperGroup
 
 from dora.cli import app
 
@@ -21,8 +23,10 @@ def all_commands() -> list[tuple[list[str], typer.core.TyperCommand]]:
 
     def walk(command, path):
         yield path, command
-        for name, sub in getattr(command, "commands", {}).items():
-            yield from walk(sub, [*path, name])
+        if isinstance(command, TyperGroup):  # loaded as the CLI loads them, when asked
+            ctx = _click.Context(command)
+            for name in command.list_commands(ctx):
+                yield from walk(command.get_command(ctx, name), [*path, name])
 
     return list(walk(root, []))
 

@@ -1,4 +1,5 @@
-"""The ``dora`` command: assembles the Typer app from one module per command."""
+"""The ``dora`` command: assembles the Typer app from one module per command, each loaded
+only when that command runs (or a help or completion lists it)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from typing import Annotated
 import typer
 
 from dora import __version__
-from dora.cli import config, deployment, incident, interchange, metrics, push
 from dora.cli._common import Verbose
 from dora.cli._help import Typer
 from dora.cli._runtime import DoraGroup, print_help
@@ -15,6 +15,15 @@ from dora.cli._runtime import DoraGroup, print_help
 app = Typer(
     name="dora",
     cls=DoraGroup,
+    lazy={
+        "deployment": "dora.cli.deployment.record:app",
+        "incident": "dora.cli.incident:app",
+        "metrics": "dora.cli.metrics:metrics",
+        "push": "dora.cli.push:push",
+        "import": "dora.cli.interchange:import_",
+        "export": "dora.cli.interchange:export",
+        "config": "dora.cli.config:config",
+    },
     epilog="Docs: README.md. Exit status: 0 ok, 1 failure, 2 bad usage, 130 interrupted.",
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
@@ -53,15 +62,6 @@ def _root(
     """
     if ctx.invoked_subcommand is None:
         print_help(ctx)
-
-
-app.add_typer(deployment.app)
-app.add_typer(incident.app)
-app.command(name="metrics")(metrics.metrics)
-app.command(name="push")(push.push)
-app.command(name="import")(interchange.import_)
-app.command(name="export")(interchange.export)
-app.command(name="config")(config.config)
 
 
 def main() -> None:

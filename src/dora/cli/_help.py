@@ -9,20 +9,27 @@ once for every command, through ``Typer``, the app class every command module us
 - the lines after ``Examples:`` in a command's docstring come out exactly as written, one
   per line, never wrapped at any width, so that each can be pasted into a shell; they
   follow the options, and the epilog follows them.
+
+Groups also load their subcommands lazily (``Typer(lazy=...)``): a command's module is
+imported, and its options built, only when that command runs or a help or completion lists
+it, so that ``dora deployment`` in a CI step does not pay for ``dora metrics``.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import Enum
-from typing import Any, get_args, get_origin
+from typing import Any, ClassVar, get_args, get_origin
 
 import typer
 from typer import _click  # Typer's own Click: the types its help methods take
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
+from typer.main import get_command_from_info, get_group_from_info
+from typer.models import CommandInfo, TyperInfo
 
 #: The word shown for a value of each type when an option names none (``metavar``).
 _WORDS: dict[Any, str] = {str: "TEXT", int: "N", float: "NUMBER"}
@@ -159,14 +166,64 @@ class Command(_Help, TyperCommand):
 
 
 class Group(_Help, TyperGroup):
-    """A group of commands with this module's help."""
+    """A group of commands with this module's help, and subcommands made when first asked
+    for (``lazy``)."""
+
+    #: subcommands made only when asked for, in the order listed: name -> "module:attribute"
+    #: of a ``Typer`` app (a group) or of a command function
+    lazy: ClassVar[Mapping[str, str]] = {}
+
+    def list_commands(self, ctx: _click.Context) -> list[str]:
+        return list(dict.fromkeys([*self.lazy, *super().list_commands(ctx)]))
+
+    def get_command(self, ctx: _click.Context, cmd_name: str) -> _click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            self.add_command(_load(cmd_name, self.lazy[cmd_name], self.rich_markup_mode))
+        return super().get_command(ctx, cmd_name)
+
+    def resolve_command(
+        self, ctx: _click.Context, args: list[str]
+    ) -> tuple[str | None, _click.Command | None, list[str]]:
+        if args and args[0] not in self.commands and args[0] not in self.lazy:
+            for name in self.lazy:  # not a command: "did you mean" looks at every one
+                self.get_command(ctx, name)
+        return super().resolve_command(ctx, args)
+
+
+def _load(name: str, target: str, rich_markup_mode: Any) -> _click.Command:
+    """The command ``name`` from ``target`` ("module:attribute"), made as Typer makes the
+    commands registered on an app."""
+    module, _, attribute = target.partition(":")
+    found = getattr(importlib.import_module(module), attribute)
+    if isinstance(found, typer.Typer):
+        return get_group_from_info(
+            TyperInfo(found),
+            pretty_exceptions_short=found.pretty_exceptions_short,
+            suggest_commands=found.suggest_commands,
+            rich_markup_mode=rich_markup_mode,
+        )
+    return get_command_from_info(
+        CommandInfo(name=name, cls=Command, callback=found),
+        pretty_exceptions_short=True,
+        rich_markup_mode=rich_markup_mode,
+    )
 
 
 class Typer(typer.Typer):
-    """``typer.Typer`` whose groups and commands have this module's help."""
+    """``typer.Typer`` whose groups and commands have this module's help; ``lazy`` names
+    the subcommands its group makes only when asked for (``Group.lazy``)."""
 
-    def __init__(self, *, cls: type[TyperGroup] | None = None, **attrs: Any) -> None:
-        super().__init__(cls=cls or Group, **attrs)
+    def __init__(
+        self,
+        *,
+        cls: type[TyperGroup] | None = None,
+        lazy: Mapping[str, str] | None = None,
+        **attrs: Any,
+    ) -> None:
+        group = cls or Group
+        if lazy:
+            group = type(group.__name__, (group,), {"lazy": dict(lazy)})
+        super().__init__(cls=group, **attrs)
 
     def command(  # type: ignore[override]
         self, name: str | None = None, *, cls: type[TyperCommand] | None = None, **attrs: Any

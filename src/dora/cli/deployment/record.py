@@ -12,7 +12,14 @@ from dora.cli._help import Typer
 from dora.config import Settings
 from dora.errors import UsageError
 
-app = Typer(name="deployment")
+app = Typer(
+    name="deployment",
+    lazy={
+        "list": "dora.cli.deployment.view:list_",
+        "show": "dora.cli.deployment.view:show",
+        "mark": "dora.cli.deployment.mark:mark",
+    },
+)
 
 
 @app.callback(invoke_without_command=True)

@@ -10,7 +10,6 @@ import typer
 
 from dora.cli import _common as opt
 from dora.cli._runtime import status
-from dora.cli.deployment.record import app
 
 
 class ListFormat(str, Enum):
@@ -23,7 +22,6 @@ class ShowFormat(str, Enum):
     json = "json"
 
 
-@app.command("list")
 def list_(
     service: opt.ServiceFilter = None,
     env: opt.EnvFilter = None,
@@ -113,7 +111,6 @@ def list_(
         status(f"Showing the newest {limit}; --limit 0 shows all.")
 
 
-@app.command("show")
 def show(
     deployment_id: Annotated[
         str,
