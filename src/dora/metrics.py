@@ -24,11 +24,12 @@ Everything is aggregated inside the database: Python sees a few rows per group.
 from __future__ import annotations
 
 import bisect
+import gc
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from dora import timeparse, verdicts
@@ -316,26 +317,38 @@ def report(
 
 def _report(store: Store | None, result: Report, explain: bool) -> None:
     since, until, group_by, filters = result.since, result.until, result.group_by, result.filters
-    outcomes = (
-        verdicts.outcomes(store, since, until, link_window=result.link_window)
-        if store is not None
-        else {}
-    )
-    made = partial(_figures, store, benchmarks=result.benchmarks, outcomes=outcomes)
     window = [(since, until)]
-    per_group = made(window, group_by, filters)
-    if (total := made(window, (), filters).get((0, ()))) is not None:
-        result.total = total
+    groups = _Table(window, result.benchmarks)
+    # the total is the groups' own figures when there is one group of everything
+    total = _Table(window, result.benchmarks) if group_by else groups
+    with _pause_gc():  # a report of many failed deployments makes many small objects
+        outcomes = (
+            verdicts.outcomes(store, since, until, link_window=result.link_window)
+            if store is not None
+            else {}
+        )
+        tables = [(group_by, groups)] + ([((), total)] if total is not groups else [])
+        _failed_deployments(outcomes, window, filters, tables)
+    if store is not None:
+        commits = _figures(store, window, group_by, filters, groups)
+        if total is not groups:
+            _figures(store, window, (), filters, total, commits=commits)
+    if (figures := total.found.get((0, ()))) is not None:
+        result.total = replace(figures)
     result.total.benchmarks = result.benchmarks
     result.groups = [
-        Row(key, figures) for (_, key), figures in sorted(per_group.items(), key=_order)
+        Row(key, figures) for (_, key), figures in sorted(groups.found.items(), key=_order)
     ]
     if result.interval is not None:
         buckets = split(since, until, result.interval)
-        per_bucket = made(buckets, group_by, filters)
+        per_bucket = _Table(buckets, result.benchmarks)
+        with _pause_gc():
+            _failed_deployments(outcomes, buckets, filters, [(group_by, per_bucket)])
+        if store is not None:
+            _figures(store, buckets, group_by, filters, per_bucket)
         for row in result.groups:  # each group's series together, oldest bucket first
             for n, (start, end) in enumerate(buckets):
-                figures = per_bucket.get((n, row.key)) or Figures(
+                figures = per_bucket.found.get((n, row.key)) or Figures(
                     days=_days(start, end), benchmarks=result.benchmarks
                 )
                 result.trend.append(TrendRow(start, end, row.key, figures))
@@ -344,6 +357,36 @@ def _report(store: Store | None, result: Report, explain: bool) -> None:
         _failure_evidence(found, outcomes, since, until, group_by, filters)
         for row in result.groups:
             row.evidence = found.get(row.key, Evidence())
+
+
+@contextmanager
+def _pause_gc() -> Iterator[None]:
+    """The cycle collector off for a while: the objects made meanwhile hold no cycles, and
+    collecting again and again as they pile up took a third of the time they took to make."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+class _Table:
+    """The figures of each (bucket, key), made when first asked for."""
+
+    def __init__(self, buckets: Sequence[tuple[datetime, datetime]], benchmarks: str) -> None:
+        self.found: dict[tuple[int, Key], Figures] = {}
+        self.days = [_days(lo, hi) for lo, hi in buckets]
+        self.benchmarks = benchmarks
+
+    def __call__(self, bucket: int, key: Key) -> Figures:
+        figures = self.found.get((bucket, key))
+        if figures is None:
+            figures = self.found[bucket, key] = Figures(
+                days=self.days[bucket], benchmarks=self.benchmarks
+            )
+        return figures
 
 
 def split(since: datetime, until: datetime, interval: str) -> list[tuple[datetime, datetime]]:
@@ -452,25 +495,17 @@ def _buckets(buckets: Sequence[tuple[datetime, datetime]]) -> str:
 
 
 def _figures(
-    store: Store | None,
+    store: Store,
     buckets: Sequence[tuple[datetime, datetime]],
     group_by: Sequence[str],
     filters: Filters,
+    figures: _Table,
     *,
-    benchmarks: str,
-    outcomes: Mapping[str, Outcome],
-) -> dict[tuple[int, Key], Figures]:
-    found: dict[tuple[int, Key], Figures] = {}
-    if store is None:
-        return found
-
-    def figures(bucket: int, key: Key) -> Figures:
-        if (bucket, key) not in found:
-            found[bucket, key] = Figures(days=_days(*buckets[bucket]), benchmarks=benchmarks)
-        return found[bucket, key]
-
-    _failed_deployments(outcomes, buckets, group_by, filters, figures)
-
+    commits: Mapping[int, int] | None = None,
+) -> dict[int, int]:
+    """The figures the database aggregates, per bucket and group, into ``figures``. Returns
+    the number of commits behind each bucket's lead time; given them (``commits``, from the
+    groups of the same rows), the total's median seeks its ranks without counting again."""
     cte = _buckets(buckets)
     now = timeparse.to_ns(timeparse.now())
     d, i = deployments_matching(group_by, filters), incidents_matching(group_by, filters)
@@ -529,24 +564,27 @@ def _figures(
             f"JOIN deployment_commits c ON c.deployment_id = d.id WHERE {d.condition()}",
             buckets=len(buckets),
             p90=False,
+            counts=commits,
         ),
         d.params,
     )
+    counted: dict[int, int] = defaultdict(int)
     for (bucket, group), (n, _, ranked) in _partitions(rows, width).items():
         figures(bucket, group).median_lead_time_seconds = _percentile(ranked, n, 5) / 1e9
-    return found
+        counted[bucket] += n
+    return counted
 
 
 def _failed_deployments(
     outcomes: Mapping[str, Outcome],
     buckets: Sequence[tuple[datetime, datetime]],
-    group_by: Sequence[str],
     filters: Filters,
-    figures: Callable[[int, Key], Figures],
+    tables: Sequence[tuple[Sequence[str], _Table]],
 ) -> None:
     """The failed deployments (by their finish), recovery times (by the recovery's end),
     failed deployments not recovered at each bucket's end, and rework deployments (by their
-    finish) of each bucket and group, from the outcomes of the window's deployments."""
+    finish) of each bucket and group, from the outcomes of the window's deployments: into
+    each table, grouped by its fields (the groups and the total, in one pass)."""
     bounds = [(timeparse.to_ns(lo), timeparse.to_ns(hi)) for lo, hi in buckets]
     starts, ends = [lo for lo, _ in bounds], [hi for _, hi in bounds]
 
@@ -554,59 +592,69 @@ def _failed_deployments(
         n = bisect.bisect_right(starts, moment) - 1
         return n if n >= 0 and moment < ends[n] else None
 
-    wanted = {
-        name: set(values)
+    wanted = [
+        (name, set(values))
         for name, values in (
             ("service", filters.services),
             ("team", filters.teams),
             ("env", filters.envs),
         )
         if values
-    }
+    ]
 
-    def key(placed: Placed) -> Key | None:
-        if any(placed.field(name) not in values for name, values in wanted.items()):
+    def keys(placed: Placed) -> list[Key] | None:
+        """The key of ``placed`` in each table; None when the filters leave it out."""
+        if any(placed.field(name) not in values for name, values in wanted):
             return None
-        return tuple(placed.field(name) for name in group_by)
+        return [tuple(placed.field(name) for name in group_by) for group_by, _ in tables]
 
-    times: dict[tuple[int, Key], list[int]] = defaultdict(list)
-    spans: dict[Key, list[int]] = {}  # +1 where a span of unrecovered bucket ends starts
-    rework: dict[tuple[int, Key], set[str]] = defaultdict(set)
+    count = len(tables)
+    times: list[dict[tuple[int, Key], list[int]]] = [defaultdict(list) for _ in tables]
+    # per key, +1 where a span of bucket ends at which it is unrecovered starts, -1 after
+    spans: list[dict[Key, list[int]]] = [{} for _ in tables]
+    rework: list[dict[tuple[int, Key], set[str]]] = [defaultdict(set) for _ in tables]
     for outcome in outcomes.values():
         for placed in outcome.rework():
-            if (group := key(placed)) is not None and (n := bucket(placed.finished_at)) is not None:
-                rework[n, group].add(placed.id)
-        if not outcome.failed or (group := key(outcome.deployment)) is None:
+            if (n := bucket(placed.finished_at)) is not None and (
+                found := keys(placed)
+            ) is not None:
+                for t in range(count):
+                    rework[t][n, found[t]].add(placed.id)
+        if not outcome.failed or (found := keys(outcome.deployment)) is None:
             continue
         finished = outcome.deployment.finished_at
-        if (n := bucket(finished)) is not None:
-            figures(n, group).failed_deployments += 1
         end = outcome.recovered_at
-        if end is not None and (n := bucket(end)) is not None:
-            times[n, group].append(max(0, end - finished))
+        failed_in, recovered_in = bucket(finished), None if end is None else bucket(end)
         # not recovered at a bucket's end: finished before it, recovered at or after it
         first = bisect.bisect_right(ends, finished)
         last = len(ends) - 1 if end is None else bisect.bisect_right(ends, end) - 1
-        if first <= last:
-            deltas = spans.setdefault(group, [0] * (len(ends) + 1))
-            deltas[first] += 1
-            deltas[last + 1] -= 1
-    for (n, group), values in times.items():
-        values.sort()
-        one, count = figures(n, group), len(values)
-        ranked = dict(enumerate(values))
-        one.recovered_failed_deployments = count
-        one.mean_recovery_time_seconds = sum(values) / count / 1e9
-        one.median_recovery_time_seconds = _percentile(ranked, count, 5) / 1e9
-        one.p90_recovery_time_seconds = _percentile(ranked, count, 9) / 1e9
-    for group, deltas in spans.items():
-        count = 0
-        for n in range(len(ends)):
-            count += deltas[n]
-            if count:
-                figures(n, group).unrecovered_failed_deployments = count
-    for (n, group), ids in rework.items():
-        figures(n, group).rework_deployments = len(ids)
+        for t in range(count):
+            group, table = found[t], tables[t][1]
+            if failed_in is not None:
+                table(failed_in, group).failed_deployments += 1
+            if recovered_in is not None:
+                times[t][recovered_in, group].append(max(0, (end or 0) - finished))
+            if first <= last:
+                deltas = spans[t].setdefault(group, [0] * (len(ends) + 1))
+                deltas[first] += 1
+                deltas[last + 1] -= 1
+    for t, (_, table) in enumerate(tables):
+        for (n, group), values in times[t].items():
+            values.sort()
+            one, recovered = table(n, group), len(values)
+            ranked = dict(enumerate(values))
+            one.recovered_failed_deployments = recovered
+            one.mean_recovery_time_seconds = sum(values) / recovered / 1e9
+            one.median_recovery_time_seconds = _percentile(ranked, recovered, 5) / 1e9
+            one.p90_recovery_time_seconds = _percentile(ranked, recovered, 9) / 1e9
+        for group, deltas in spans[t].items():
+            unrecovered = 0
+            for n in range(len(ends)):
+                unrecovered += deltas[n]
+                if unrecovered:
+                    table(n, group).unrecovered_failed_deployments = unrecovered
+        for (n, group), ids in rework[t].items():
+            table(n, group).rework_deployments = len(ids)
 
 
 def _open_at_ends(
@@ -670,23 +718,45 @@ def _next_unset(nexts: list[int], bucket: int) -> int:
 
 
 def _ranked(
-    cte: str, keys: Sequence[str], value: str, source: str, *, buckets: int, p90: bool
+    cte: str,
+    keys: Sequence[str],
+    value: str,
+    source: str,
+    *,
+    buckets: int,
+    p90: bool,
+    counts: Mapping[int, int] | None = None,
 ) -> str:
     """A query for the values of each (bucket, group) partition that its median (and 90th
     percentile, mean) need: rows of (bucket, *key, value, rank, count, total). One sort per
     query: every window function shares the same ordered window, partitioned by bucket
-    only when there are several (a constant sort key still costs)."""
+    only when there are several (a constant sort key still costs).
+
+    With each bucket's ``counts`` known (and no group, no 90th percentile), the ranks are
+    numbered as the sorted rows stream by: counting a partition's rows in the window itself
+    holds the whole partition back, which cost a third of the query."""
     names = [f"k{n}" for n in range(len(keys))]
     selected = "".join(f", {key} AS {name}" for key, name in zip(keys, names, strict=True))
     partition = ", ".join((["bucket"] if buckets > 1 else []) + names)
     window = f"PARTITION BY {partition} " if partition else ""
     ranks = "(n - 1) / 2, n / 2" + (", (9 * (n - 1)) / 10, (9 * (n - 1) + 9) / 10" if p90 else "")
+    values = f"FROM (SELECT b.bucket AS bucket{selected}, {value} AS v {source}) AS vs "
+    if counts is not None and not keys and not p90:
+        # the ranks, as literals (integers made here): joined from a table, they made the
+        # database write out every ranked row first
+        n = {bucket: int(count) for bucket, count in counts.items()}
+        wanted = sorted({rank for count in n.values() for rank in ((count - 1) // 2, count // 2)})
+        each = " ".join(f"WHEN {bucket} THEN {count}" for bucket, count in sorted(n.items()))
+        return (
+            f"{cte}SELECT bucket, v, rn, CASE bucket {each or 'WHEN 0 THEN 0'} END, 0 FROM "
+            f"(SELECT bucket, v, ROW_NUMBER() OVER ({window}ORDER BY v) - 1 AS rn {values}) "
+            f"AS ranked WHERE rn IN ({', '.join(map(str, wanted)) or '-1'})"
+        )
     total = "SUM(CAST(v AS DOUBLE PRECISION)) OVER w" if p90 else "0"
     return (
         f"{cte}SELECT * FROM (SELECT bucket{''.join(f', {n}' for n in names)}, v, "
         f"ROW_NUMBER() OVER w - 1 AS rn, COUNT(*) OVER w AS n, {total} AS total "
-        f"FROM (SELECT b.bucket AS bucket{selected}, {value} AS v {source}) AS vs "
-        f"WINDOW w AS ({window}ORDER BY v "
+        f"{values}WINDOW w AS ({window}ORDER BY v "
         "ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) AS ranked "
         f"WHERE rn IN ({ranks})"
     )

@@ -63,8 +63,9 @@ class Linked:
 @dataclass(slots=True)
 class Outcome:
     """What became of one deployment that failed, was cleared by a mark, or has evidence:
-    the evidence (the rules' reasons, linked incidents, a mark and the remediation it names)
-    and, judged from it when asked, the verdict."""
+    the evidence (the rules' reasons, linked incidents, a mark and the remediation it names),
+    gathered first, then what follows from it (``settle``) and, judged when asked, the
+    verdict."""
 
     deployment: Placed
     #: the incidents linked to it, by start
@@ -77,6 +78,14 @@ class Outcome:
     #: the remediation its mark names, and its type
     named: str | None = None
     named_type: str | None = None
+    #: whether it failed: ``verdict.failed``, known without writing out every reason
+    failed: bool = field(default=False, init=False)
+    #: the recorded deployments among ``verdict.remediations``
+    remedies: list[Placed] = field(default_factory=list, init=False)
+    #: when its recovery ended (ns): the first remediation's finish, else the last linked
+    #: incident's resolution; None while not recovered, or when it did not fail
+    recovered_at: int | None = field(default=None, init=False)
+    _verdict: failures.Verdict | None = field(default=None, init=False, repr=False)
 
     @property
     def verdict(self) -> failures.Verdict:
@@ -90,34 +99,28 @@ class Outcome:
             self._verdict = failures.judge(reasons, self.mark, self.named, self.named_type)
         return self._verdict
 
-    #: whether it failed: ``verdict.failed``, known without writing out every reason
-    failed: bool = field(init=False)
-    #: the recorded deployments among ``verdict.remediations``
-    remedies: list[Placed] = field(init=False)
-    #: when its recovery ended (ns): the first remediation's finish, else the last linked
-    #: incident's resolution; None while not recovered, or when it did not fail
-    recovered_at: int | None = field(init=False)
-    _verdict: failures.Verdict | None = field(default=None, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        # worked out at once: a report asks these of every failed deployment, several times
-        self.failed = (
-            self.mark.failed if self.mark is not None else bool(self.reasons or self.incidents)
-        )
-        self.remedies, self.recovered_at = [], None
+    def settle(self) -> Outcome:
+        """Works out ``failed``, ``remedies`` and ``recovered_at`` from the evidence, once it
+        is all in (a report asks them of every failed deployment, several times)."""
+        incidents = self.incidents
+        if len(incidents) > 1:
+            incidents.sort(key=lambda i: (i.started_at, i.id))
+        self.failed = self.mark.failed if self.mark is not None else bool(self.reasons or incidents)
         if not self.failed:
-            return
+            return self
         named = [self.named] if self.mark is not None and self.named is not None else []
         ids = named + [r.remediated_by for r in self.reasons if r.remediated_by is not None]
-        self.remedies = [
-            placed
-            for remediation in dict.fromkeys(ids)
-            if (placed := self.remediations.get(remediation)) is not None
-        ]
+        if ids:
+            self.remedies = [
+                placed
+                for remediation in (dict.fromkeys(ids) if len(ids) > 1 else ids)
+                if (placed := self.remediations.get(remediation)) is not None
+            ]
         if self.remedies:
             self.recovered_at = min(placed.finished_at for placed in self.remedies)
-        elif self.incidents and all(i.finished_at is not None for i in self.incidents):
-            self.recovered_at = max(i.finished_at or 0 for i in self.incidents)
+        elif incidents and all(i.finished_at is not None for i in incidents):
+            self.recovered_at = max(i.finished_at or 0 for i in incidents)
+        return self
 
     @property
     def recovery_ns(self) -> int | None:
@@ -148,12 +151,12 @@ def outcomes(
     recovered in it, was not recovered at some moment of it, or remediated a failure in it.
     (Others may be left out: a failure wholly before ``since`` is.)"""
     lo, hi = timeparse.to_ns(since), timeparse.to_ns(until)
-    found: dict[str, _Evidence] = {}
+    found: dict[str, Outcome] = {}
 
-    def evidence(placed: Placed) -> _Evidence:
+    def evidence(placed: Placed) -> Outcome:
         one = found.get(placed.id)
         if one is None:
-            one = found[placed.id] = _Evidence(placed)
+            one = found[placed.id] = Outcome(placed)
         return one
 
     # the rules' findings on every deployment before until: the first remediation of a
@@ -171,14 +174,18 @@ def outcomes(
         one.remediations[cause.id] = cause
     _add_marks(store, hi, evidence)
     # incidents that can end a recovery in the window or after it (resolved since it began,
-    # or open) and those that name their deployment (few, and any of them may matter)
-    # (as a union, so that each part is read through its own index)
-    relevant = (
+    # or open) and those that name their deployment (few, and any of them may matter);
+    # for the incidents of services, as a union that each part reads through its own index
+    # (for a short window, a few incidents to start from, not the whole table)
+    relevant = "(i.finished_at IS NULL OR i.finished_at >= ? OR i.deployment_id IS NOT NULL)"
+    of_services = (
         "i.id IN (SELECT id FROM incidents WHERE finished_at IS NULL UNION ALL "
         "SELECT id FROM incidents WHERE finished_at >= ? UNION ALL "
         "SELECT id FROM incidents WHERE deployment_id IS NOT NULL)"
     )
-    for incident, placed in links(store, relevant, (lo,), link_window=link_window).items():
+    for incident, placed in links(
+        store, relevant, (lo,), link_window=link_window, of_services=of_services
+    ).items():
         if placed.finished_at < hi:
             evidence(placed).incidents.append(incident)
     # a failure a mark makes, with no remediation recorded, recovers when its incidents
@@ -189,14 +196,16 @@ def outcomes(
         if one.mark is not None and one.mark.failed and not one.remediations
     }
     if marked:
-        earliest = min(one.placed.finished_at for one in marked.values())
+        earliest = min(one.deployment.finished_at for one in marked.values())
         resolved = "i.deployment_id IS NULL AND i.finished_at < ? AND i.started_at >= ?"
         for incident, placed in links(
             store, resolved, (lo, earliest), link_window=link_window
         ).items():
             if placed.id in marked:
                 marked[placed.id].incidents.append(incident)
-    return {key: one.outcome() for key, one in found.items()}
+    for one in found.values():
+        one.settle()
+    return found
 
 
 def outcome(store: Store, deployment_id: str, *, link_window: timedelta | None = None) -> Outcome:
@@ -208,7 +217,7 @@ def outcome(store: Store, deployment_id: str, *, link_window: timedelta | None =
     )
     if row is None:
         raise LookupError(deployment_id)
-    one = _Evidence(Placed(*row))
+    one = Outcome(Placed(*row))
     for cause_row in store.rows(
         "SELECT c.id, c.service, c.team, c.env, c.finished_at, f.rule, f.remediation_type, "
         "f.detail FROM change_failures f JOIN deployments c ON c.id = f.cause_id "
@@ -219,7 +228,7 @@ def outcome(store: Store, deployment_id: str, *, link_window: timedelta | None =
         one.reasons.append(failures.Reason(cause_row[5], cause.id, cause_row[6], cause_row[7]))
         one.remediations[cause.id] = cause
 
-    def evidence(placed: Placed) -> _Evidence:
+    def evidence(placed: Placed) -> Outcome:
         return one
 
     _add_marks(store, None, evidence, only=deployment_id)
@@ -229,7 +238,7 @@ def outcome(store: Store, deployment_id: str, *, link_window: timedelta | None =
         "i.started_at >= ? AND (i.deployment_id = ? OR i.team = ? OR EXISTS (SELECT 1 FROM "
         "incident_services f WHERE f.incident_id = i.id AND f.service = ?))"
     )
-    placed = one.placed
+    placed = one.deployment
     params = (placed.finished_at, placed.id, placed.team, placed.service)
     for incident, linked in links(store, candidates, params, link_window=link_window).items():
         if linked.id == deployment_id:
@@ -240,7 +249,7 @@ def outcome(store: Store, deployment_id: str, *, link_window: timedelta | None =
         (deployment_id, placed.finished_at),
     )
     one.incidents += [Linked(i, started, finished, True) for i, started, finished in named]
-    return one.outcome()
+    return one.settle()
 
 
 def links(
@@ -249,9 +258,11 @@ def links(
     params: Sequence[Any],
     *,
     link_window: timedelta | None = None,
+    of_services: str | None = None,
 ) -> dict[Linked, Placed]:
     """The deployment each incident matching the condition ``incidents`` (on ``i``, with
-    ``params``) is linked to; incidents linked to none are left out."""
+    ``params``) is linked to; incidents linked to none are left out. ``of_services`` is the
+    same condition in another form, for the incidents of services, when it reads better."""
     best: dict[str, tuple[Linked, Placed]] = {}
     for row in store.rows(
         "SELECT i.id, i.started_at, i.finished_at, "
@@ -263,7 +274,8 @@ def links(
     window = [] if link_window is None else [int(link_window.total_seconds()) * 10**9]
     for by_service in (True, False):
         for with_env in (True, False):
-            sql = _linking(incidents, by_service=by_service, with_env=with_env, window=bool(window))
+            which = of_services if by_service and with_env and of_services else incidents
+            sql = _linking(which, by_service=by_service, with_env=with_env, window=bool(window))
             for row in store.rows(sql, (*window, *params)):
                 placed = Placed(*row[3:])
                 known = best.get(row[0])
@@ -316,7 +328,7 @@ def _linking(incidents: str, *, by_service: bool, with_env: bool, window: bool) 
 def _add_marks(
     store: Store,
     before: int | None,
-    evidence: Callable[[Placed], _Evidence],
+    evidence: Callable[[Placed], Outcome],
     *,
     only: str | None = None,
 ) -> None:
@@ -410,31 +422,6 @@ def _rolls_back(store: Store, placed: Placed, remediation: Placed) -> bool:
         ),
     )
     return next(iter(found), None) is not None
-
-
-@dataclass(slots=True)
-class _Evidence:
-    placed: Placed
-    reasons: list[failures.Reason] = field(default_factory=list)
-    incidents: list[Linked] = field(default_factory=list)
-    remediations: dict[str, Placed] = field(default_factory=dict)
-    mark: failures.Mark | None = None
-    named: str | None = None
-    named_type: str | None = None
-
-    def outcome(self) -> Outcome:
-        incidents = self.incidents
-        if len(incidents) > 1:
-            incidents = sorted(incidents, key=lambda i: (i.started_at, i.id))
-        return Outcome(
-            self.placed,
-            incidents,
-            self.remediations,
-            self.reasons,
-            self.mark,
-            self.named,
-            self.named_type,
-        )
 
 
 def _incident_detail(placed: Placed, incident: Linked) -> str:

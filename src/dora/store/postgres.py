@@ -383,6 +383,7 @@ MIGRATIONS: tuple[tuple[str, tuple[_Step, ...]], ...] = (
     ),
     ("m009_detection_settings", migrations.M009_DETECTION_SETTINGS),
     ("m010_link_indexes", migrations.M010_LINK_INDEXES),
+    ("m011_commit_times", migrations.M011_COMMIT_TIMES),
 )
 
 #: The tables dora makes: found without ``dora_migrations``, they are someone else's.
