@@ -582,6 +582,10 @@ def test_random_histories_give_the_figures_of_the_reference(store_db, seed):
         split = metrics.report(
             store, SINCE, UNTIL, group_by=("service", "env"), interval="day", link_window=window
         )
+        # --explain lists each incident, where a plain report has the database count them
+        explained = metrics.report(
+            store, SINCE, UNTIL, group_by=("service", "env"), link_window=window, explain=True
+        )
         shown = {  # as `dora deployment show` tells each one's fate
             event.id: verdicts.outcome(store, event.id, link_window=window)
             for event, _ in deployments
@@ -604,6 +608,10 @@ def test_random_histories_give_the_figures_of_the_reference(store_db, seed):
         sum(row.figures.unrecovered_failed_deployments for row in split.trend if row.start == last)
         == unrecovered
     )
+    assert [(row.key, row.figures) for row in explained.groups] == [
+        (row.key, row.figures) for row in split.groups
+    ]
+    assert explained.total == split.total
     fates = reference(deployments, incidents, marks, window)
     assert {key: (o.verdict.failed, o.recovered_at) for key, o in shown.items()} == {
         key: (fails, end) for key, (fails, end, _) in fates.items()

@@ -323,7 +323,7 @@ def _report(store: Store | None, result: Report, explain: bool) -> None:
     total = _Table(window, result.benchmarks) if group_by else groups
     with _pause_gc():  # a report of many failed deployments makes many small objects
         outcomes = (
-            verdicts.outcomes(store, since, until, link_window=result.link_window)
+            verdicts.outcomes(store, since, until, link_window=result.link_window, detail=explain)
             if store is not None
             else {}
         )

@@ -23,7 +23,7 @@ deployment a failure in last week's report too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -68,7 +68,7 @@ class Outcome:
     verdict."""
 
     deployment: Placed
-    #: the incidents linked to it, by start
+    #: the incidents linked to it, by start (when gathered in detail: ``outcomes(detail=)``)
     incidents: list[Linked] = field(default_factory=list)
     #: the deployments that remediated it, by id (those recorded)
     remediations: dict[str, Placed] = field(default_factory=dict)
@@ -78,6 +78,11 @@ class Outcome:
     #: the remediation its mark names, and its type
     named: str | None = None
     named_type: str | None = None
+    #: how many incidents are linked to it, how many of them are open, and when the last
+    #: of the others was resolved (ns): what its verdict needs of them
+    linked: int = field(default=0, init=False)
+    linked_open: int = field(default=0, init=False)
+    last_resolved: int | None = field(default=None, init=False)
     #: whether it failed: ``verdict.failed``, known without writing out every reason
     failed: bool = field(default=False, init=False)
     #: the recorded deployments among ``verdict.remediations``
@@ -95,17 +100,38 @@ class Outcome:
             reasons = [
                 failures.Reason("incident", None, None, _incident_detail(self.deployment, i))
                 for i in self.incidents
-            ] + self.reasons
+            ]
+            if self.linked > len(self.incidents):  # counted, not listed (detail=False)
+                count = self.linked - len(self.incidents)
+                detail = f"{count} incident{'s' if count > 1 else ''} linked to it"
+                reasons.append(failures.Reason("incident", None, None, detail))
+            reasons += self.reasons
             self._verdict = failures.judge(reasons, self.mark, self.named, self.named_type)
         return self._verdict
+
+    def link(self, incident: Linked) -> None:
+        """Adds an incident linked to it."""
+        self.incidents.append(incident)
+        self.count_links(1, incident.finished_at is None, incident.finished_at)
+
+    def count_links(self, linked: int, still_open: int, last_resolved: int | None) -> None:
+        """Adds ``linked`` incidents linked to it, of which ``still_open`` are open and the
+        others were resolved at ``last_resolved`` at the latest (the summary of ``link``)."""
+        self.linked += linked
+        self.linked_open += still_open
+        if last_resolved is not None and (
+            self.last_resolved is None or last_resolved > self.last_resolved
+        ):
+            self.last_resolved = last_resolved
 
     def settle(self) -> Outcome:
         """Works out ``failed``, ``remedies`` and ``recovered_at`` from the evidence, once it
         is all in (a report asks them of every failed deployment, several times)."""
-        incidents = self.incidents
-        if len(incidents) > 1:
-            incidents.sort(key=lambda i: (i.started_at, i.id))
-        self.failed = self.mark.failed if self.mark is not None else bool(self.reasons or incidents)
+        if len(self.incidents) > 1:
+            self.incidents.sort(key=lambda i: (i.started_at, i.id))
+        self.failed = (
+            self.mark.failed if self.mark is not None else bool(self.reasons or self.linked)
+        )
         if not self.failed:
             return self
         named = [self.named] if self.mark is not None and self.named is not None else []
@@ -118,8 +144,8 @@ class Outcome:
             ]
         if self.remedies:
             self.recovered_at = min(placed.finished_at for placed in self.remedies)
-        elif incidents and all(i.finished_at is not None for i in incidents):
-            self.recovered_at = max(i.finished_at or 0 for i in incidents)
+        elif self.linked and not self.linked_open:
+            self.recovered_at = self.last_resolved
         return self
 
     @property
@@ -144,12 +170,20 @@ _PLACED = "d.id, d.service, d.team, d.env, d.finished_at"
 
 
 def outcomes(
-    store: Store, since: datetime, until: datetime, *, link_window: timedelta | None = None
+    store: Store,
+    since: datetime,
+    until: datetime,
+    *,
+    link_window: timedelta | None = None,
+    detail: bool = False,
 ) -> dict[str, Outcome]:
     """The outcome of every deployment that finished before ``until`` and can matter to a
     report of ``[since, until)`` or any part of it: it failed and finished in the window,
     recovered in it, was not recovered at some moment of it, or remediated a failure in it.
-    (Others may be left out: a failure wholly before ``since`` is.)"""
+    (Others may be left out: a failure wholly before ``since`` is.)
+
+    Linked incidents are counted (``Outcome.count_links``) by the database, or, with
+    ``detail``, listed one by one (``Outcome.incidents``), for ``--explain``."""
     lo, hi = timeparse.to_ns(since), timeparse.to_ns(until)
     found: dict[str, Outcome] = {}
 
@@ -174,20 +208,19 @@ def outcomes(
         one.remediations[cause.id] = cause
     _add_marks(store, hi, evidence)
     # incidents that can end a recovery in the window or after it (resolved since it began,
-    # or open) and those that name their deployment (few, and any of them may matter);
-    # for the incidents of services, as a union that each part reads through its own index
-    # (for a short window, a few incidents to start from, not the whole table)
-    relevant = "(i.finished_at IS NULL OR i.finished_at >= ? OR i.deployment_id IS NOT NULL)"
-    of_services = (
-        "i.id IN (SELECT id FROM incidents WHERE finished_at IS NULL UNION ALL "
-        "SELECT id FROM incidents WHERE finished_at >= ? UNION ALL "
-        "SELECT id FROM incidents WHERE deployment_id IS NOT NULL)"
-    )
-    for incident, placed in links(
-        store, relevant, (lo,), link_window=link_window, of_services=of_services
-    ).items():
-        if placed.finished_at < hi:
-            evidence(placed).incidents.append(incident)
+    # or open), and every one that names its deployment (few, and any of them may matter)
+    relevant = "(i.finished_at IS NULL OR i.finished_at >= ?)"
+    if detail:
+        for incident, placed in links(
+            store, relevant, (lo,), link_window=link_window, every_named=True
+        ).items():
+            if placed.finished_at < hi:
+                evidence(placed).link(incident)
+    else:
+        for row in _link_counts(
+            store, relevant, (lo,), before=hi, link_window=link_window, every_named=True
+        ):
+            evidence(Placed(*row[:5])).count_links(row[5], row[5] - row[6], row[7])
     # a failure a mark makes, with no remediation recorded, recovers when its incidents
     # end: those resolved before since (left out above) too, or it would never recover
     marked = {
@@ -198,11 +231,18 @@ def outcomes(
     if marked:
         earliest = min(one.deployment.finished_at for one in marked.values())
         resolved = "i.deployment_id IS NULL AND i.finished_at < ? AND i.started_at >= ?"
-        for incident, placed in links(
-            store, resolved, (lo, earliest), link_window=link_window
-        ).items():
-            if placed.id in marked:
-                marked[placed.id].incidents.append(incident)
+        if detail:
+            for incident, placed in links(
+                store, resolved, (lo, earliest), link_window=link_window
+            ).items():
+                if placed.id in marked:
+                    marked[placed.id].link(incident)
+        else:
+            for row in _link_counts(
+                store, resolved, (lo, earliest), before=hi, link_window=link_window
+            ):
+                if row[0] in marked:
+                    marked[row[0]].count_links(row[5], row[5] - row[6], row[7])
     for one in found.values():
         one.settle()
     return found
@@ -242,13 +282,13 @@ def outcome(store: Store, deployment_id: str, *, link_window: timedelta | None =
     params = (placed.finished_at, placed.id, placed.team, placed.service)
     for incident, linked in links(store, candidates, params, link_window=link_window).items():
         if linked.id == deployment_id:
-            one.incidents.append(incident)
-    named = store.rows(
+            one.link(incident)
+    for i, started, finished in store.rows(
         "SELECT i.id, i.started_at, i.finished_at FROM incidents i "
         "WHERE i.deployment_id = ? AND i.started_at < ?",
         (deployment_id, placed.finished_at),
-    )
-    one.incidents += [Linked(i, started, finished, True) for i, started, finished in named]
+    ):
+        one.link(Linked(i, started, finished, True))
     return one.settle()
 
 
@@ -258,40 +298,82 @@ def links(
     params: Sequence[Any],
     *,
     link_window: timedelta | None = None,
-    of_services: str | None = None,
+    every_named: bool = False,
 ) -> dict[Linked, Placed]:
     """The deployment each incident matching the condition ``incidents`` (on ``i``, with
-    ``params``) is linked to; incidents linked to none are left out. ``of_services`` is the
-    same condition in another form, for the incidents of services, when it reads better."""
+    ``params``), or naming its deployment when ``every_named``, is linked to; incidents
+    linked to none are left out."""
     best: dict[str, tuple[Linked, Placed]] = {}
-    for row in store.rows(
-        "SELECT i.id, i.started_at, i.finished_at, "
-        f"{_PLACED} FROM incidents i JOIN deployments d ON d.id = i.deployment_id "
-        f"WHERE i.deployment_id IS NOT NULL AND {incidents}",
-        params,
-    ):
-        best[row[0]] = (Linked(row[0], row[1], row[2], True), Placed(*row[3:]))
-    window = [] if link_window is None else [int(link_window.total_seconds()) * 10**9]
+    for sql, part in _link_parts(incidents, params, link_window, every_named=every_named):
+        for row in store.rows(sql, part):
+            placed, named = Placed(*row[3:8]), bool(row[8])
+            known = best.get(row[0])
+            # several rows: one per service of the incident (and ties); the latest wins
+            if known is None or (placed.finished_at, placed.id) > (
+                known[1].finished_at,
+                known[1].id,
+            ):
+                best[row[0]] = (Linked(row[0], row[1], row[2], named), placed)
+    return dict(best.values())
+
+
+def _link_counts(
+    store: Store,
+    incidents: str,
+    params: Sequence[Any],
+    *,
+    before: int,
+    link_window: timedelta | None = None,
+    every_named: bool = False,
+) -> Iterator[Sequence[Any]]:
+    """What ``links`` finds, summed up per deployment that finished before ``before``, in
+    the database: rows of (``Placed``'s fields, incidents linked, how many of them are
+    resolved, the last resolution)."""
+    parts = _link_parts(incidents, params, link_window, every_named=every_named)
+    union = " UNION ALL ".join(sql for sql, _ in parts)
+    yield from store.rows(
+        "SELECT did, dservice, dteam, denv, dfin, COUNT(*), COUNT(finished), MAX(finished) "
+        "FROM (SELECT u.*, ROW_NUMBER() OVER (PARTITION BY u.incident "
+        f"ORDER BY u.dfin DESC, u.did DESC) AS r FROM ({union}) AS u) AS best "
+        "WHERE best.r = 1 AND best.dfin < ? GROUP BY did, dservice, dteam, denv, dfin",
+        [*(value for _, part in parts for value in part), before],
+    )
+
+
+def _link_parts(
+    incidents: str,
+    params: Sequence[Any],
+    link_window: timedelta | None,
+    *,
+    every_named: bool,
+) -> list[tuple[str, Sequence[Any]]]:
+    """The queries that link incidents to deployments, with their parameters: those that
+    name their deployment, then each kind of the others (``_linking``). Each row is
+    (incident, started, finished, ``Placed``'s fields, named); an incident of several
+    services has a row for each (and for each deployment tied at the latest finish)."""
+    named = (
+        "SELECT i.id AS incident, i.started_at AS started, i.finished_at AS finished, "
+        "d.id AS did, d.service AS dservice, d.team AS dteam, d.env AS denv, "
+        "d.finished_at AS dfin, 1 AS named FROM incidents i "
+        "JOIN deployments d ON d.id = i.deployment_id "
+        f"WHERE i.deployment_id IS NOT NULL AND {'1 = 1' if every_named else incidents}"
+    )
+    parts: list[tuple[str, Sequence[Any]]] = [(named, () if every_named else tuple(params))]
+    window = () if link_window is None else (int(link_window.total_seconds()) * 10**9,)
     for by_service in (True, False):
         for with_env in (True, False):
-            which = of_services if by_service and with_env and of_services else incidents
-            sql = _linking(which, by_service=by_service, with_env=with_env, window=bool(window))
-            for row in store.rows(sql, (*window, *params)):
-                placed = Placed(*row[3:])
-                known = best.get(row[0])
-                if known is None or (
-                    not known[0].named
-                    and (placed.finished_at, placed.id) > (known[1].finished_at, known[1].id)
-                ):
-                    best[row[0]] = (Linked(row[0], row[1], row[2], False), placed)
-    return dict(best.values())
+            sql = _linking(incidents, by_service=by_service, with_env=with_env, window=bool(window))
+            parts.append((sql, (*window, *params)))
+    return parts
 
 
 def _linking(incidents: str, *, by_service: bool, with_env: bool, window: bool) -> str:
     """A query linking the incidents that name no deployment, matching ``incidents``, of
     one kind (with services or only a team; with an env or none) to their latest earlier
-    deployment. Each look-up is a seek on an index of deployments by (service or team,
-    env, finish): the latest finish, then the greatest id finished then."""
+    deployment: the latest finish is one seek on an index of deployments by (service or
+    team, env, finish), and the deployments that finished then are joined on the same
+    index. Several may have (ties, or one per service): ``links`` keeps the latest, the
+    greatest id among equals."""
     if by_service:
         source, key, column = (
             "incidents i JOIN incident_services s ON s.incident_id = i.id",
@@ -313,15 +395,16 @@ def _linking(incidents: str, *, by_service: bool, with_env: bool, window: bool) 
         f"AND d.finished_at <= i.started_at{since})"
     )
     inner = (
-        f"SELECT i.id AS incident, i.started_at AS started, i.finished_at AS finished, "
+        f"SELECT DISTINCT i.id AS incident, i.started_at AS started, i.finished_at AS finished, "
         f"{key} AS k, i.env AS e, {latest} AS t FROM {source} "
         f"WHERE i.deployment_id IS NULL{env}{extra} AND {incidents}"
     )
-    env_again = " AND l.env = x.e" if with_env else ""
+    env_again = " AND d.env = x.e" if with_env else ""
     return (
-        f"SELECT x.incident, x.started, x.finished, {_PLACED} FROM ({inner}) x "
-        "JOIN deployments d ON d.id = (SELECT MAX(l.id) FROM deployments l "
-        f"WHERE l.{column} = x.k{env_again} AND l.finished_at = x.t)"
+        "SELECT x.incident, x.started, x.finished, d.id AS did, d.service AS dservice, "
+        "d.team AS dteam, d.env AS denv, d.finished_at AS dfin, 0 AS named "
+        f"FROM ({inner}) x JOIN deployments d ON d.{column} = x.k{env_again} "
+        "AND d.finished_at = x.t"
     )
 
 

@@ -110,6 +110,9 @@ class PostgresStore(SQLStore):
     def snapshot(self) -> Iterator[None]:
         try:
             self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            # the reports' sorts and joins run a few seconds at most: compiling them took
+            # longer than it saved (0.4 s of a 6 s report on a million deployments)
+            self._conn.execute("SET LOCAL jit = off")
         except psycopg.Error as exc:
             raise self._error("cannot read", exc) from exc
         try:
