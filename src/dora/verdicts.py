@@ -348,7 +348,7 @@ def _link_parts(
     every_named: bool,
 ) -> list[tuple[str, Sequence[Any]]]:
     """The queries that link incidents to deployments, with their parameters: those that
-    name their deployment, then each kind of the others (``_linking``). Each row is
+    name their deployment, then the others (``_linking``). Each row is
     (incident, started, finished, ``Placed``'s fields, named); an incident of several
     services has a row for each (and for each deployment tied at the latest finish)."""
     named = (
@@ -359,52 +359,47 @@ def _link_parts(
         f"WHERE i.deployment_id IS NOT NULL AND {'1 = 1' if every_named else incidents}"
     )
     parts: list[tuple[str, Sequence[Any]]] = [(named, () if every_named else tuple(params))]
-    window = () if link_window is None else (int(link_window.total_seconds()) * 10**9,)
-    for by_service in (True, False):
-        for with_env in (True, False):
-            sql = _linking(incidents, by_service=by_service, with_env=with_env, window=bool(window))
-            parts.append((sql, (*window, *params)))
+    gap = () if link_window is None else (int(link_window.total_seconds()) * 10**9,)
+    parts.append((_linking(incidents, window=bool(gap)), (*gap * 4, *params)))
     return parts
 
 
-def _linking(incidents: str, *, by_service: bool, with_env: bool, window: bool) -> str:
-    """A query linking the incidents that name no deployment, matching ``incidents``, of
-    one kind (with services or only a team; with an env or none) to their latest earlier
-    deployment: the latest finish is one seek on an index of deployments by (service or
-    team, env, finish), and the deployments that finished then are joined on the same
-    index. Several may have (ties, or one per service): ``links`` keeps the latest, the
-    greatest id among equals."""
-    if by_service:
-        source, key, column = (
-            "incidents i JOIN incident_services s ON s.incident_id = i.id",
-            "s.service",
-            "service",
-        )
-        extra = ""
-    else:
-        source, key, column = "incidents i", "i.team", "team"
-        extra = (
-            " AND i.team IS NOT NULL AND NOT EXISTS "
-            "(SELECT 1 FROM incident_services s WHERE s.incident_id = i.id)"
-        )
-    env = " AND i.env IS NOT NULL" if with_env else " AND i.env IS NULL"
-    same_env = " AND d.env = i.env" if with_env else ""
+def _linking(incidents: str, *, window: bool) -> str:
+    """A query linking the incidents that name no deployment, matching ``incidents``, to
+    their latest earlier deployment: of one of their services (of their team when they name
+    none), in their env when they have one. The latest finish is one seek on an index of
+    deployments by (service or team, env, finish), and the deployments that finished then
+    are joined on the finish index. Several may have (ties, or one per service): ``links``
+    keeps the latest, the greatest id among equals. ``window``: no further than a maximum
+    gap (a parameter, before those of ``incidents``)."""
     since = " AND d.finished_at >= i.started_at - ?" if window else ""
-    latest = (
-        f"(SELECT MAX(d.finished_at) FROM deployments d WHERE d.{column} = {key}{same_env} "
-        f"AND d.finished_at <= i.started_at{since})"
-    )
+
+    def latest(column: str, key: str, env: str) -> str:
+        return (
+            f"(SELECT MAX(d.finished_at) FROM deployments d WHERE d.{column} = {key}{env} "
+            f"AND d.finished_at <= i.started_at{since})"
+        )
+
+    same_env = " AND d.env = i.env"
+    # DISTINCT (each row is already): PostgreSQL would otherwise look the latest up twice
     inner = (
-        f"SELECT DISTINCT i.id AS incident, i.started_at AS started, i.finished_at AS finished, "
-        f"{key} AS k, i.env AS e, {latest} AS t FROM {source} "
-        f"WHERE i.deployment_id IS NULL{env}{extra} AND {incidents}"
+        "SELECT DISTINCT i.id AS incident, i.started_at AS started, i.finished_at AS finished, "
+        "s.service AS svc, i.team AS team, i.env AS e, CASE "
+        "WHEN s.service IS NOT NULL AND i.env IS NOT NULL "
+        f"THEN {latest('service', 's.service', same_env)} "
+        f"WHEN s.service IS NOT NULL THEN {latest('service', 's.service', '')} "
+        f"WHEN i.env IS NOT NULL THEN {latest('team', 'i.team', same_env)} "
+        f"ELSE {latest('team', 'i.team', '')} END AS t "
+        "FROM incidents i LEFT JOIN incident_services s ON s.incident_id = i.id "
+        f"WHERE i.deployment_id IS NULL AND (s.service IS NOT NULL OR i.team IS NOT NULL) "
+        f"AND {incidents}"
     )
-    env_again = " AND d.env = x.e" if with_env else ""
     return (
         "SELECT x.incident, x.started, x.finished, d.id AS did, d.service AS dservice, "
         "d.team AS dteam, d.env AS denv, d.finished_at AS dfin, 0 AS named "
-        f"FROM ({inner}) x JOIN deployments d ON d.{column} = x.k{env_again} "
-        "AND d.finished_at = x.t"
+        f"FROM ({inner}) x JOIN deployments d ON d.finished_at = x.t "
+        "AND ((x.svc IS NOT NULL AND d.service = x.svc) OR (x.svc IS NULL AND d.team = x.team)) "
+        "AND (x.e IS NULL OR d.env = x.e)"
     )
 
 
