@@ -321,37 +321,39 @@ def _report(store: Store | None, result: Report, explain: bool) -> None:
     groups = _Table(window, result.benchmarks)
     # the total is the groups' own figures when there is one group of everything
     total = _Table(window, result.benchmarks) if group_by else groups
-    with _pause_gc():  # a report of many failed deployments makes many small objects
-        outcomes = (
-            verdicts.outcomes(store, since, until, link_window=result.link_window, detail=explain)
-            if store is not None
-            else {}
-        )
-        tables = [(group_by, groups)] + ([((), total)] if total is not groups else [])
-        _failed_deployments(outcomes, window, filters, tables)
+    tables = [(group_by, groups)] + ([((), total)] if total is not groups else [])
+    buckets = split(since, until, result.interval) if result.interval is not None else []
+    per_bucket = _Table(buckets, result.benchmarks)
+    if buckets:
+        tables.append((group_by, per_bucket))
+    outcomes: dict[str, Outcome] = {}
     if store is not None:
+        with _pause_gc():  # a report of many failed deployments makes many small objects
+            if explain:  # every one kept, and its incidents listed, to be shown
+                outcomes = verdicts.outcomes(
+                    store, since, until, link_window=result.link_window, detail=True
+                )
+                _failed_deployments(outcomes.values(), filters, tables)
+            else:  # placed as they come, and let go
+                stream = verdicts.each_outcome(store, since, until, link_window=result.link_window)
+                _failed_deployments(stream, filters, tables)
         commits = _figures(store, window, group_by, filters, groups)
         if total is not groups:
             _figures(store, window, (), filters, total, commits=commits)
+        if buckets:
+            _figures(store, buckets, group_by, filters, per_bucket)
     if (figures := total.found.get((0, ()))) is not None:
         result.total = replace(figures)
     result.total.benchmarks = result.benchmarks
     result.groups = [
         Row(key, figures) for (_, key), figures in sorted(groups.found.items(), key=_order)
     ]
-    if result.interval is not None:
-        buckets = split(since, until, result.interval)
-        per_bucket = _Table(buckets, result.benchmarks)
-        with _pause_gc():
-            _failed_deployments(outcomes, buckets, filters, [(group_by, per_bucket)])
-        if store is not None:
-            _figures(store, buckets, group_by, filters, per_bucket)
-        for row in result.groups:  # each group's series together, oldest bucket first
-            for n, (start, end) in enumerate(buckets):
-                figures = per_bucket.found.get((n, row.key)) or Figures(
-                    days=_days(start, end), benchmarks=result.benchmarks
-                )
-                result.trend.append(TrendRow(start, end, row.key, figures))
+    for row in result.groups:  # each group's series together, oldest bucket first
+        for n, (start, end) in enumerate(buckets):
+            figures = per_bucket.found.get((n, row.key)) or Figures(
+                days=_days(start, end), benchmarks=result.benchmarks
+            )
+            result.trend.append(TrendRow(start, end, row.key, figures))
     if explain:
         found = _evidence(store, since, until, group_by, filters) if store else {}
         _failure_evidence(found, outcomes, since, until, group_by, filters)
@@ -379,6 +381,14 @@ class _Table:
         self.found: dict[tuple[int, Key], Figures] = {}
         self.days = [_days(lo, hi) for lo, hi in buckets]
         self.benchmarks = benchmarks
+        #: each bucket's bounds (ns)
+        self.starts = [timeparse.to_ns(lo) for lo, _ in buckets]
+        self.ends = [timeparse.to_ns(hi) for _, hi in buckets]
+
+    def bucket(self, moment: int) -> int | None:
+        """The bucket ``moment`` (ns) falls in, if any."""
+        n = bisect.bisect_right(self.starts, moment) - 1
+        return n if n >= 0 and moment < self.ends[n] else None
 
     def __call__(self, bucket: int, key: Key) -> Figures:
         figures = self.found.get((bucket, key))
@@ -576,22 +586,15 @@ def _figures(
 
 
 def _failed_deployments(
-    outcomes: Mapping[str, Outcome],
-    buckets: Sequence[tuple[datetime, datetime]],
+    outcomes: Iterable[Outcome],
     filters: Filters,
     tables: Sequence[tuple[Sequence[str], _Table]],
 ) -> None:
     """The failed deployments (by their finish), recovery times (by the recovery's end),
     failed deployments not recovered at each bucket's end, and rework deployments (by their
     finish) of each bucket and group, from the outcomes of the window's deployments: into
-    each table, grouped by its fields (the groups and the total, in one pass)."""
-    bounds = [(timeparse.to_ns(lo), timeparse.to_ns(hi)) for lo, hi in buckets]
-    starts, ends = [lo for lo, _ in bounds], [hi for _, hi in bounds]
-
-    def bucket(moment: int) -> int | None:
-        n = bisect.bisect_right(starts, moment) - 1
-        return n if n >= 0 and moment < ends[n] else None
-
+    each table, grouped by its fields and cut into its buckets, in one pass over them (so
+    that they can stream by, each let go once placed)."""
     wanted = [
         (name, set(values))
         for name, values in (
@@ -613,27 +616,26 @@ def _failed_deployments(
     # per key, +1 where a span of bucket ends at which it is unrecovered starts, -1 after
     spans: list[dict[Key, list[int]]] = [{} for _ in tables]
     rework: list[dict[tuple[int, Key], set[str]]] = [defaultdict(set) for _ in tables]
-    for outcome in outcomes.values():
+    for outcome in outcomes:
         for placed in outcome.rework():
-            if (n := bucket(placed.finished_at)) is not None and (
-                found := keys(placed)
-            ) is not None:
+            if (found := keys(placed)) is not None:
                 for t in range(count):
-                    rework[t][n, found[t]].add(placed.id)
+                    if (n := tables[t][1].bucket(placed.finished_at)) is not None:
+                        rework[t][n, found[t]].add(placed.id)
         if not outcome.failed or (found := keys(outcome.deployment)) is None:
             continue
         finished = outcome.deployment.finished_at
         end = outcome.recovered_at
-        failed_in, recovered_in = bucket(finished), None if end is None else bucket(end)
-        # not recovered at a bucket's end: finished before it, recovered at or after it
-        first = bisect.bisect_right(ends, finished)
-        last = len(ends) - 1 if end is None else bisect.bisect_right(ends, end) - 1
         for t in range(count):
             group, table = found[t], tables[t][1]
-            if failed_in is not None:
-                table(failed_in, group).failed_deployments += 1
-            if recovered_in is not None:
-                times[t][recovered_in, group].append(max(0, (end or 0) - finished))
+            if (n := table.bucket(finished)) is not None:
+                table(n, group).failed_deployments += 1
+            if end is not None and (n := table.bucket(end)) is not None:
+                times[t][n, group].append(max(0, end - finished))
+            # not recovered at a bucket's end: finished before it, recovered at or after it
+            ends = table.ends
+            first = bisect.bisect_right(ends, finished)
+            last = len(ends) - 1 if end is None else bisect.bisect_right(ends, end) - 1
             if first <= last:
                 deltas = spans[t].setdefault(group, [0] * (len(ends) + 1))
                 deltas[first] += 1
@@ -642,14 +644,13 @@ def _failed_deployments(
         for (n, group), values in times[t].items():
             values.sort()
             one, recovered = table(n, group), len(values)
-            ranked = dict(enumerate(values))
             one.recovered_failed_deployments = recovered
             one.mean_recovery_time_seconds = sum(values) / recovered / 1e9
-            one.median_recovery_time_seconds = _percentile(ranked, recovered, 5) / 1e9
-            one.p90_recovery_time_seconds = _percentile(ranked, recovered, 9) / 1e9
+            one.median_recovery_time_seconds = _percentile(values, recovered, 5) / 1e9
+            one.p90_recovery_time_seconds = _percentile(values, recovered, 9) / 1e9
         for group, deltas in spans[t].items():
             unrecovered = 0
-            for n in range(len(ends)):
+            for n in range(len(table.ends)):
                 unrecovered += deltas[n]
                 if unrecovered:
                     table(n, group).unrecovered_failed_deployments = unrecovered
@@ -775,7 +776,7 @@ def _partitions(
     return parts
 
 
-def _percentile(ranked: dict[int, int], n: int, tenths: int) -> float:
+def _percentile(ranked: Mapping[int, int] | Sequence[int], n: int, tenths: int) -> float:
     """The ``tenths``/10 percentile of ``n`` sorted values of which ``ranked`` holds the two
     around it, interpolated linearly (``percentile_cont``)."""
     position = tenths * (n - 1)

@@ -184,7 +184,64 @@ def outcomes(
 
     Linked incidents are counted (``Outcome.count_links``) by the database, or, with
     ``detail``, listed one by one (``Outcome.incidents``), for ``--explain``."""
+    if not detail:
+        return {
+            one.deployment.id: one
+            for one in each_outcome(store, since, until, link_window=link_window)
+        }
     lo, hi = timeparse.to_ns(since), timeparse.to_ns(until)
+    found = _judged(store, lo, hi, link_window=link_window, detail=True)
+
+    def evidence(placed: Placed) -> Outcome:
+        one = found.get(placed.id)
+        if one is None:
+            one = found[placed.id] = Outcome(placed)
+        return one
+
+    for incident, placed in links(
+        store, _RELEVANT, (lo,), link_window=link_window, every_named=True
+    ).items():
+        if placed.finished_at < hi:
+            evidence(placed).link(incident)
+    for one in found.values():
+        one.settle()
+    return found
+
+
+def each_outcome(
+    store: Store, since: datetime, until: datetime, *, link_window: timedelta | None = None
+) -> Iterator[Outcome]:
+    """The outcomes of ``outcomes``, one at a time, each made as the database yields its
+    linked incidents' counts and never kept: a report's memory does not grow with the
+    failed deployments it counts. (Those the rules or a mark speak of, few, come last.)"""
+    lo, hi = timeparse.to_ns(since), timeparse.to_ns(until)
+    judged = _judged(store, lo, hi, link_window=link_window, detail=False)
+    for row in _link_counts(
+        store, _RELEVANT, (lo,), before=hi, link_window=link_window, every_named=True
+    ):
+        one = judged.get(row[0])
+        if one is None:
+            one = Outcome(Placed(*row[:5]))
+            one.count_links(row[5], row[5] - row[6], row[7])
+            yield one.settle()
+        else:
+            one.count_links(row[5], row[5] - row[6], row[7])
+    for one in judged.values():
+        yield one.settle()
+
+
+#: the incidents whose links can matter to a report from a moment on (a parameter): those
+#: that can end a recovery then or after (resolved since, or open); with them, every one
+#: that names its deployment (few, and any of them may matter)
+_RELEVANT = "(i.finished_at IS NULL OR i.finished_at >= ?)"
+
+
+def _judged(
+    store: Store, lo: int, hi: int, *, link_window: timedelta | None, detail: bool
+) -> dict[str, Outcome]:
+    """The deployments finished before ``hi`` that the rules or a mark speak of, with that
+    evidence; for those a mark fails with no remediation recorded, also the incidents
+    linked to them that were resolved before ``lo`` (a report leaves those out)."""
     found: dict[str, Outcome] = {}
 
     def evidence(placed: Placed) -> Outcome:
@@ -207,22 +264,8 @@ def outcomes(
         one.reasons.append(failures.Reason(row[10], cause.id, row[11], row[12]))
         one.remediations[cause.id] = cause
     _add_marks(store, hi, evidence)
-    # incidents that can end a recovery in the window or after it (resolved since it began,
-    # or open), and every one that names its deployment (few, and any of them may matter)
-    relevant = "(i.finished_at IS NULL OR i.finished_at >= ?)"
-    if detail:
-        for incident, placed in links(
-            store, relevant, (lo,), link_window=link_window, every_named=True
-        ).items():
-            if placed.finished_at < hi:
-                evidence(placed).link(incident)
-    else:
-        for row in _link_counts(
-            store, relevant, (lo,), before=hi, link_window=link_window, every_named=True
-        ):
-            evidence(Placed(*row[:5])).count_links(row[5], row[5] - row[6], row[7])
     # a failure a mark makes, with no remediation recorded, recovers when its incidents
-    # end: those resolved before since (left out above) too, or it would never recover
+    # end: those resolved before since too, or it would never recover
     marked = {
         key: one
         for key, one in found.items()
@@ -243,8 +286,6 @@ def outcomes(
             ):
                 if row[0] in marked:
                     marked[row[0]].count_links(row[5], row[5] - row[6], row[7])
-    for one in found.values():
-        one.settle()
     return found
 
 
