@@ -92,7 +92,6 @@ def listing(
             since or timeparse.EPOCH,
             until or timeparse.LATEST,
             link_window=link_window,
-            detail=True,
         )
         remediates: dict[str, list[str]] = {}
         for failed_id, outcome in found.items():

@@ -3,10 +3,11 @@
 Definitions (the README and ``dora metrics --help`` say the same):
 
 * The window is half-open, ``[since, until)``, in UTC.
-* A deployment counts when its ``finished_at`` is in the window; an incident (failure) counts
-  toward the change failure rate when its ``started_at`` is.
-* Change failure rate = failures / deployments of the same group; undefined (None) when the
-  group has no deployments.
+* A deployment counts when its ``finished_at`` is in the window; an incident (failure)
+  counts when its ``started_at`` is.
+* Change failure rate = failed deployments (``dora.verdicts``) / deployments of the same
+  group; undefined (None) when the group has no deployments. Incidents / deployments is
+  ``incidents_per_deployment``.
 * Time to restore = ``finished_at - started_at`` of an incident resolved in the window
   (``finished_at`` in it): mean (MTTR), median and 90th percentile. Percentiles interpolate
   between the two nearest values, as PostgreSQL's ``percentile_cont`` does.
@@ -18,7 +19,9 @@ Definitions (the README and ``dora metrics --help`` say the same):
 * An incident naming several services counts once in each service's group and once in the
   total.
 
-Everything is aggregated inside the database: Python sees a few rows per group.
+Everything is aggregated inside the database, where Python sees a few rows per group,
+except the verdicts on failed deployments: a row each, placed in its group and bucket as it
+comes and let go (``verdicts.each_outcome``).
 """
 
 from __future__ import annotations
@@ -330,9 +333,7 @@ def _report(store: Store | None, result: Report, explain: bool) -> None:
     if store is not None:
         with _pause_gc():  # a report of many failed deployments makes many small objects
             if explain:  # every one kept, and its incidents listed, to be shown
-                outcomes = verdicts.outcomes(
-                    store, since, until, link_window=result.link_window, detail=True
-                )
+                outcomes = verdicts.outcomes(store, since, until, link_window=result.link_window)
                 _failed_deployments(outcomes.values(), filters, tables)
             else:  # placed as they come, and let go
                 stream = verdicts.each_outcome(store, since, until, link_window=result.link_window)

@@ -68,7 +68,7 @@ class Outcome:
     verdict."""
 
     deployment: Placed
-    #: the incidents linked to it, by start (when gathered in detail: ``outcomes(detail=)``)
+    #: the incidents linked to it, by start (``outcomes``; ``each_outcome`` counts them)
     incidents: list[Linked] = field(default_factory=list)
     #: the deployments that remediated it, by id (those recorded)
     remediations: dict[str, Placed] = field(default_factory=dict)
@@ -101,7 +101,7 @@ class Outcome:
                 failures.Reason("incident", None, None, _incident_detail(self.deployment, i))
                 for i in self.incidents
             ]
-            if self.linked > len(self.incidents):  # counted, not listed (detail=False)
+            if self.linked > len(self.incidents):  # counted, not listed (``each_outcome``)
                 count = self.linked - len(self.incidents)
                 detail = f"{count} incident{'s' if count > 1 else ''} linked to it"
                 reasons.append(failures.Reason("incident", None, None, detail))
@@ -112,7 +112,7 @@ class Outcome:
     def link(self, incident: Linked) -> None:
         """Adds an incident linked to it."""
         self.incidents.append(incident)
-        self.count_links(1, incident.finished_at is None, incident.finished_at)
+        self.count_links(1, int(incident.finished_at is None), incident.finished_at)
 
     def count_links(self, linked: int, still_open: int, last_resolved: int | None) -> None:
         """Adds ``linked`` incidents linked to it, of which ``still_open`` are open and the
@@ -170,25 +170,14 @@ _PLACED = "d.id, d.service, d.team, d.env, d.finished_at"
 
 
 def outcomes(
-    store: Store,
-    since: datetime,
-    until: datetime,
-    *,
-    link_window: timedelta | None = None,
-    detail: bool = False,
+    store: Store, since: datetime, until: datetime, *, link_window: timedelta | None = None
 ) -> dict[str, Outcome]:
     """The outcome of every deployment that finished before ``until`` and can matter to a
     report of ``[since, until)`` or any part of it: it failed and finished in the window,
     recovered in it, was not recovered at some moment of it, or remediated a failure in it.
-    (Others may be left out: a failure wholly before ``since`` is.)
-
-    Linked incidents are counted (``Outcome.count_links``) by the database, or, with
-    ``detail``, listed one by one (``Outcome.incidents``), for ``--explain``."""
-    if not detail:
-        return {
-            one.deployment.id: one
-            for one in each_outcome(store, since, until, link_window=link_window)
-        }
+    (Others may be left out: a failure wholly before ``since`` is.) Each lists its linked
+    incidents one by one (``Outcome.incidents``), as ``--explain`` shows them;
+    ``each_outcome`` gives the same outcomes with the incidents counted, one at a time."""
     lo, hi = timeparse.to_ns(since), timeparse.to_ns(until)
     found = _judged(store, lo, hi, link_window=link_window, detail=True)
 
