@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # the event models load pydantic: only commands that record p
     from dora.backends.datadog import DatadogBackend, Endpoint
     from dora.backends.outbox import PushReport
     from dora.config import Settings
-    from dora.events import Event
+    from dora.events import Deliverable, Event
     from dora.gitmeta import Commit
     from dora.pagerduty import PagerDutyClient
     from dora.store import Store
@@ -640,28 +640,32 @@ def others_line(report: PushReport) -> str | None:
 
 def send(store: Store, event: Event, backend: DatadogBackend) -> None:
     """Deliver an event that is already in the outbox; a failure says it is kept."""
-    from dora.backends.datadog import DeliveryError
-    from dora.backends.outbox import deliver
-
     with backend:
         if not backend.has_key:
             raise DoraError(no_key(f"the {event.kind} is", "it", store))
-        try:
-            code = deliver(store, backend, event)
-        except (DeliveryError, StoreError) as exc:
-            # a store that fails mid-delivery (a lost connection) has the event still
-            # pending: it was kept before anything was sent
-            raise DoraError(
-                f"{exc.message}\nthe {event.kind} is kept in {store.location}; "
-                "'dora push' will send it"
-            ) from exc
-        except KeyboardInterrupt:
-            status(f"the {event.kind} is kept in {store.location}; 'dora push' will send it")
-            raise
-        if code is None:
-            status(f"A 'dora push' running now is sending {event.kind} {event.id}.")
-        else:
-            status(f"Sent {event.kind} {event.id} to {backend.url(event)} ({code})")
+        # a store that fails mid-delivery (a lost connection) has the event still pending:
+        # it was kept before anything was sent
+        kept = f"the {event.kind} is kept in {store.location}; 'dora push' will send it"
+        deliver_one(store, backend, event, kept)
+
+
+def deliver_one(store: Store, backend: DatadogBackend, event: Deliverable, kept: str) -> None:
+    """Deliver one event of the outbox with ``backend`` (open), and say so; a failure, or
+    Ctrl-C, says ``kept`` (what is left in the store for 'dora push')."""
+    from dora.backends.datadog import DeliveryError
+    from dora.backends.outbox import deliver
+
+    try:
+        code = deliver(store, backend, event)
+    except (DeliveryError, StoreError) as exc:
+        raise DoraError(f"{exc.message}\n{kept}") from exc
+    except KeyboardInterrupt:
+        status(kept)
+        raise
+    if code is None:
+        status(f"A 'dora push' running now is sending {event.kind} {event.id}.")
+    else:
+        status(f"Sent {event.kind} {event.id} to {backend.url(event)} ({code})")
 
 
 def no_key(kept: str, it: str, store: Store) -> str:

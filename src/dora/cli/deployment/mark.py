@@ -12,7 +12,7 @@ import typer
 from dora.cli import _common as opt
 from dora.cli._runtime import status
 from dora.config import Settings
-from dora.errors import DoraError, NotFound, StoreError, UsageError
+from dora.errors import DoraError, NotFound, UsageError
 
 if TYPE_CHECKING:
     from dora.backends.datadog import DatadogBackend
@@ -206,9 +206,6 @@ def _print_request(request: DeploymentMark, base_url: str) -> None:
 def send(store: Store, request: DeploymentMark, backend: DatadogBackend) -> None:
     """Deliver a mark that is in the outbox, after its deployment if that is waiting too
     (Datadog cannot mark a deployment it has not got); a failure says what is kept."""
-    from dora.backends.datadog import DeliveryError
-    from dora.backends.outbox import deliver
-
     kept = f"the mark is kept in {store.location}; 'dora push' will send it"
     with backend:
         if not backend.has_key:
@@ -221,17 +218,7 @@ def send(store: Store, request: DeploymentMark, backend: DatadogBackend) -> None
         ]
         todo.append(waiting.get(("mark", request.id), request))
         for event in todo:
-            try:
-                code = deliver(store, backend, event)
-            except (DeliveryError, StoreError) as exc:
-                raise DoraError(f"{exc.message}\n{kept}") from exc
-            except KeyboardInterrupt:
-                status(kept)
-                raise
-            if code is None:
-                status(f"A 'dora push' running now is sending {event.kind} {event.id}.")
-            else:
-                status(f"Sent {event.kind} {event.id} to {backend.url(event)} ({code})")
+            opt.deliver_one(store, backend, event, kept)
 
 
 def no_app_key(kept: str, it: str, store: Store) -> str:
