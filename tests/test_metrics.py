@@ -32,6 +32,7 @@ applies: no deployment has a SHA or version, no commit a subject)
 from __future__ import annotations
 
 import random
+import statistics
 from datetime import timedelta
 from pathlib import Path
 
@@ -41,7 +42,7 @@ from dora import metrics
 from dora.events import Deployment, Incident, build
 from dora.gitmeta import Commit
 from dora.store import open_store
-from dora.timeparse import parse_timestamp
+from dora.timeparse import parse_timestamp, to_ns
 
 SINCE = parse_timestamp("2026-11-01T00:00:00Z")
 UNTIL = parse_timestamp("2026-11-08T00:00:00Z")
@@ -528,3 +529,67 @@ def test_each_trend_row_equals_a_report_of_its_bucket(db_path, seed, interval, g
                 row.start,
                 row.key,
             )
+
+
+def lead_time_store(db, seed: int):
+    """Deployments over November, each shipping 0 to 4 commits of its own (unique SHAs, so
+    each is credited to it), often at equal lead times, some dated after the deployment."""
+    rng = random.Random(seed)
+    start = parse_timestamp("2026-11-01T00:00:00Z")
+    with open_store(db) as store:
+        for n in range(90):
+            finished = start + timedelta(hours=rng.randrange(0, 20 * 24, rng.choice([1, 6])))
+            data = {"id": f"lead-time-deploy-{n:04d}", "service": rng.choice(["api", "web", "db"])}
+            data |= {"team": rng.choice(["edge", "data", None]), "env": rng.choice(["prod", None])}
+            data |= {"started_at": finished, "finished_at": finished}
+            commits = [
+                Commit(
+                    f"{seed:02x}{n:04x}{k:02x}".ljust(40, "0"),
+                    finished - timedelta(hours=rng.choice([-1, 0, 1, 1, 3, 24, 100])),
+                )
+                for k in range(rng.choice([0, 1, 2, 3, 4]))
+            ]
+            store.save(build(Deployment, data), commits=commits)
+    return db
+
+
+def lead_times_by_hand(db, group_by, buckets):
+    """The median lead time of each (bucket, group) and of each bucket in all, from the
+    stored rows, in Python."""
+    values: dict = {}
+    with open_store(db, create=False) as store:
+        for service, team, env, finished, committed in store.rows(
+            "SELECT d.service, d.team, d.env, d.finished_at, c.committed_at "
+            "FROM deployments d JOIN deployment_commits c ON c.deployment_id = d.id"
+        ):
+            fields = {"service": service, "team": team, "env": env}
+            for n, (lo, hi) in enumerate(buckets):
+                if to_ns(lo) <= finished < to_ns(hi):
+                    lead = max(0, finished - committed)
+                    values.setdefault((n, tuple(fields[g] for g in group_by)), []).append(lead)
+                    values.setdefault((n, None), []).append(lead)
+    return {key: statistics.median(found) / 1e9 for key, found in values.items()}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+@pytest.mark.parametrize("group_by", [("service",), ("team", "env"), ()])
+def test_median_lead_times_equal_the_stored_rows_by_hand_on_each_engine(store_db, seed, group_by):
+    # each engine ranks commits its own way (PostgreSQL with percentile_disc, groups and
+    # total in one query; SQLite with a window): both must give the exact middle values
+    db = lead_time_store(store_db, seed)
+    since, until = parse_timestamp("2026-11-02T00:00:00Z"), parse_timestamp("2026-11-19T00:00:00Z")
+    buckets = metrics.split(since, until, "week")
+    with open_store(db, create=False) as store:
+        plain = metrics.report(store, since, until, group_by=group_by)
+        trend = metrics.report(store, since, until, group_by=group_by, interval="week").trend
+    expected = lead_times_by_hand(db, group_by, [(since, until)])
+    got = {(0, g.key): g.figures.median_lead_time_seconds for g in plain.groups}
+    got[0, None] = plain.total.median_lead_time_seconds
+    assert {key: value for key, value in got.items() if value is not None} == expected
+    expected = lead_times_by_hand(db, group_by, buckets)
+    got = {
+        (buckets.index((row.start, row.end)), row.key): row.figures.median_lead_time_seconds
+        for row in trend
+        if row.figures.median_lead_time_seconds is not None
+    }
+    assert got == {key: value for key, value in expected.items() if key[1] is not None}

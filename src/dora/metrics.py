@@ -338,11 +338,15 @@ def _report(store: Store | None, result: Report, explain: bool) -> None:
             else:  # placed as they come, and let go
                 stream = verdicts.each_outcome(store, since, until, link_window=result.link_window)
                 _failed_deployments(stream, filters, tables)
-        commits = _figures(store, window, group_by, filters, groups)
+        _figures(store, window, group_by, filters, groups)
         if total is not groups:
-            _figures(store, window, (), filters, total, commits=commits)
+            _figures(store, window, (), filters, total)
+        _lead_times(
+            store, window, group_by, filters, groups, total if total is not groups else None
+        )
         if buckets:
             _figures(store, buckets, group_by, filters, per_bucket)
+            _lead_times(store, buckets, group_by, filters, per_bucket)
     if (figures := total.found.get((0, ()))) is not None:
         result.total = replace(figures)
     result.total.benchmarks = result.benchmarks
@@ -511,12 +515,9 @@ def _figures(
     group_by: Sequence[str],
     filters: Filters,
     figures: _Table,
-    *,
-    commits: Mapping[int, int] | None = None,
-) -> dict[int, int]:
-    """The figures the database aggregates, per bucket and group, into ``figures``. Returns
-    the number of commits behind each bucket's lead time; given them (``commits``, from the
-    groups of the same rows), the total's median seeks its ranks without counting again."""
+) -> None:
+    """The figures the database aggregates, per bucket and group, into ``figures``, but for
+    the lead time (``_lead_times``)."""
     cte = _buckets(buckets)
     now = timeparse.to_ns(timeparse.now())
     d, i = deployments_matching(group_by, filters), incidents_matching(group_by, filters)
@@ -565,25 +566,59 @@ def _figures(
         end = min(ends[bucket], now)  # no age beyond now
         one.oldest_open_failure_age_seconds = max(0, end - oldest) / 1e9
 
+
+def _lead_times(
+    store: Store,
+    buckets: Sequence[tuple[datetime, datetime]],
+    group_by: Sequence[str],
+    filters: Filters,
+    figures: _Table,
+    total: _Table | None = None,
+) -> None:
+    """The median lead time of each bucket and group, into ``figures``; and of each bucket
+    in all, into ``total``, if given. On an engine with ordered-set aggregates, one query
+    finds both (grouping sets: the commits are joined to their deployments once); on
+    another, the total's median seeks its ranks with each bucket's number of commits, as
+    counted for the groups."""
+    cte = _buckets(buckets)
+    d = deployments_matching(group_by, filters)
+    width, both = len(group_by), total is not None and store.ordered_sets
+    value = (
+        "CASE WHEN d.finished_at > c.committed_at THEN d.finished_at - c.committed_at ELSE 0 END"
+    )
+    source = (
+        "FROM b JOIN deployments d ON d.finished_at >= b.lo AND d.finished_at < b.hi "
+        f"JOIN deployment_commits c ON c.deployment_id = d.id WHERE {d.condition()}"
+    )
+
+    def place(rows: Iterable[Sequence[Any]], table: _Table, width: int) -> dict[int, int]:
+        counted: dict[int, int] = defaultdict(int)
+        for (bucket, group), (n, _, ranked) in _partitions(rows, width).items():
+            table(bucket, group).median_lead_time_seconds = _percentile(ranked, n, 5) / 1e9
+            counted[bucket] += n
+        return counted
+
     rows = store.aggregate(
         _ranked(
             cte,
             d.keys,
-            "CASE WHEN d.finished_at > c.committed_at "
-            "THEN d.finished_at - c.committed_at ELSE 0 END",
-            "FROM b JOIN deployments d ON d.finished_at >= b.lo AND d.finished_at < b.hi "
-            f"JOIN deployment_commits c ON c.deployment_id = d.id WHERE {d.condition()}",
+            value,
+            source,
             buckets=len(buckets),
             p90=False,
-            counts=commits,
+            ordered=store.ordered_sets,
+            in_all=both,
         ),
         d.params,
     )
-    counted: dict[int, int] = defaultdict(int)
-    for (bucket, group), (n, _, ranked) in _partitions(rows, width).items():
-        figures(bucket, group).median_lead_time_seconds = _percentile(ranked, n, 5) / 1e9
-        counted[bucket] += n
-    return counted
+    if total is not None and both:  # a last column tells the total's rows from the groups'
+        place([row[:-1] for row in rows if not row[-1]], figures, width)
+        place([(row[0], *row[1 + width : -1]) for row in rows if row[-1]], total, 0)
+        return
+    commits = place(rows, figures, width)
+    if total is not None:
+        plain = _ranked(cte, (), value, source, buckets=len(buckets), p90=False, counts=commits)
+        place(store.aggregate(plain, d.params), total, 0)
 
 
 def _failed_deployments(
@@ -728,6 +763,8 @@ def _ranked(
     buckets: int,
     p90: bool,
     counts: Mapping[int, int] | None = None,
+    ordered: bool = False,
+    in_all: bool = False,
 ) -> str:
     """A query for the values of each (bucket, group) partition that its median (and 90th
     percentile, mean) need: rows of (bucket, *key, value, rank, count, total). One sort per
@@ -736,13 +773,35 @@ def _ranked(
 
     With each bucket's ``counts`` known (and no group, no 90th percentile), the ranks are
     numbered as the sorted rows stream by: counting a partition's rows in the window itself
-    holds the whole partition back, which cost a third of the query."""
+    holds the whole partition back, which cost a third of the query.
+
+    With ``ordered`` (an engine with ordered-set aggregates) and no 90th percentile, each
+    partition's two middle values come from ``percentile_disc``, which sorts each group on
+    its own: a third of the time of one window over every row, on PostgreSQL with a
+    million deployments. With ``in_all`` as well, each bucket in all too, in the same pass
+    (grouping sets); a last column is then 1 on the rows of the whole bucket."""
     names = [f"k{n}" for n in range(len(keys))]
     selected = "".join(f", {key} AS {name}" for key, name in zip(keys, names, strict=True))
     partition = ", ".join((["bucket"] if buckets > 1 else []) + names)
     window = f"PARTITION BY {partition} " if partition else ""
     ranks = "(n - 1) / 2, n / 2" + (", (9 * (n - 1)) / 10, (9 * (n - 1) + 9) / 10" if p90 else "")
     values = f"FROM (SELECT b.bucket AS bucket{selected}, {value} AS v {source}) AS vs "
+    if ordered and not p90:
+        # percentile_disc(p) is the value at 1-based row ceil(p * n): at 0.5, the lower
+        # middle, row (n - 1) // 2 counted from 0; just above 0.5, the upper one, n // 2
+        # (as long as n * 1e-12 < 0.5: 500 billion values)
+        group = ", ".join(["bucket", *names])
+        grouped, whole = group, ""
+        if in_all:
+            grouped = f"GROUPING SETS (({group}), (bucket))"
+            whole = f", CASE WHEN GROUPING({', '.join(names)}) > 0 THEN 1 ELSE 0 END AS whole"
+        return (
+            f"{cte}SELECT {group}, x.v, x.rn, n, 0{', whole' if in_all else ''} FROM "
+            f"(SELECT {group}, COUNT(*) AS n, "
+            "percentile_disc(CAST(ARRAY[0.5, 0.500000000001] AS DOUBLE PRECISION[])) "
+            f"WITHIN GROUP (ORDER BY v) AS m{whole} {values}GROUP BY {grouped}) AS g "
+            "CROSS JOIN LATERAL (VALUES (m[1], (n - 1) / 2), (m[2], n / 2)) AS x (v, rn)"
+        )
     if counts is not None and not keys and not p90:
         # the ranks, as literals (integers made here): joined from a table, they made the
         # database write out every ranked row first
