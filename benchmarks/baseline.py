@@ -13,12 +13,13 @@ Each checkout gets its own copy of the store, opened once untimed so that its mi
 run (an earlier dora refuses a store a later one has migrated); with ``--postgres``, that
 copy is then copied into a schema of its own on the server, by the checkout's own
 ``benchmarks/to_postgres.py`` (in a database made for the run and dropped at its end, as
-``benchmarks/metrics.py`` does), and the reports run there. Each round then runs, in turn,
-the full-range report and the last 30 days' report, grouped by service, once per
-checkout, each in a fresh process (the store opened, reported, closed); the median of
-``--repeat`` rounds is reported, after one warm-up round: the report's time, the CPU time
-of its process (on PostgreSQL, the client's alone), and the process's peak RSS. The output
-is a Markdown table for BENCHMARKS.md.
+``benchmarks/metrics.py`` does), vacuumed again by this checkout's (so that every copy
+has its visibility map set, as a real store's would be), and the reports run there. Each
+round then runs, in turn, the full-range report and the last 30 days' report, grouped by
+service, once per checkout, each in a fresh process (the store opened, reported, closed);
+the median of ``--repeat`` rounds is reported, after one warm-up round: the report's
+time, the CPU time of its process (on PostgreSQL, the client's alone), and the process's
+peak RSS. The output is a Markdown table for BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import tempfile
 from contextlib import ExitStack, closing
 from pathlib import Path
 
-from to_postgres import Scratch, describe  # beside this script
+from to_postgres import Scratch, describe, vacuum  # beside this script
 
 HERE = Path(__file__).resolve().parent.parent
 
@@ -106,6 +107,10 @@ def main() -> None:
                 stores[name] = scratch.store(name.replace(" ", "_"))
                 copy = [COPY, source, str(checkout / "benchmarks"), str(path), stores[name]]
                 subprocess.run([sys.executable, "-c", *copy], check=True)
+                # the same state for every copy, whatever its checkout's script left: an
+                # earlier to_postgres.py committed asynchronously, which left most pages
+                # out of the visibility map (index-only reads then visit the table too)
+                vacuum(stores[name])
                 path.unlink()
         for round_ in range(args.repeat + 1):
             for window, (start, end) in windows.items():

@@ -225,7 +225,10 @@ def copy_store(path: Path, url: str) -> dict[str, int]:
                 f"the stores differ: only in {path}: {sorted(ours - theirs)}; "
                 f"only on PostgreSQL: {sorted(theirs - ours)}"
             )
-        target.execute("SET synchronous_commit = off")  # this session only
+        # each COPY commits synchronously (one flush a table): VACUUM marks a page all
+        # visible only once its rows' commit is flushed, so after asynchronous commits it
+        # left most of deployment_commits unmarked, and every index-only read of it then
+        # went to the table as well, which a real store (vacuumed later) does not
         for table in tables:
             names = _columns(source, table)
             copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
@@ -234,9 +237,23 @@ def copy_store(path: Path, url: str) -> dict[str, int]:
             rows = source.execute(f"SELECT {', '.join(names)} FROM {table}")
             with target.cursor() as cursor, cursor.copy(copy_sql) as copy:
                 counts[table] = _copy_rows(copy, rows)
-        for table in tables:
-            target.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(table)))
+    vacuum(url)
     return counts
+
+
+def vacuum(url: str) -> None:
+    """``VACUUM (ANALYZE)`` every table of the store at ``url``: its statistics made, and
+    its visibility map set, as autovacuum would soon do to a real store."""
+    with connect(url) as conn:
+        tables = [
+            table
+            for (table,) in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                "ORDER BY tablename"
+            )
+        ]
+        for table in tables:
+            conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(table)))
 
 
 def _copy_rows(copy: psycopg.Copy, rows: sqlite3.Cursor) -> int:
