@@ -349,6 +349,31 @@ def test_an_incident_links_to_a_deployment_finished_at_the_instant_it_started(st
     assert chosen(report.total) == figures(3, [1], failed_deployments=1)
 
 
+def test_an_incident_naming_an_unrecorded_deployment_links_once_it_is_recorded(store_db):
+    # n1 is named but not recorded yet: the incident links to nothing, not to the latest
+    # deployment before it (n0); once n1 arrives (late, from a backfill), it links to n1,
+    # however long before the incident it finished (the link window is for guesses)
+    window = timedelta(hours=1)
+    with open_store(store_db) as store:
+        for event, commits in (
+            deployment("n0", "api", "prod", "payments", "11-03T00:00"),
+            incident("i8", ["api"], "prod", None, "11-03T06:00", "11-03T07:00", "n1"),
+        ):
+            store.save(event, commits=commits)
+        before = metrics.report(store, SINCE, UNTIL, group_by=(), link_window=window)
+        late, _ = deployment("n1", "api", "prod", "payments", "11-02T00:00")
+        store.save(late)
+        after = metrics.report(store, SINCE, UNTIL, group_by=(), link_window=window)
+        failed = {
+            name: verdicts.outcome(store, ident(name)).verdict.failed for name in ("n0", "n1")
+        }
+
+    assert chosen(before.total) == figures(1)
+    assert chosen(after.total) == figures(2, [31], failed_deployments=1)
+    assert (before.total.failures, after.total.failures) == (1, 1)
+    assert failed == {"n0": False, "n1": True}
+
+
 # --- random histories against a reference written here ----------------------------------
 
 SERVICES = {"api": "payments", "jobs": "payments", "web": "edge"}  # service -> team
