@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import time
@@ -14,6 +15,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 import respx
@@ -117,6 +119,51 @@ def dora():
 POSTGRES = os.environ.get("DORA_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 _REQUIRED = os.environ.get("DORA_TEST_POSTGRES_REQUIRED", "") not in ("", "0")
 _schemas = itertools.count()
+
+
+#: Chromium for the browser tests: DORA_TEST_CHROMIUM, else the distribution's package on the
+#: PATH (``.ci/run`` installs it). Without it those tests skip, unless
+#: DORA_TEST_BROWSER_REQUIRED is set (as CI sets it), when they fail.
+CHROMIUM = (
+    os.environ.get("DORA_TEST_CHROMIUM")
+    or shutil.which("chromium")
+    or shutil.which("chromium-browser")
+)
+_BROWSER_REQUIRED = os.environ.get("DORA_TEST_BROWSER_REQUIRED", "") not in ("", "0")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless Chromium, driven by Playwright, with no way out to the network: nothing in
+    the background, no component updates (this machine's network is closed anyway)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _no_browser("playwright is not installed (pip install -e '.[test]')")
+    if not CHROMIUM:
+        _no_browser("no Chromium: install the distribution's package or set DORA_TEST_CHROMIUM")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def _no_browser(reason: str) -> None:
+    if _BROWSER_REQUIRED:
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
 
 
 class PostgresTarget(str):
