@@ -159,7 +159,7 @@ def test_recording_loads_neither_http_nor_table_code_nor_other_commands(db_path)
         "    main()\n"
         "except SystemExit:\n"
         "    pass\n"
-        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'httpx', 'rich'})\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'httpx', 'rich', 'matplotlib'})\n"
         "print('loaded:', heavy, file=sys.stderr)\n"
         "cli = sorted(m for m in sys.modules if m.startswith('dora.cli.'))\n"
         "print('commands:', cli, file=sys.stderr)\n"

@@ -63,6 +63,7 @@ def test_every_command_that_takes_a_time_is_checked():
         "incident resolve",
         "incident import-pagerduty",
         "metrics",
+        "report",
         "export",
     }
 

@@ -103,6 +103,33 @@ def frequency_level(per_day: float | None) -> str | None:
     return "high" if per_day >= 1 / 7 else "medium" if per_day >= 1 / 30 else "low"
 
 
+def bands(metric: str, edition: str = LATEST) -> list[tuple[str, float, float]]:
+    """The levels of ``metric`` (lead_time, recovery_time, time_to_restore,
+    change_failure_rate or deployment_frequency) as ranges of its value, best first:
+    (level, low, high), in seconds, a rate or deployments per day, the last one open
+    (``inf``). The level functions above give each value its level; these are their
+    bounds, for drawing (a test holds the two together). A level ``edition`` never gives
+    (2024's medium on change failure rate and recovery time) has no band."""
+    inf = float("inf")
+    if metric == "lead_time":
+        return [("elite", 0, _DAY), ("high", _DAY, _WEEK), ("medium", _WEEK, _MONTH),
+                ("low", _MONTH, inf)]  # fmt: skip
+    if metric in ("recovery_time", "time_to_restore"):
+        if edition == "2023":
+            return [("elite", 0, _HOUR), ("high", _HOUR, _DAY), ("medium", _DAY, _WEEK),
+                    ("low", _WEEK, inf)]  # fmt: skip
+        return [("elite", 0, _HOUR), ("high", _HOUR, _DAY), ("low", _DAY, inf)]
+    if metric == "change_failure_rate":
+        if edition == "2023":
+            return [("elite", 0, 0.05), ("high", 0.05, 0.10), ("medium", 0.10, 0.15),
+                    ("low", 0.15, inf)]  # fmt: skip
+        return [("elite", 0, 0.05), ("high", 0.05, 0.20), ("low", 0.20, inf)]
+    if metric == "deployment_frequency":
+        return [("elite", 1, inf), ("high", 1 / 7, 1), ("medium", 1 / 30, 1 / 7),
+                ("low", 0, 1 / 30)]  # fmt: skip
+    raise ValueError(f"no levels for {metric!r}")
+
+
 def _under(value: float | None, elite: float, high: float, medium: float) -> str | None:
     if value is None:
         return None

@@ -19,6 +19,7 @@ app = Typer(
         "deployment": "dora.cli.deployment.record:app",
         "incident": "dora.cli.incident:app",
         "metrics": "dora.cli.metrics:metrics",
+        "report": "dora.cli.report:report",
         "push": "dora.cli.push:push",
         "import": "dora.cli.interchange:import_",
         "export": "dora.cli.interchange:export",

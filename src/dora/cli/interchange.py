@@ -5,16 +5,16 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import stat
 import sys
 from collections.abc import Iterable, Iterator
 from enum import Enum
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from dora.cli import _common as opt
+from dora.cli._files import output_file
 from dora.cli._runtime import Progress, error_line, status
 from dora.config import Settings
 from dora.errors import UsageError
@@ -225,54 +225,9 @@ def export(
             stack.enter_context(store)
             stack.enter_context(store.snapshot())
             records = interchange.export(store, since=window[0], until=window[1], filters=filters)
-        with _output(output) as out:
+        with output_file(output) as out:
             count = write(records, out)
     if store is None:
         status(f"Nothing has been recorded in {where} yet.")
     target = output if output not in (None, "-") else "standard output"
     status(f"Exported {count:,} event{'s' * (count != 1)} to {target}.")
-
-
-@contextlib.contextmanager
-def _output(path: str | None) -> Iterator[IO[str]]:
-    """stdout; or for a regular file (new, or through a symbolic link), a temporary file
-    beside it that replaces it once complete, with the mode the file had (or a new file's);
-    or anything else (a pipe, a device) written as it is."""
-    if path is None or path == "-":
-        yield sys.stdout
-        return
-    target = Path(path)
-    if target.is_dir():
-        raise UsageError(f"--output: {path} is a directory")
-    real = target.resolve()
-    if real.exists() and not real.is_file():
-        try:
-            with real.open("w", encoding="utf-8", newline="") as stream:
-                yield stream
-        except (FileNotFoundError, PermissionError) as exc:
-            raise UsageError(f"--output: cannot write to {path} ({exc.strerror})") from None
-        return
-    if real.exists():
-        mode = stat.S_IMODE(real.stat().st_mode)
-    else:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    import tempfile
-
-    try:
-        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - replaced or removed below
-            "w", encoding="utf-8", newline="", dir=real.parent,
-            prefix=f".{real.name}.", suffix=".tmp", delete=False,
-        )  # fmt: skip
-    except OSError as exc:
-        raise UsageError(f"--output: cannot write to {path} ({exc.strerror})") from None
-    try:
-        with handle:
-            yield handle
-        os.chmod(handle.name, mode)
-        os.replace(handle.name, real)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(handle.name)
-        raise

@@ -148,7 +148,7 @@ def metrics(
     )
     edition, window_limit = checks.benchmarks(settings), checks.link_window(settings)
     hotfix = checks.hotfix_pattern(settings)
-    group_by = _group_by(by)
+    group_by = group_fields(by)
     window = opt.window(since, until)
     if explain and format is Format.csv:
         raise UsageError("--explain: not available with --format csv; use json or markdown")
@@ -184,7 +184,7 @@ def metrics(
         status("No deployments or incidents in this window.")
 
 
-def _group_by(text: str) -> tuple[str, ...]:
+def group_fields(text: str) -> tuple[str, ...]:
     from dora.metrics import GROUP_FIELDS
 
     names = [name.strip().lower() for name in text.split(",")]
