@@ -15,7 +15,7 @@ from conftest import rows
 from dora import metrics
 from dora.events import Deployment, Incident, build
 from dora.gitmeta import Commit
-from dora.report import charts, data
+from dora.report import STEPS, charts, data
 from dora.report import make as make_report
 from dora.store import open_store
 from dora.timeparse import parse_timestamp
@@ -254,14 +254,16 @@ def test_a_chart_has_its_title_and_description_for_screen_readers():
 
 
 def test_the_library_makes_the_page_without_the_command(report_store, frozen_now):
+    steps: list[int] = []
     with open_store(report_store, create=False) as store:
         page = make_report(
             store, parse_timestamp(SINCE), parse_timestamp(UNTIL), group_by=("service",),
-            interval="week", events=False,
+            interval="week", events=False, progress=lambda: steps.append(1),
         )  # fmt: skip
 
     assert '<h2 id="trends">By week</h2>' in page
     assert page.count('<svg role="img"') == 9
+    assert len(steps) == STEPS
 
 
 # --- the page as a reader's browser shows it ----------------------------------------------

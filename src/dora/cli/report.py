@@ -9,7 +9,7 @@ import typer
 
 from dora.cli import _common as opt
 from dora.cli._files import output_file
-from dora.cli._runtime import status
+from dora.cli._runtime import Progress, status
 from dora.cli.metrics import Interval, group_fields
 from dora.errors import DoraError, UsageError
 
@@ -69,7 +69,7 @@ def report(
         typer.Option(
             "--events/--no-events",
             help="Fold in the deployments and incidents behind each group's numbers, as "
-            "'dora metrics --explain' lists them (at most 200 lines a group).",
+            "'dora metrics --explain' lists them (at most 100 lines a group, 2,000 in all).",
         ),
     ] = True,
     benchmarks: Annotated[
@@ -135,16 +135,18 @@ def report(
     try:
         if store is not None:
             opt.use_hotfix(store, hotfix, reading=True)
-        text = page.make(
-            store,
-            *window,
-            group_by=group_by,
-            filters=filters,
-            interval=interval.value if interval else None,
-            benchmarks=edition,
-            link_window=window_limit,
-            events=events,
-        )
+        with Progress("Making the report", page.STEPS) as bar:
+            text = page.make(
+                store,
+                *window,
+                group_by=group_by,
+                filters=filters,
+                interval=interval.value if interval else None,
+                benchmarks=edition,
+                link_window=window_limit,
+                events=events,
+                progress=bar.advance,
+            )
     finally:
         if store is not None:
             store.close()

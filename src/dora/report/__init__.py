@@ -22,7 +22,7 @@ from dora.store import Store
 if TYPE_CHECKING:
     from dora.report.charts import Series, Unit
 
-__all__ = ["make"]
+__all__ = ["STEPS", "make"]
 
 #: No filter: every event.
 _EVERYTHING = Filters()
@@ -38,6 +38,9 @@ class _Metric:
     #: the levels drawn behind it (``metrics.bands``), if it has any
     bands: str | None
 
+
+#: The steps ``make`` reports: the figures, the window before, the spreads, each chart.
+STEPS = 3 + 6 + 3
 
 _TRENDS = (
     _Metric("Deployment frequency", "deployments a day",
@@ -67,18 +70,24 @@ def make(
     link_window: timedelta | None = None,
     events: bool = True,
     made_at: datetime | None = None,
+    progress: Callable[[], None] | None = None,
 ) -> str:
     """The HTML page of the report of ``[since, until)``; ``interval`` None chooses one by
     the window's length (``data.default_interval``); ``events``: fold in the events behind
-    each group's figures. No store is a report of nothing."""
+    each group's figures. No store is a report of nothing. ``progress()`` hears each of
+    ``STEPS`` steps done."""
     from dora.report import charts
+
+    step = progress or (lambda: None)
 
     interval = interval or data.default_interval(since, until)
     report = metrics.report(
         store, since, until, group_by=group_by, filters=filters, interval=interval,
         explain=events, benchmarks=benchmarks, link_window=link_window,
     )  # fmt: skip
+    step()
     before = data.previous(report, store)
+    step()
     days = render._days_text(report.days)
     keys, note = page.chosen(report)
     starts = [start for start, _ in metrics.split(since, until, interval)]
@@ -97,23 +106,26 @@ def make(
             percent=metric.kind == "rate",
             description=_describe(metric, series, interval),
         )  # fmt: skip
-        caption = f"{metric.title} by {interval}, UTC."
+        caption = f"By {interval}, UTC; no point where there was nothing to measure."
         if metric.bands:
-            caption += f" Pale bands: the levels of the {report.edition}."
-        trends.append((svg, caption + " A point is missing where there was nothing to measure."))
+            caption += f" Bands: the {report.benchmarks} levels."
+        trends.append((svg, caption))
+        step()
     spread = (
         data.distributions(store, report, link_window=link_window)
         if store is not None
         else _nothing(report)
     )
-    histograms = [
-        (
-            charts.histogram(one, description=_describe_spread(one)),
+    step()
+    histograms = []
+    for one in spread:
+        svg = charts.histogram(one, description=_describe_spread(one))
+        caption = (
             f"{one.total:,} {one.counted} in the window; the lines mark the median and the "
-            "90th percentile.",
+            "90th percentile."
         )
-        for one in spread
-    ]
+        histograms.append((svg, caption))
+        step()
     return page.page(
         report,
         headlines=page.headlines(report.total, before, days),

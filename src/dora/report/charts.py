@@ -119,7 +119,7 @@ def trend(
     """A line per series over the buckets starting at ``starts``, on pale level
     ``bands`` (in the values' own units, before ``unit``), as SVG."""
     plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(8.0, 3.4), layout="constrained")
+    figure, axes = plt.subplots(figsize=(6.2, 3.4), layout="constrained")
     scaled = [
         [None if v is None else v / unit.scale * (100 if percent else 1) for v in one.values]
         for one in series
@@ -163,7 +163,7 @@ def trend(
     axes.spines[["top", "right"]].set_visible(False)
     figure.autofmt_xdate(rotation=0, ha="center")
     if len(series) > 1:
-        axes.legend(loc="upper left", bbox_to_anchor=(0, -0.28), ncol=4, frameon=False)
+        axes.legend(loc="upper left", bbox_to_anchor=(0, -0.3), ncol=3, frameon=False)
     return _svg(figure, title, description)
 
 
@@ -171,7 +171,7 @@ def histogram(distribution: Distribution, *, description: str) -> str:
     """The distribution's bins as bars on a scale of durations that doubles as it goes,
     with its median and 90th percentile marked by labelled lines."""
     plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(8.0, 3.0), layout="constrained")
+    figure, axes = plt.subplots(figsize=(6.2, 3.0), layout="constrained")
     counts = distribution.counts
     positions = list(range(len(counts)))
     axes.bar(positions, counts, width=0.85, color="#0072B2", zorder=2)

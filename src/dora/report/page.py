@@ -18,8 +18,10 @@ from dora.metrics import Figures, Report
 
 #: How many groups a chart draws, those with the most deployments (then incidents).
 MOST_GROUPS = 6
-#: How many lines of events a group's folded list shows.
-MOST_EVENTS = 200
+#: How many lines of events a group's folded list shows, and all the groups' lists
+#: together (about 100 bytes a line: the page stays small enough to mail).
+MOST_EVENTS = 100
+MOST_EVENT_LINES = 2000
 
 _STYLE = """
 :root { color-scheme: light; --ink: #1f2328; --muted: #57606a; --line: #d0d7de; }
@@ -110,18 +112,18 @@ def headlines(total: Figures, before: Figures, days: str) -> list[Headline]:
          total.median_lead_time_seconds, before.median_lead_time_seconds, False, "median"),
         ("Change failure rate", rate(total.change_failure_rate), levels["change_failure_rate"],
          total.change_failure_rate, before.change_failure_rate, True,
-         f"{total.failed_deployments} of {total.deployments} deployments"),
+         f"{total.failed_deployments:,} of {total.deployments:,} deployments"),
         ("Failed deployment recovery time", seconds(total.median_recovery_time_seconds),
          levels["recovery_time"], total.median_recovery_time_seconds,
          before.median_recovery_time_seconds, False,
-         f"median of {total.recovered_failed_deployments}"),
+         f"median of {total.recovered_failed_deployments:,}"),
         ("Deployment rework rate", rate(total.deployment_rework_rate), None,
          total.deployment_rework_rate, before.deployment_rework_rate, True,
-         f"{total.rework_deployments} of {total.deployments} deployments"),
+         f"{total.rework_deployments:,} of {total.deployments:,} deployments"),
         ("Time to restore service", seconds(total.median_time_to_restore_seconds),
          levels["time_to_restore"], total.median_time_to_restore_seconds,
          before.median_time_to_restore_seconds, False,
-         f"median of {total.resolved_failures} incidents"),
+         f"median of {total.resolved_failures:,} incidents"),
     ]  # fmt: skip
     found = []
     for name, value, level, now, then, is_rate, note in pairs:
@@ -234,11 +236,20 @@ def _events(report: Report) -> list[str]:
         return []
     e = html.escape
     parts = ['<section aria-labelledby="events"><h2 id="events">The events behind the numbers</h2>']
-    for row in explained:
+    room = MOST_EVENT_LINES
+    for n, row in enumerate(explained):
         assert row.evidence is not None  # noqa: S101 - filtered above
+        if room <= 0:
+            left = len(explained) - n
+            parts.append(
+                f'<p class="meta">The events of {left} more group{"s" if left != 1 else ""} '
+                "are left out to keep the page small; dora metrics --explain lists them.</p>"
+            )
+            break
         name = ", ".join(render._key_text(k) for k in row.key) or "all events"
         lines = render._evidence_lines(row.evidence)
-        shown = lines[:MOST_EVENTS]
+        shown = lines[: min(MOST_EVENTS, room)]
+        room -= len(shown)
         parts.append(
             f"<details><summary>{e(name)}: {len(lines):,} event line"
             f"{'s' if len(lines) != 1 else ''}</summary><ul>"
