@@ -349,3 +349,12 @@ def test_mermaid_draws_hostile_names_as_plain_text(dora, db_path, frozen_now, br
             assert chart["parsed"] == "xychart"
             lines = len(blocks(markdown)[0].splitlines()) - 5
             assert chart["lines"] == [[colour, 1] for colour in COLOURS[:lines]]  # our theme
+
+
+def test_readme_shows_a_chart_as_dora_writes_it(dora, fixture_store):
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    shown = blocks(readme.split("````markdown\n", 1)[1].split("````", 1)[0])
+
+    assert shown == blocks(dora("metrics", *WEEK, "--by", "none", *CHARTS).stdout)[1:2]
