@@ -131,6 +131,12 @@ CHROMIUM = (
 )
 _BROWSER_REQUIRED = os.environ.get("DORA_TEST_BROWSER_REQUIRED", "") not in ("", "0")
 
+#: Mermaid's browser bundle (``dist/mermaid.min.js`` of the version ``.ci/run`` pins), for
+#: the tests that parse and draw the Markdown's charts. Read here, at import, because the
+#: ``isolated`` fixture clears DORA_* variables. Without it those tests skip, unless
+#: DORA_TEST_BROWSER_REQUIRED is set, when they fail.
+MERMAID_JS = os.environ.get("DORA_TEST_MERMAID_JS", "")
+
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
@@ -158,6 +164,19 @@ def browser() -> Iterator[Any]:
             yield chromium
         finally:
             chromium.close()
+
+
+@pytest.fixture(scope="session")
+def mermaid_js() -> Path:
+    """The path of mermaid.min.js to load into a page."""
+    if not MERMAID_JS:
+        _no_browser(
+            "no Mermaid: npm install mermaid and set DORA_TEST_MERMAID_JS to its mermaid.min.js"
+        )
+    path = Path(MERMAID_JS)
+    if not path.is_file():
+        _no_browser(f"DORA_TEST_MERMAID_JS names no file: {MERMAID_JS}")
+    return path
 
 
 def _no_browser(reason: str) -> None:

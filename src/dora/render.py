@@ -6,7 +6,7 @@ import html
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
@@ -384,8 +384,9 @@ def _csv_cell(value: object) -> object:
     return value
 
 
-def metrics_markdown(report: Report, out: IO[str]) -> None:
-    """GitHub-flavoured Markdown, for ``$GITHUB_STEP_SUMMARY`` and pull requests."""
+def metrics_markdown(report: Report, out: IO[str], *, charts: bool = True) -> None:
+    """GitHub-flavoured Markdown, for ``$GITHUB_STEP_SUMMARY`` and pull requests; with a
+    trend, a Mermaid chart of each metric after its table unless ``charts`` is false."""
     headings = [name for name, _, _ in _cells(report.total)]
     out.write(f"### DORA metrics, {_md(_window(report))}\n\n")
     out.write("| " + " | ".join([*(report.group_by or ["scope"]), *headings]) + " |\n")
@@ -417,6 +418,8 @@ def metrics_markdown(report: Report, out: IO[str]) -> None:
                 + " | ".join([_bucket(trend.start, report.interval), *key, *cells(trend.figures)])
                 + " |\n"
             )
+        if charts:
+            _markdown_charts(report, out)
     evidence = [row for row in report.groups if row.evidence is not None]
     if evidence:
         out.write("\n")
@@ -428,6 +431,43 @@ def metrics_markdown(report: Report, out: IO[str]) -> None:
         for line in _evidence_lines(row.evidence):
             out.write(f"- {_md(line)}\n")
         out.write("\n</details>\n")
+
+
+def _markdown_charts(report: Report, out: IO[str]) -> None:
+    """The trend as Mermaid charts, with a note saying how to read them."""
+    from dora import mermaid
+
+    interval = report.interval or "day"
+    labels = list(dict.fromkeys(_bucket(row.start, interval) for row in report.trend))
+    drawn = mermaid.charts(report, labels, interval)
+    out.write(f"\n#### Charts by {interval}\n\n")
+    names = [_md(mermaid.series_name(key)) for key in drawn.drawn]
+    if len(names) > 1:
+        colours = [
+            f"{name} {colour}"
+            for name, (_, colour) in zip(names, mermaid.COLOURS[: len(names)], strict=True)
+        ]
+        note = f"One line per group: {', '.join(colours)}."
+    else:
+        note = f"One line: {names[0]}." if names else ""
+    if drawn.left_out:
+        many = "group" if drawn.left_out == 1 else "groups"
+        note += (
+            f" The {len(names)} groups with the most deployments are drawn; "
+            f"{drawn.left_out} more {many} only in the tables."
+        )
+    note += f" A {interval} without a value (n/a in the table) is drawn at 0."
+    if drawn.empty:
+        note += f" No chart of {_and(m.lower() for m in drawn.empty)}: no values."
+    out.write(note.strip() + "\n")
+    for block in drawn.blocks:
+        out.write(f"\n```mermaid\n{block}```\n")
+
+
+def _and(items: Iterable[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    words = list(items)
+    return ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else "".join(words)
 
 
 def _group_rows(report: Report) -> list[Row]:

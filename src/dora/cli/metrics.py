@@ -73,6 +73,14 @@ def metrics(
     format: Annotated[
         Format, typer.Option("--format", help="Output format.", case_sensitive=False)
     ] = Format.table,
+    charts: Annotated[
+        bool,
+        typer.Option(
+            "--charts/--no-charts",
+            help="With --format markdown and --interval, a Mermaid chart of each metric "
+            "after the trend table, which GitHub draws.",
+        ),
+    ] = True,
     benchmarks: Annotated[
         str | None,
         typer.Option(
@@ -131,6 +139,8 @@ def metrics(
         dora metrics --since 12w --by team --env prod
         dora metrics --since 2026-01-01 --until 2026-04-01 --interval month
         dora metrics --format markdown >> "$GITHUB_STEP_SUMMARY"
+        dora metrics --interval week --format markdown >> "$GITHUB_STEP_SUMMARY"
+        dora metrics --interval week --format markdown --no-charts
         dora metrics --service api --explain
         dora metrics --benchmarks 2023 --link-window 7d
     """
@@ -175,7 +185,7 @@ def metrics(
     elif format is Format.csv:
         render.metrics_csv(report, sys.stdout)
     elif format is Format.markdown:
-        render.metrics_markdown(report, sys.stdout)
+        render.metrics_markdown(report, sys.stdout, charts=charts)
     else:
         render.metrics_table(report, sys.stdout)
     if store is None:
