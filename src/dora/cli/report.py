@@ -105,7 +105,7 @@ def report(
         dora report
         dora report --since 12w --by team -o team-report.html
         dora report --since 2026-01-01 --until 2026-04-01 --interval week --env prod
-        dora report -o - > "$CI_ARTIFACTS/dora.html"
+        dora report -o - | gzip > dora-report.html.gz
     """
     from dora import checks, metrics
     from dora.config import Settings
