@@ -164,3 +164,24 @@ def test_explain_wraps_at_spaces_under_a_hanging_indent(dora, store, monkeypatch
         f"  deployment {event_id('d5')} finished 2026-11-02 00:00:00,",
         "    1 commit, lead time 1d",
     ]
+
+
+def test_a_table_without_rows_is_its_heading():
+    from dora import layout
+
+    fitted = layout.fit_table([layout.Column("ID"), layout.Column("NAME", cut_to=8)], [], 20)
+
+    assert [line.plain for line in fitted.lines] == ["ID  NAME"]
+    assert layout.note(fitted) is None
+
+
+def test_a_date_and_its_time_stay_on_one_line_when_wrapped():
+    from dora import layout
+
+    text = f"restored x in 1h (2026-11-02{layout.GLUE}00:00:00 to 2026-11-02{layout.GLUE}01:00:00)"
+
+    assert layout.wrap(text, 30, "  ", "    ") == [
+        "  restored x in 1h",
+        "    (2026-11-02 00:00:00 to",
+        "    2026-11-02 01:00:00)",
+    ]

@@ -61,7 +61,7 @@ def fit_table(
     cells = [[cell if isinstance(cell, Text) else Text(cell) for cell in row] for row in rows]
 
     def natural(c: int) -> int:
-        return max(_word_width(columns[c].heading), *(cell_len(row[c].plain) for row in cells))
+        return max([_word_width(columns[c].heading), *(cell_len(row[c].plain) for row in cells)])
 
     def sizes(shown: list[int], floor: bool) -> tuple[dict[int, int], int]:
         size = {c: natural(c) for c in shown}

@@ -23,6 +23,11 @@ def _when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M") if moment is not None else ""
 
 
+def _moment(moment: datetime) -> str:
+    """``2026-11-03 09:00 UTC``, kept on one line when wrapped."""
+    return f"{_when(moment)} UTC".replace(" ", layout.GLUE)
+
+
 def _duration_ns(ns: int) -> str:
     return timeparse.format_duration(timedelta(microseconds=ns // 1000))
 
@@ -164,8 +169,8 @@ def deployment_text(item: Detail, out: IO[str], width: int | None = 80) -> str |
     field("env", d.env or "")
     field("team", d.team or "")
     field("version", d.version or "")
-    field("started", f"{_when(d.started_at)} UTC")
-    field("finished", f"{_when(d.finished_at)} UTC" if d.finished_at else "")
+    field("started", _moment(d.started_at))
+    field("finished", _moment(d.finished_at) if d.finished_at else "")
     field("commit", (git.commit_sha or "") if git else "")
     field("repository", (git.repository_url or "") if git else "")
     if d.custom_tags:
@@ -200,8 +205,8 @@ def deployment_text(item: Detail, out: IO[str], width: int | None = 80) -> str |
         if recovery is None or recovered is None:
             field("recovery", "not recovered")
         else:
-            at = _when(timeparse.from_ns(recovered))
-            field("recovery", f"{_duration_ns(recovery)} (recovered {at} UTC)")
+            at = _moment(timeparse.from_ns(recovered))
+            field("recovery", f"{_duration_ns(recovery)} (recovered {at})")
     field("remediates", ", ".join(item.remediates) or "none")
     out.writelines(line + "\n" for line in lines)
     if not cut:
