@@ -124,3 +124,12 @@ def test_a_bad_since_is_refused_before_the_store_is_looked_for(dora, tmp_path):
     assert result.exit_code == 2
     assert result.stderr == "dora: error: --since: the window must not be empty\n"
     assert not missing.parent.exists()
+
+
+def test_a_since_in_the_future_is_refused_against_now(dora, incidents):
+    result = dora("incident", "list", "--since", "2030-01-01")
+
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "dora: error: --since: 2030-01-01T00:00:00Z is not before now (2026-11-24T12:00:00Z)\n"
+    )

@@ -254,7 +254,7 @@ def list_(
     from dora.store import open_store
 
     services, envs, teams = opt.filters(service=service, env=env, team=team)
-    start = opt.window(since, None)[0] if since is not None else None
+    start = opt.since_now(since) if since is not None else None
     settings = Settings({"db": db})
     where = settings.get("db") or ""
     try:
