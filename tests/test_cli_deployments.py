@@ -298,7 +298,7 @@ def test_a_long_service_name_is_cut_to_fit_80_columns(dora, db_path, frozen_now)
     result = dora("deployment", "list")
 
     assert result.stdout.splitlines() == [
-        f"{'ID':<17}  {'SERVICE':<35}  FINISHED (UTC)    FAILED",
-        f"{V1A}  {'s' * 34}…  2026-11-24 11:00",
+        f"{'ID':<17}  {'SERVICE':<21}  ENV  VERSION  FINISHED (UTC)    FAILED",
+        f"{V1A}  {'s' * 20}…       V1       2026-11-24 11:00",
     ]
-    assert result.stderr == "Left out VERSION, ENV to fit the terminal; --format json has all.\n"
+    assert result.stderr == "Cut SERVICE (…) to fit the terminal; --format json has all.\n"

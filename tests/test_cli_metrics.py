@@ -176,12 +176,12 @@ def test_a_narrow_terminal_drops_the_secondary_columns_and_says_so(
 
     assert result.exit_code == 0, result.stderr
     assert max(len(line) for line in lines(result.stdout)) <= 80
-    assert lines(result.stdout)[2].split() == [
-        "SERVICE", "DEPLOYS", "DAY", "TIME", "FAILED", "CFR", "RECOVERY", "REWORK", "MEDIAN",
-        "(OLDEST)",
+    assert lines(result.stdout)[3].split() == [
+        "SERVICE", "DEPLOYS", "DAY", "TIME", "FAILED", "CFR", "RECOVERY", "REWORK", "(OLDEST)",
     ]  # fmt: skip
-    assert lines(result.stdout)[-1] == (
-        "Dropped for width: incidents, restored, MTTR, TTR p90; see --format json."
+    assert result.stderr == (
+        "Left out TTR P90, MTTR, RESTORED, INCIDENTS, TTR MEDIAN to fit the terminal; "
+        "--format json has all.\n"
     )
 
 
@@ -193,10 +193,10 @@ def test_levels_are_coloured_on_a_terminal(fixture_store):
 
     render.metrics_table(report, out, color=True)
 
-    api = out.getvalue().splitlines()[3]
-    assert re.search("\x1b\\[31m *50.0%\x1b\\[0m", api)  # CFR low: red
-    assert re.search("\x1b\\[1;32m *18h\x1b\\[0m", api)  # lead time elite: bold green
-    assert re.search("\x1b\\[32m *0.57\x1b\\[0m", api)  # frequency high: green
+    api = out.getvalue().splitlines()[4]
+    assert re.search("\x1b\\[31m *50.0% L\x1b\\[0m", api)  # CFR low: red
+    assert re.search("\x1b\\[1;32m *18h E\x1b\\[0m", api)  # lead time elite: bold green
+    assert re.search("\x1b\\[32m *0.57 H\x1b\\[0m", api)  # frequency high: green
 
 
 def open_fixture(path):
@@ -378,15 +378,15 @@ def test_interval_in_the_table_draws_a_bar_per_metric(dora, fixture_store):
     result = dora("metrics", *WEEK, "--service", "web", "--interval", "day")
 
     trend = lines(result.stdout)[lines(result.stdout).index("By day") :]
-    assert trend[1].split() == [
-        "DAY", "SERVICE", "DEPLOYS", "LEAD", "TIME", "FAILED", "CFR", "RECOVERY", "MEDIAN",
-        "RESTORE", "OPEN",
+    assert trend[1].split() == ["LEAD", "MEDIAN"]
+    assert trend[2].split() == [
+        "DAY", "SERVICE", "DEPLOYS", "TIME", "FAILED", "CFR", "RECOVERY", "RESTORE", "OPEN",
     ]  # fmt: skip
-    assert trend[2].split() == ["2026-11-01", "web", "0", "n/a", "0", "n/a", "n/a", "n/a", "0"]
-    assert trend[3].split() == [
+    assert trend[3].split() == ["2026-11-01", "web", "0", "n/a", "0", "n/a", "n/a", "n/a", "0"]
+    assert trend[4].split() == [
         "2026-11-02", "1", "█", "1d", "█", "1", "█", "100.0%", "█", "1h", "█", "1h", "█", "0",
     ]  # fmt: skip
-    assert trend[5].split() == ["2026-11-04", "1", "█", "n/a", "0", "0.0%", "n/a", "n/a", "0"]
+    assert trend[6].split() == ["2026-11-04", "1", "█", "n/a", "0", "0.0%", "n/a", "n/a", "0"]
 
 
 def test_interval_in_csv_adds_trend_rows(dora, fixture_store):
@@ -428,7 +428,8 @@ def test_explain_lists_the_events_under_each_group(dora, fixture_store):
         f"  failure {event_id('i1')} started 2026-11-02 00:00:00, resolved 2026-11-02 01:00:00",
         f"  restored {event_id('i1')} in 1h (2026-11-02 00:00:00 to 2026-11-02 01:00:00)",
         f"  failed {event_id('d5')} finished 2026-11-02 00:00:00: incident {event_id('i1')} "
-        "started 0s after it finished (the latest deployment before it)",
+        "started 0s after it finished (the",
+        "    latest deployment before it)",  # wrapped at a space, under a hanging indent
         f"  recovered {event_id('d5')} in 1h (at 2026-11-02 01:00:00)",
     ]
 
@@ -560,11 +561,11 @@ def test_a_table_written_to_a_file_has_every_column(dora, fixture_store, monkeyp
 
     result = dora("metrics", *WEEK)
 
-    assert lines(result.stdout)[2].split() == [
+    assert lines(result.stdout)[3].split() == [
         "SERVICE", "DEPLOYS", "DAY", "TIME", "FAILED", "CFR", "RECOVERY", "REWORK", "INCIDENTS",
         "RESTORED", "MTTR", "MEDIAN", "P90", "(OLDEST)",
     ]  # fmt: skip
-    assert "Dropped for width" not in result.stdout
+    assert result.stderr == ""
 
 
 def test_month_buckets_are_labelled_by_month(dora, fixture_store):
@@ -575,7 +576,7 @@ def test_month_buckets_are_labelled_by_month(dora, fixture_store):
 
     days = [
         line.split()[0]
-        for line in lines(result.stdout)[lines(result.stdout).index("By month") + 2 :]
+        for line in lines(result.stdout)[lines(result.stdout).index("By month") + 3 :]
     ]
     assert days == ["2026-10-15", "2026-11"]
 
@@ -587,7 +588,7 @@ def test_a_rare_deployment_still_shows_a_frequency(dora, db_path):
 
     result = dora("metrics", "--since", "365d")
 
-    assert lines(result.stdout)[3].split()[:3] == ["api", "1", "0.003"]
+    assert lines(result.stdout)[4].split()[:4] == ["api", "1", "0.003", "L"]
 
 
 # --- what a store written before the checks may hold is shown, not obeyed -------------------

@@ -61,6 +61,7 @@ def test_every_command_that_takes_a_time_is_checked():
         "deployment list",
         "incident open",
         "incident resolve",
+        "incident list",
         "incident import-pagerduty",
         "metrics",
         "report",

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
-from dora import timeparse
+from dora import layout, timeparse
 from dora.metrics import FIGURES, LEVELS, Evidence, Failure, Figures, Report, Row
 from dora.text import visible
 from dora.verdicts import Outcome
@@ -55,9 +54,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 def settings_table(reviews: Sequence[Review], out: IO[str], width: int = 80) -> None:
     """``dora config``: a line per setting (name, value, where it came from), and under it
     what is wrong with it (``error: ...``) and worth knowing (``note: ...``). A value too
-    long for ``width`` continues on the next lines, under itself, cut anywhere (no
-    character is lost); a control character is shown escaped (``\\n``). Plain text, so
-    colour or none makes no difference."""
+    long for its column goes on lines of its own under its name's line, cut anywhere (no
+    character is lost) only if it is longer than a line; a control character is shown
+    escaped (``\\n``). Plain text, so colour or none makes no difference."""
     import textwrap
 
     def shown(review: Review) -> str:
@@ -70,9 +69,12 @@ def settings_table(reviews: Sequence[Review], out: IO[str], width: int = 80) -> 
     value_width = max(20, min(max(len(shown(r)) for r in reviews), room))
     for review in reviews:
         value = shown(review)
-        first, *rest = (value[i : i + value_width] for i in range(0, len(value), value_width))
-        out.write(f"{review.name:<{name_width}}  {first:<{value_width}}  {review.source}\n")
-        out.writelines(f"{indent}{part}\n" for part in rest)
+        if len(value) <= value_width:
+            out.write(f"{review.name:<{name_width}}  {value:<{value_width}}  {review.source}\n")
+        else:  # on lines of its own under the name's line, cut only if longer than a line
+            out.write(f"{review.name:<{name_width}}  {'':<{value_width}}  {review.source}\n")
+            room = max(20, width - len(indent))
+            out.writelines(f"{indent}{value[i : i + room]}\n" for i in range(0, len(value), room))
         for label, texts in (("error", review.problems), ("note", review.notes)):
             for text in texts:
                 lead = f"{indent}{label}: "
@@ -93,32 +95,45 @@ def incidents_json(incidents: Sequence[Incident], out: IO[str]) -> None:
     out.write("\n")
 
 
-def incidents_table(incidents: Sequence[Incident], out: IO[str]) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
+#: The incident list's columns; ID and NAME (what one searches to find an id) are
+#: essential, the others are left out in this order when the terminal is narrow.
+_INCIDENT_COLUMNS = (
+    layout.Column("ID"),
+    layout.Column("STARTED (UTC)"),
+    layout.Column("STATE"),
+    layout.Column("AFFECTS", cut_to=12),
+    layout.Column("ENV", cut_to=8),
+    layout.Column("NAME", cut_to=20),
+)
+_INCIDENT_DROPS = ("ENV", "AFFECTS", "STARTED (UTC)", "STATE")
 
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    table.add_column("ID", no_wrap=True)
-    table.add_column("STARTED (UTC)", no_wrap=True)
-    table.add_column("STATE", no_wrap=True)
-    table.add_column("AFFECTS", min_width=8, overflow="fold")
-    table.add_column("ENV", min_width=4, overflow="fold")
-    table.add_column("NAME", min_width=8, overflow="fold")
+
+def incidents_table(
+    incidents: Sequence[Incident], out: IO[str], width: int | None = None
+) -> str | None:
+    """A line per incident in ``width`` columns (None: no limit); return the line that says
+    what was left out or cut to fit, if anything was."""
+    from rich.text import Text
+
+    rows: list[list[Text | str]] = []
     for incident in incidents:
         if incident.is_open:
-            state = f"[bold red]open[/] {duration(incident)}"
+            state = Text.assemble(("open", "bold red"), f" {duration(incident)}")
         else:
-            state = f"[green]took[/] {duration(incident)}"
-        table.add_row(
-            incident.id,
-            incident.started_at.strftime("%Y-%m-%d %H:%M"),
-            state,
-            escape(visible(affects(incident))),
-            escape(visible(incident.env or "")),
-            escape(visible(" · ".join(t for t in (incident.severity, incident.name) if t))),
+            state = Text.assemble(("took", "green"), f" {duration(incident)}")
+        rows.append(
+            [
+                incident.id,
+                incident.started_at.strftime("%Y-%m-%d %H:%M"),
+                state,
+                visible(affects(incident)),
+                visible(incident.env or ""),
+                visible(" · ".join(t for t in (incident.severity, incident.name) if t)),
+            ]
         )
-    Console(file=out, highlight=False).print(table)
+    fitted = layout.fit_table(_INCIDENT_COLUMNS, rows, width, _INCIDENT_DROPS)
+    layout.write(fitted.lines, out)
+    return layout.note(fitted)
 
 
 # --- dora metrics ------------------------------------------------------------------------------
@@ -226,10 +241,10 @@ _LEGEND = (
 )
 
 #: Columns a narrow terminal drops first, in this order (they have their summary elsewhere
-#: or in --format json).
+#: or in --format json); the group keys, deploys and per day are essential.
 _DROPPABLE = (
     "TTR p90", "MTTR", "restored", "incidents", "TTR median", "rework", "lead time",
-    "open (oldest)",
+    "open (oldest)", "recovery", "failed", "CFR",
 )  # fmt: skip
 
 
@@ -541,138 +556,140 @@ def _stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def metrics_table(report: Report, out: IO[str], *, color: bool | None = None) -> None:
-    """The terminal report: a table coloured by level, the total, open incidents, the
-    trend with bars, and the events behind each group when explained."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
+#: The letter beside each figure that has a level, so that levels show without colour.
+LEVEL_MARKS = {"elite": "E", "high": "H", "medium": "M", "low": "L"}
+
+
+def metrics_table(
+    report: Report, out: IO[str], *, color: bool | None = None, width: int | None = None
+) -> list[str]:
+    """The terminal report in ``width`` columns (None: no limit): a two-line title (the
+    window; the grouping and filters), a table with each level marked by a letter and its
+    colour, the total, open incidents, the trend with bars, and the events behind each
+    group when explained. Return the lines that say what was left out or cut to fit."""
     from rich.text import Text
 
-    console = Console(file=out, highlight=False, no_color=color is False, force_terminal=color)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = 1000  # a file or a pipe gets every column, unwrapped
     rows = _group_rows(report)
-    keys = [[_key_text(k) for k in row.key] for row in rows]
     names = [name.upper() for name in report.group_by] or ["SCOPE"]
     figures = [row.figures for row in rows] + [report.total]
     cells = [_cells(f) for f in figures]
-    headings = [heading for heading, _, _ in cells[-1]]
-    shown = _fit(console.width, names, keys, headings, cells)
-    table = Table(
-        title=f"DORA metrics, {escape(_window(report))}",
-        title_justify="left",
-        header_style="bold",
-        box=None,
-        pad_edge=False,
-    )
-    for name in names:
-        table.add_column(name, overflow="fold")
-    for n in shown:
-        table.add_column(headings[n].upper().replace(" ", "\n", 1), justify="right", no_wrap=True)
+    headings = [heading.upper() for heading, _, _ in cells[-1]]
+    marked = [any(row[n][2] for row in cells) for n in range(len(headings))]
+    columns = [layout.Column(name, cut_to=12) for name in names]
+    columns += [layout.Column(heading, right=True) for heading in headings]
 
-    def row_cells(row: list[tuple[str, str, str | None]]) -> list[Text]:
-        return [Text(row[n][1], style=LEVEL_STYLES.get(row[n][2] or "", "")) for n in shown]
+    def figure(cell: tuple[str, str, str | None], marks: bool) -> Text:
+        _, text, level = cell
+        if marks:
+            text += " " + LEVEL_MARKS[level] if level else "  "
+        return Text(text, style=LEVEL_STYLES.get(level or "", ""))
 
-    for row, key, row_figures in zip(rows, keys, cells, strict=False):
-        styled = [
-            Text(text, style="dim" if k is None else "")
-            for text, k in zip(key, row.key, strict=True)
-        ]
-        table.add_row(*styled, *row_cells(row_figures))
-    table.add_section()
-    width = max(1, len(report.group_by))
-    table.add_row(Text("total", style="bold"), *[""] * (width - 1), *row_cells(cells[-1]))
-    console.print(table)
-    console.print(escape(_open_summary(report.total)))
-    legend = Text(f"{_LEGEND} Levels ({report.edition}, from medians): ")
-    for n, level in enumerate(LEVELS):
-        legend.append(level, style=LEVEL_STYLES[level])
-        legend.append(", " if n < len(LEVELS) - 1 else ".")
-    console.print(legend, style="dim" if not console.color_system else "")
-    if hidden := [headings[n] for n in range(len(headings)) if n not in shown]:
-        console.print(
-            f"Dropped for width: {', '.join(hidden)}; see --format json.",
-            style="dim",
-        )
+    lines: list[Text | str] = []
+    table_rows: list[list[Text | str]] = []
+    for row, row_cells in zip(rows, cells, strict=False):
+        key = [Text(_key_text(k), style="dim" if k is None else "") for k in row.key]
+        table_rows.append([*key, *(figure(c, m) for c, m in zip(row_cells, marked, strict=True))])
+    total: list[Text | str] = [Text("total", style="bold"), *[""] * (len(names) - 1)]
+    table_rows.append([*total, *(figure(c, m) for c, m in zip(cells[-1], marked, strict=True))])
+    fitted = layout.fit_table(columns, table_rows, width, [h.upper() for h in _DROPPABLE])
+    period, scope = _title(report)
+    lines += [Text(line, style="bold") for line in layout.wrap(period, width)]
+    lines += layout.wrap(scope, width)
+    lines += fitted.lines
+    lines += layout.wrap(_open_summary(report.total), width)
+    lines += layout.wrap(_LEGEND, width)
+    marks = ", ".join(f"{LEVEL_MARKS[level]}{layout.GLUE}{level}" for level in LEVELS)
+    legend = f"Levels: {marks} ({report.edition}, from medians)."
+    for line in layout.wrap(legend, width):
+        text = Text(line)
+        for level in LEVELS:
+            text.highlight_words([f"{LEVEL_MARKS[level]} {level}"], LEVEL_STYLES[level])
+        lines.append(text)
+    notes = [said] if (said := layout.note(fitted)) else []
     if report.trend:
-        console.print()
-        console.print(_trend_table(report))
+        trend = _trend_table(report, width)
+        lines += ["", *trend.lines]
+        if said := layout.note(trend, "Trend"):
+            notes.append(said)
     for row in report.groups:
         if row.evidence is None:
             continue
         name = ", ".join(_key_text(k) for k in row.key) or "all events"
-        console.print()
-        console.print(Text(f"{name}: the events behind the numbers", style="bold"))
+        lines += [
+            "",
+            *(
+                Text(line, style="bold")
+                for line in layout.wrap(f"{name}: the events behind the numbers", width)
+            ),
+        ]
         for line in _evidence_lines(row.evidence) or ["no events"]:
-            console.print("  " + escape(line), soft_wrap=True)
+            line = _STAMP.sub(rf"\1{layout.GLUE}\2", line)  # a date and its time together
+            lines += layout.wrap(line, width, "  ", "    ")
+    layout.write(lines, out, color)
+    return notes
 
 
-def _fit(
-    width: int,
-    names: list[str],
-    keys: list[list[str]],
-    headings: list[str],
-    cells: list[list[tuple[str, str, str | None]]],
-) -> list[int]:
-    """The figure columns that fit in ``width``, dropping ``_DROPPABLE`` ones as needed."""
-
-    def needed(n: int) -> int:
-        head = max(len(word) for word in headings[n].split(" ", 1))
-        return max(head, *(len(row[n][1]) for row in cells)) + 2
-
-    key_width = sum(
-        max(len(name), *(len(key[i]) for key in keys), len("total")) + 2
-        for i, name in enumerate(names)
-    )
-    shown = list(range(len(headings)))
-    for heading in _DROPPABLE:
-        if key_width + sum(needed(n) for n in shown) - 2 <= width:
-            break
-        shown.remove(headings.index(heading))
-    return shown
+_STAMP = re.compile(r"(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)")
 
 
-def _trend_table(report: Report) -> Any:
-    from rich.table import Table
+def _title(report: Report) -> tuple[str, str]:
+    """The title's two lines: ``DORA metrics, 2026-11-01 → 2026-11-08 UTC (7 days)``, and
+    ``Grouped by service and env; only team payments, env prod or staging.``"""
+    period = f"DORA metrics, {_when(report.since)} → {_when(report.until)} UTC"
+    period += f" ({_days_text(report.days)})"
+    if report.group_by:
+        scope = "Grouped by " + " and ".join(report.group_by)
+    else:
+        scope = "All events together"
+    only = [
+        f"{name} {' or '.join(map(visible, values))}"
+        for name, values in report.filters.as_dict().items()
+        if values
+    ]
+    if only:
+        scope += "; only " + ", ".join(only)
+    return period, scope + "."
+
+
+#: The trend's figures; the bucket, the group keys and DEPLOYS are essential, the others
+#: left out in the order of ``_TREND_DROPS`` when the terminal is narrow.
+_TREND: tuple[tuple[str, Any, Any], ...] = (
+    ("DEPLOYS", lambda f: f.deployments, str),
+    ("LEAD TIME", lambda f: f.median_lead_time_seconds, _seconds),
+    ("FAILED", lambda f: f.failed_deployments, str),
+    ("CFR", lambda f: f.change_failure_rate, _rate),
+    ("RECOVERY", lambda f: f.median_recovery_time_seconds, _seconds),
+    ("MEDIAN RESTORE", lambda f: f.median_time_to_restore_seconds, _seconds),
+    ("OPEN", lambda f: f.open_failures, str),
+)
+_TREND_DROPS = ("MEDIAN RESTORE", "RECOVERY", "OPEN", "FAILED", "LEAD TIME", "CFR")
+
+
+def _trend_table(report: Report, width: int | None) -> layout.Fitted:
     from rich.text import Text
 
-    table = Table(
-        title=f"By {report.interval}",
-        title_justify="left",
-        header_style="bold",
-        box=None,
-        pad_edge=False,
-    )
-    table.add_column(str(report.interval).upper(), no_wrap=True)
-    for name in report.group_by:
-        table.add_column(name.upper(), overflow="fold", min_width=4)
-    metrics: list[tuple[str, Any, Any]] = [
-        ("DEPLOYS", lambda f: f.deployments, str),
-        ("LEAD TIME", lambda f: f.median_lead_time_seconds, _seconds),
-        ("FAILED", lambda f: f.failed_deployments, str),
-        ("CFR", lambda f: f.change_failure_rate, _rate),
-        ("RECOVERY", lambda f: f.median_recovery_time_seconds, _seconds),
-        ("MEDIAN RESTORE", lambda f: f.median_time_to_restore_seconds, _seconds),
-        ("OPEN", lambda f: f.open_failures, str),
-    ]
-    for heading, _, _ in metrics:
-        table.add_column(heading, justify="right", no_wrap=True)
+    columns = [layout.Column(str(report.interval).upper())]
+    columns += [layout.Column(name.upper(), cut_to=12) for name in report.group_by]
+    columns += [layout.Column(heading, right=True) for heading, _, _ in _TREND]
     peaks: dict[tuple[tuple[str | None, ...], str], float] = {}
     for trend in report.trend:
-        for heading, value, _ in metrics:
+        for heading, value, _ in _TREND:
             peak = peaks.get((trend.key, heading), 0.0)
             peaks[trend.key, heading] = max(peak, value(trend.figures) or 0.0)
     previous = None
+    rows: list[list[Text | str]] = []
     for trend in report.trend:
         cells = []
-        for heading, value, text in metrics:
+        for heading, value, text in _TREND:
             number = value(trend.figures)
             cells.append(Text(f"{text(number)} {_bar(number, peaks[trend.key, heading])}"))
         key = [_key_text(k) if trend.key != previous else "" for k in trend.key]
-        table.add_row(_bucket(trend.start, report.interval), *key, *cells)
+        rows.append([_bucket(trend.start, report.interval), *key, *cells])
         previous = trend.key
-    return table
+    fitted = layout.fit_table(columns, rows, width, _TREND_DROPS)
+    title = Text(f"By {report.interval}", style="bold")
+    fitted.lines.insert(0, title)
+    return fitted
 
 
 def _bar(value: float | None, peak: float) -> str:

@@ -6,19 +6,26 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from dora import timeparse
+from dora import layout, timeparse
 from dora.deployments import Detail, Listed
 from dora.text import visible
 
+if TYPE_CHECKING:
+    from rich.text import Text
+
 #: Columns a narrow terminal drops first, in this order (--format json has them all).
-_DROPPABLE = ("VERSION", "ENV")
-_GAP = 2
+_DROPPABLE = ("VERSION", "ENV", "FINISHED (UTC)")
 
 
 def _when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M") if moment is not None else ""
+
+
+def _moment(moment: datetime) -> str:
+    """``2026-11-03 09:00 UTC``, kept on one line when wrapped."""
+    return f"{_when(moment)} UTC".replace(" ", layout.GLUE)
 
 
 def _duration_ns(ns: int) -> str:
@@ -34,10 +41,22 @@ def failed_words(item: Listed) -> str:
     return ", ".join(rules) or "failed"
 
 
-def deployments_table(items: Sequence[Listed], out: IO[str], width: int = 80) -> list[str]:
-    """A line per deployment; return the columns left out to fit ``width``."""
-    headings = ["ID", "SERVICE", "ENV", "VERSION", "FINISHED (UTC)", "FAILED"]
-    rows = [
+#: The list's columns: ID, SERVICE and FAILED are essential, the others left out in the
+#: order of ``_DROPPABLE`` when the terminal is narrow.
+_COLUMNS = (
+    layout.Column("ID"),
+    layout.Column("SERVICE", cut_to=12),
+    layout.Column("ENV", cut_to=8),
+    layout.Column("VERSION", cut_to=12),
+    layout.Column("FINISHED (UTC)"),
+    layout.Column("FAILED"),
+)
+
+
+def deployments_table(items: Sequence[Listed], out: IO[str], width: int | None = 80) -> str | None:
+    """A line per deployment in ``width`` columns (None: no limit); return the line that
+    says what was left out or cut to fit, if anything was."""
+    rows: list[list[Text | str]] = [
         [
             item.deployment.id,
             visible(item.deployment.service),
@@ -48,28 +67,9 @@ def deployments_table(items: Sequence[Listed], out: IO[str], width: int = 80) ->
         ]
         for item in items
     ]
-    columns = list(range(len(headings)))
-
-    def widths() -> dict[int, int]:
-        return {c: max(len(headings[c]), *(len(r[c]) for r in rows)) for c in columns}
-
-    dropped: list[str] = []
-    for name in _DROPPABLE:
-        if sum(widths().values()) + _GAP * (len(columns) - 1) <= width:
-            break
-        columns.remove(headings.index(name))
-        dropped.append(name)
-    sizes = widths()
-    # still too wide (a long service name, say): cut the free-text columns, marked with '…'
-    for name in ("SERVICE", "ENV", "VERSION"):
-        over = sum(sizes.values()) + _GAP * (len(columns) - 1) - width
-        column = headings.index(name)
-        if over > 0 and column in sizes:
-            sizes[column] = max(len(name), sizes[column] - over)
-    for line in [headings, *rows]:
-        cells = [_cut(line[c], sizes[c]).ljust(sizes[c]) for c in columns]
-        out.write((" " * _GAP).join(cells).rstrip() + "\n")
-    return dropped
+    fitted = layout.fit_table(_COLUMNS, rows, width, _DROPPABLE, header_style="")
+    layout.write(fitted.lines, out, color=False)
+    return layout.note(fitted)
 
 
 def _cut(text: str, size: int) -> str:
@@ -151,45 +151,39 @@ def deployment_json(item: Detail, out: IO[str]) -> None:
     out.write("\n")
 
 
-def deployment_text(item: Detail, out: IO[str], width: int = 80) -> None:
+def deployment_text(item: Detail, out: IO[str], width: int | None = 80) -> str | None:
     """The fields, the commits with their lead times, and the verdict: why it failed, what
-    remediated it and its recovery, and the failures it remediates."""
-    import textwrap
-
+    remediated it and its recovery, and the failures it remediates; in ``width`` columns
+    (None: no limit), wrapped at spaces. Return the line that says what was cut to fit (a
+    commit's subject), if anything was."""
     d = item.deployment
     git = d.git
+    lines: list[str] = []
 
     def field(label: str, value: str) -> None:
         lead = f"{label + ':':<12}"
-        out.write(
-            textwrap.fill(
-                visible(value) or "-",
-                max(width, len(lead) + 20),
-                initial_indent=lead,
-                subsequent_indent=" " * len(lead),
-                break_on_hyphens=False,
-                break_long_words=True,
-            )
-            + "\n"
-        )
+        lines.extend(layout.wrap(visible(value) or "-", width, lead, " " * len(lead)))
 
     field("deployment", d.id)
     field("service", d.service)
     field("env", d.env or "")
     field("team", d.team or "")
     field("version", d.version or "")
-    field("started", f"{_when(d.started_at)} UTC")
-    field("finished", f"{_when(d.finished_at)} UTC" if d.finished_at else "")
+    field("started", _moment(d.started_at))
+    field("finished", _moment(d.finished_at) if d.finished_at else "")
     field("commit", (git.commit_sha or "") if git else "")
     field("repository", (git.repository_url or "") if git else "")
     if d.custom_tags:
         field("tags", ", ".join(d.custom_tags))
     median = item.median_lead_ns
+    cut = False
     if item.commits and median is not None:
         field("commits", f"{len(item.commits)}, median lead time {_duration_ns(median)}")
         for c in item.commits:
             line = f"  {c.sha[:12]}  {_duration_ns(c.lead_ns):>7}  {visible(c.subject or '')}"
-            out.write(line[:width].rstrip() + "\n")
+            if width is not None and len(line.rstrip()) > width:
+                line, cut = _cut(line, width), True
+            lines.append(line.rstrip())
     else:
         field("commits", "none recorded")
     outcome = item.outcome
@@ -198,15 +192,8 @@ def deployment_text(item: Detail, out: IO[str], width: int = 80) -> None:
     else:
         field("failed", "yes")
         for reason in outcome.verdict.reasons:
-            out.write(
-                textwrap.fill(
-                    f"{reason.rule}: {visible(reason.detail)}",
-                    width,
-                    initial_indent="  ",
-                    subsequent_indent="    ",
-                    break_on_hyphens=False,
-                )
-                + "\n"
+            lines.extend(
+                layout.wrap(f"{reason.rule}: {visible(reason.detail)}", width, "  ", "    ")
             )
         remediations = outcome.verdict.remediations
         field(
@@ -218,6 +205,10 @@ def deployment_text(item: Detail, out: IO[str], width: int = 80) -> None:
         if recovery is None or recovered is None:
             field("recovery", "not recovered")
         else:
-            at = _when(timeparse.from_ns(recovered))
-            field("recovery", f"{_duration_ns(recovery)} (recovered {at} UTC)")
+            at = _moment(timeparse.from_ns(recovered))
+            field("recovery", f"{_duration_ns(recovery)} (recovered {at})")
     field("remediates", ", ".join(item.remediates) or "none")
+    out.writelines(line + "\n" for line in lines)
+    if not cut:
+        return None
+    return layout.note(layout.Fitted(cut=["commit subjects"]))

@@ -228,13 +228,23 @@ def optional_window(
     return window(since, until)
 
 
-def window(since: str | None, until: str | None) -> tuple[datetime, datetime]:
+def since_now(since: str) -> datetime:
+    """The start of --since for a command without --until: a length before now such as
+    30d, or a time (without a zone, UTC), read as ``window`` reads them."""
+    return window(since, None, end_name="now")[0]
+
+
+def window(
+    since: str | None, until: str | None, *, end_name: str = "--until"
+) -> tuple[datetime, datetime]:
     """The window [since, until) of --since (a length before --until such as 30d, the
-    default, or a time) and --until (default now); a time without a zone is UTC here."""
+    default, or a time) and --until (default now); a time without a zone is UTC here.
+    ``end_name`` is what the messages call the end."""
     from datetime import timedelta
 
     from dora import timeparse
 
+    label = end_name
     if until is None:
         end = timeparse.now()
     else:
@@ -255,10 +265,10 @@ def window(since: str | None, until: str | None) -> tuple[datetime, datetime]:
         except OverflowError:
             start = timeparse.EPOCH - timedelta(days=1)
         if start < timeparse.EPOCH:
-            raise UsageError(f"--since: {text} before --until reaches back before 1970")
+            raise UsageError(f"--since: {text} before {label} reaches back before 1970")
     if start >= end:
         raise UsageError(
-            f"--since: {timeparse.format_iso(start)} is not before --until "
+            f"--since: {timeparse.format_iso(start)} is not before {label} "
             f"({timeparse.format_iso(end)})"
         )
     return start, end

@@ -77,6 +77,19 @@ def set_verbose(value: bool) -> None:
     logging.getLogger("dora").setLevel(logging.DEBUG if debug_enabled() else logging.WARNING)
 
 
+def terminal_width() -> int | None:
+    """How wide the tables may be: ``COLUMNS`` if set, else the terminal's width; None (no
+    limit) when stdout is a file or a pipe, which gets every column whole."""
+    import shutil
+
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return None
+
+
 def status(message: str) -> None:
     """A status line for the person at the terminal, on stderr."""
     sys.stderr.write(scrub(message) + "\n")

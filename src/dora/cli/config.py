@@ -17,7 +17,7 @@ def config(db: opt.Db = None, verbose: opt.Verbose = False) -> None:
     file (TOML; DORA_CONFIG sets its path), the default. Each is checked as the commands
     check it: an invalid one is shown with what is wrong with it (error: ...), and the
     command exits 1. The API key is never shown; passwords in URLs are masked. A value too
-    long for the terminal continues on the next line.
+    long for its column goes on the lines under it.
 
     Examples:
 

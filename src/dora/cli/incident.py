@@ -11,7 +11,7 @@ import typer
 
 from dora.cli import _common as opt
 from dora.cli._help import Typer
-from dora.cli._runtime import Progress, print_help, status
+from dora.cli._runtime import Progress, print_help, status, terminal_width
 from dora.config import Settings
 from dora.errors import UsageError
 
@@ -224,6 +224,15 @@ def list_(
             show_default=False,
         ),
     ] = None,
+    env: opt.EnvFilter = None,
+    team: opt.TeamFilter = None,
+    since: Annotated[
+        str | None,
+        opt.since_option(
+            "Only incidents that started from then: a length before now such as 30d, 12w, "
+            f"or a time: {opt.WINDOW_TIME_FORMS} (default: all)."
+        ),
+    ] = None,
     limit: opt.Limit = 30,
     format: Annotated[
         ListFormat, typer.Option("--format", help="Output format.", case_sensitive=False)
@@ -237,27 +246,40 @@ def list_(
 
         dora incident list --open
         dora incident list --service api --limit 5
-        dora incident list --format json | jq -r '.[0].id'
+        dora incident list --env prod --team payments --since 30d
+        dora incident list --since 2026-11-01 --format json | jq -r '.[0].id'
     """
     from dora import render
     from dora.errors import NotFound
     from dora.store import open_store
 
+    services, envs, teams = opt.filters(service=service, env=env, team=team)
+    start = opt.since_now(since) if since is not None else None
     settings = Settings({"db": db})
     where = settings.get("db") or ""
     try:
         with open_store(where, create=False) as store:
             incidents = store.list_incidents(
-                open_only=open_only, services=service or (), limit=limit + 1 if limit else None
+                open_only=open_only,
+                services=services,
+                envs=envs,
+                teams=teams,
+                since=start,
+                limit=limit + 1 if limit else None,
             )
     except NotFound:
         incidents = []
     more = bool(limit) and len(incidents) > limit
     incidents = incidents[:limit] if limit else incidents
+    filtered = bool(services or envs or teams or start)
     if format is ListFormat.json:
         render.incidents_json(incidents, sys.stdout)
     elif incidents:
-        render.incidents_table(incidents, sys.stdout)
+        fitted = render.incidents_table(incidents, sys.stdout, terminal_width())
+        if fitted:
+            status(fitted)
+    elif filtered:
+        status(f"No {'open ' if open_only else ''}incidents match in {where}.")
     else:
         status(f"No incidents {'open' if open_only else 'recorded'} in {where}.")
     if more:

@@ -121,9 +121,19 @@ class Store(ABC):
 
     @abstractmethod
     def list_incidents(
-        self, *, open_only: bool = False, services: Sequence[str] = (), limit: int | None = None
+        self,
+        *,
+        open_only: bool = False,
+        services: Sequence[str] = (),
+        envs: Sequence[str] = (),
+        teams: Sequence[str] = (),
+        since: datetime | None = None,
+        limit: int | None = None,
     ) -> list[Incident]:
-        """Incidents, newest start first."""
+        """Incidents, newest start first: with ``open_only`` those still open; with
+        ``services``, ``envs`` or ``teams`` those of any of the names given (an incident of
+        several services matches any of them); with ``since``, those started at or after
+        it."""
 
     @abstractmethod
     def finish_incident(

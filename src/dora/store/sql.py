@@ -422,12 +422,26 @@ class SQLStore(Store):
         )
 
     def list_incidents(
-        self, *, open_only: bool = False, services: Sequence[str] = (), limit: int | None = None
+        self,
+        *,
+        open_only: bool = False,
+        services: Sequence[str] = (),
+        envs: Sequence[str] = (),
+        teams: Sequence[str] = (),
+        since: datetime | None = None,
+        limit: int | None = None,
     ) -> list[Incident]:
         where: list[str] = []
         params: list[Any] = []
         if open_only:
             where.append("i.finished_at IS NULL")
+        for column, values in (("env", envs), ("team", teams)):
+            if values:
+                where.append(f"i.{column} IN ({', '.join('?' * len(values))})")
+                params.extend(values)
+        if since is not None:
+            where.append("i.started_at >= ?")
+            params.append(timeparse.to_ns(since))
         if services:
             marks = ", ".join("?" * len(services))
             where.append(

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from dora.cli import _common as opt
-from dora.cli._runtime import status
+from dora.cli._runtime import status, terminal_width
 
 
 class ListFormat(str, Enum):
@@ -100,11 +100,8 @@ def list_(
     if format is ListFormat.json:
         render.deployments_json(items, sys.stdout)
     elif items:
-        from rich.console import Console
-
-        dropped = render.deployments_table(items, sys.stdout, Console().width)
-        if dropped:
-            status(f"Left out {', '.join(dropped)} to fit the terminal; --format json has all.")
+        if note := render.deployments_table(items, sys.stdout, terminal_width()):
+            status(note)
     else:
         status(f"No {'failed ' if failed else ''}deployments recorded in {where}.")
     if more:
@@ -155,7 +152,5 @@ def show(
         item = lib.detail(store, deployment_id, link_window=window_limit)
     if format is ShowFormat.json:
         render.deployment_json(item, sys.stdout)
-    else:
-        from rich.console import Console
-
-        render.deployment_text(item, sys.stdout, Console().width)
+    elif note := render.deployment_text(item, sys.stdout, terminal_width()):
+        status(note)
