@@ -95,6 +95,15 @@ def status(message: str) -> None:
     sys.stderr.write(scrub(message) + "\n")
 
 
+def note(message: str) -> None:
+    """A status line that says what a table left out or cut, wrapped at the table's width
+    so that it fits the terminal too."""
+    from dora import layout
+
+    for line in layout.wrap(message, terminal_width()):
+        status(line)
+
+
 def error_line(message: str) -> None:
     """``dora: error: ...``; a second line of the message (what happens next) follows as
     ``dora: ...``."""

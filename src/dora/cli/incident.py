@@ -11,7 +11,7 @@ import typer
 
 from dora.cli import _common as opt
 from dora.cli._help import Typer
-from dora.cli._runtime import Progress, print_help, status, terminal_width
+from dora.cli._runtime import Progress, note, print_help, status, terminal_width
 from dora.config import Settings
 from dora.errors import UsageError
 
@@ -277,7 +277,7 @@ def list_(
     elif incidents:
         fitted = render.incidents_table(incidents, sys.stdout, terminal_width())
         if fitted:
-            status(fitted)
+            note(fitted)
     elif filtered:
         status(f"No {'open ' if open_only else ''}incidents match in {where}.")
     else:

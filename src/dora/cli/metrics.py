@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from dora.cli import _common as opt
-from dora.cli._runtime import status, terminal_width
+from dora.cli._runtime import note, status, terminal_width
 from dora.errors import UsageError
 
 
@@ -187,8 +187,8 @@ def metrics(
     elif format is Format.markdown:
         render.metrics_markdown(report, sys.stdout, charts=charts)
     else:
-        for note in render.metrics_table(report, sys.stdout, width=terminal_width()):
-            status(note)
+        for said in render.metrics_table(report, sys.stdout, width=terminal_width()):
+            note(said)
     if store is None:
         status(f"Nothing has been recorded in {where} yet.")
     elif not report.groups:

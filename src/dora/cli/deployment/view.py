@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from dora.cli import _common as opt
-from dora.cli._runtime import status, terminal_width
+from dora.cli._runtime import note, status, terminal_width
 
 
 class ListFormat(str, Enum):
@@ -100,8 +100,8 @@ def list_(
     if format is ListFormat.json:
         render.deployments_json(items, sys.stdout)
     elif items:
-        if note := render.deployments_table(items, sys.stdout, terminal_width()):
-            status(note)
+        if said := render.deployments_table(items, sys.stdout, terminal_width()):
+            note(said)
     else:
         status(f"No {'failed ' if failed else ''}deployments recorded in {where}.")
     if more:
@@ -152,5 +152,5 @@ def show(
         item = lib.detail(store, deployment_id, link_window=window_limit)
     if format is ShowFormat.json:
         render.deployment_json(item, sys.stdout)
-    elif note := render.deployment_text(item, sys.stdout, terminal_width()):
-        status(note)
+    elif said := render.deployment_text(item, sys.stdout, terminal_width()):
+        note(said)
