@@ -26,30 +26,46 @@ class Interval(str, Enum):
     month = "month"
 
 
+#: The options of a report's window, grouping and levels (``dora metrics``, ``dora report``).
+Since = Annotated[
+    str | None,
+    opt.since_option(
+        "Start of the window, included: a length before --until such as 30d, 12w, 6h "
+        f"(default 30d), or a time: {opt.WINDOW_TIME_FORMS}."
+    ),
+]
+Until = Annotated[
+    str | None,
+    opt.time_option(
+        "--until",
+        f"End of the window, excluded (default: now). Same time forms; {opt.NAIVE_UTC}.",
+    ),
+]
+By = Annotated[
+    str,
+    typer.Option(
+        "--by",
+        metavar="FIELDS",
+        help="Group by service, team or env, or a comma list such as service,env; "
+        "none for one row.",
+    ),
+]
+Benchmarks = Annotated[
+    str | None,
+    typer.Option(
+        "--benchmarks",
+        metavar="YEAR",
+        help="Edition of DORA's benchmarks the levels come from: 2024 (default) or 2023 "
+        "(env DORA_BENCHMARKS).",
+        show_default=False,
+    ),
+]
+
+
 def metrics(
-    since: Annotated[
-        str | None,
-        opt.since_option(
-            "Start of the window, included: a length before --until such as 30d, 12w, 6h "
-            f"(default 30d), or a time: {opt.WINDOW_TIME_FORMS}."
-        ),
-    ] = None,
-    until: Annotated[
-        str | None,
-        opt.time_option(
-            "--until",
-            f"End of the window, excluded (default: now). Same time forms; {opt.NAIVE_UTC}.",
-        ),
-    ] = None,
-    by: Annotated[
-        str,
-        typer.Option(
-            "--by",
-            metavar="FIELDS",
-            help="Group by service, team or env, or a comma list such as service,env; "
-            "none for one row.",
-        ),
-    ] = "service",
+    since: Since = None,
+    until: Until = None,
+    by: By = "service",
     service: opt.ServiceFilter = None,
     team: opt.TeamFilter = None,
     env: opt.EnvFilter = None,
@@ -81,16 +97,7 @@ def metrics(
             "after the trend table, which GitHub draws.",
         ),
     ] = True,
-    benchmarks: Annotated[
-        str | None,
-        typer.Option(
-            "--benchmarks",
-            metavar="YEAR",
-            help="Edition of DORA's benchmarks the levels come from: 2024 (default) or 2023 "
-            "(env DORA_BENCHMARKS).",
-            show_default=False,
-        ),
-    ] = None,
+    benchmarks: Benchmarks = None,
     link_window: opt.LinkWindow = None,
     hotfix_pattern: opt.HotfixPattern = None,
     db: opt.Db = None,

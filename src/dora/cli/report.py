@@ -10,7 +10,7 @@ import typer
 from dora.cli import _common as opt
 from dora.cli._files import output_file
 from dora.cli._runtime import Progress, status
-from dora.cli.metrics import Interval, group_fields
+from dora.cli.metrics import Benchmarks, By, Interval, Since, Until, group_fields
 from dora.errors import DoraError, UsageError
 
 #: The command that installs what ``dora report`` draws its charts with.
@@ -28,29 +28,9 @@ def report(
             "standard output.",
         ),
     ] = "dora-report.html",
-    since: Annotated[
-        str | None,
-        opt.since_option(
-            "Start of the window, included: a length before --until such as 30d, 12w, 6h "
-            f"(default 30d), or a time: {opt.WINDOW_TIME_FORMS}."
-        ),
-    ] = None,
-    until: Annotated[
-        str | None,
-        opt.time_option(
-            "--until",
-            f"End of the window, excluded (default: now). Same time forms; {opt.NAIVE_UTC}.",
-        ),
-    ] = None,
-    by: Annotated[
-        str,
-        typer.Option(
-            "--by",
-            metavar="FIELDS",
-            help="Group by service, team or env, or a comma list such as service,env; "
-            "none for one line and one row.",
-        ),
-    ] = "service",
+    since: Since = None,
+    until: Until = None,
+    by: By = "service",
     service: opt.ServiceFilter = None,
     team: opt.TeamFilter = None,
     env: opt.EnvFilter = None,
@@ -72,16 +52,7 @@ def report(
             "'dora metrics --explain' lists them (at most 100 lines a group, 2,000 in all).",
         ),
     ] = True,
-    benchmarks: Annotated[
-        str | None,
-        typer.Option(
-            "--benchmarks",
-            metavar="YEAR",
-            help="Edition of DORA's benchmarks the levels come from: 2024 (default) or 2023 "
-            "(env DORA_BENCHMARKS).",
-            show_default=False,
-        ),
-    ] = None,
+    benchmarks: Benchmarks = None,
     link_window: opt.LinkWindow = None,
     hotfix_pattern: opt.HotfixPattern = None,
     db: opt.Db = None,
