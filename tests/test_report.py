@@ -28,7 +28,7 @@ def ident(name: str) -> str:
     return f"report-{name}".ljust(16, "0")
 
 
-def store_of(path: Path) -> Path:
+def store_of(path: Path | str) -> Path | str:
     """Three weeks of two services: deployments with commits, a rollback (v1 again: its
     predecessor v2 failed), incidents, one open; and a service with a hostile name."""
     start = parse_timestamp(SINCE)
@@ -194,7 +194,8 @@ def test_a_report_of_an_empty_store_is_written_and_says_so(dora, frozen_now, db_
     assert not db_path.exists()
 
 
-def test_each_spread_counts_what_its_figure_counts(report_store):
+def test_each_spread_counts_what_its_figure_counts(store_db):
+    report_store = store_of(store_db)  # on each engine
     since, until = parse_timestamp(SINCE), parse_timestamp(UNTIL)
     with open_store(report_store, create=False) as store:
         report = metrics.report(store, since, until, group_by=())
