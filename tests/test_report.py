@@ -162,7 +162,7 @@ def test_events_are_folded_in_by_default(dora, report_store, frozen_now):
     page = Path("out.html").read_text()
 
     assert '<section aria-labelledby="events">' in page
-    assert "<details><summary>all events: " in page
+    assert "<details><summary>all events: 23 events</summary>" in page
     assert f"<li>failed {ident('a2')} finished 2026-11-05 12:00:00: rolled back by" in page
 
 
@@ -306,3 +306,20 @@ def test_the_report_opens_offline_with_every_chart_drawn(
         assert marks > 10, title  # axes, ticks, bars or lines: a chart, not an empty box
     assert headers == 1 + 13  # the group's column, and one per figure
     assert (tmp_path / "report.png").stat().st_size > 50_000
+
+
+def test_a_cap_on_the_events_of_each_kind_keeps_the_first_and_counts_the_rest(report_store):
+    since, until = parse_timestamp(SINCE), parse_timestamp(UNTIL)
+    with open_store(report_store, create=False) as store:
+        every = metrics.report(store, since, until, group_by=(), explain=True)
+        capped = metrics.report(store, since, until, group_by=(), explain=True, explain_each=1)
+
+    whole, few = every.groups[0].evidence, capped.groups[0].evidence
+    assert whole is not None
+    assert few is not None
+    kinds = ("deployments", "failures", "resolved", "open", "failed", "recovered",
+             "unrecovered", "rework")  # fmt: skip
+    assert [len(getattr(whole, kind)) for kind in kinds] == [8, 3, 2, 1, 4, 3, 1, 1]
+    assert [getattr(few, kind) for kind in kinds] == [getattr(whole, kind)[:1] for kind in kinds]
+    assert (whole.more, few.more) == (0, 23 - 8)
+    assert capped.total == every.total  # the figures do not depend on what is listed

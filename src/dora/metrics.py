@@ -263,6 +263,16 @@ class Evidence:
     unrecovered: list[Outcome] = field(default_factory=list)
     #: deployments finished in the window that remediated failures, with those failures
     rework: list[tuple[Placed, list[str]]] = field(default_factory=list)
+    #: the events left out of the lists above by a cap (``report(explain_each=N)``)
+    more: int = 0
+
+    def keeps(self, items: list[Any], limit: int | None) -> bool:
+        """Whether ``items``, one of the lists, takes one more under ``limit``; if not,
+        the event is counted in ``more``."""
+        if limit is None or len(items) < limit:
+            return True
+        self.more += 1
+        return False
 
 
 @dataclass
@@ -324,11 +334,14 @@ def report(
     explain: bool = False,
     benchmarks: str = LATEST,
     link_window: timedelta | None = None,
+    explain_each: int | None = None,
 ) -> Report:
     """The metrics of ``[since, until)``, per group and in total, with a trend per
-    ``interval`` bucket and the events behind each group's numbers if asked; levels from
-    the ``benchmarks`` edition; incidents linked to deployments at most ``link_window``
-    before them (no limit: None). No store (nothing recorded yet) is a report of nothing."""
+    ``interval`` bucket and the events behind each group's numbers if asked (at most
+    ``explain_each`` of each kind a group, the others counted: ``Evidence.more``); levels
+    from the ``benchmarks`` edition; incidents linked to deployments at most
+    ``link_window`` before them (no limit: None). No store (nothing recorded yet) is a
+    report of nothing."""
     if since >= until:
         raise ValueError("the window is empty: since must be before until")
     if benchmarks not in EDITIONS:
@@ -338,14 +351,16 @@ def report(
         benchmarks=benchmarks, link_window=link_window,
     )  # fmt: skip
     if store is None:
-        _report(None, result, explain)
+        _report(None, result, explain, explain_each)
         return result
     with store.snapshot():  # groups, total and trend from one state of the store
-        _report(store, result, explain)
+        _report(store, result, explain, explain_each)
     return result
 
 
-def _report(store: Store | None, result: Report, explain: bool) -> None:
+def _report(
+    store: Store | None, result: Report, explain: bool, explain_each: int | None = None
+) -> None:
     since, until, group_by, filters = result.since, result.until, result.group_by, result.filters
     window = [(since, until)]
     groups = _Table(window, result.benchmarks)
@@ -387,8 +402,8 @@ def _report(store: Store | None, result: Report, explain: bool) -> None:
             )
             result.trend.append(TrendRow(start, end, row.key, figures))
     if explain:
-        found = _evidence(store, since, until, group_by, filters) if store else {}
-        _failure_evidence(found, outcomes, since, until, group_by, filters)
+        found = _evidence(store, since, until, group_by, filters, explain_each) if store else {}
+        _failure_evidence(found, outcomes, since, until, group_by, filters, explain_each)
         for row in result.groups:
             row.evidence = found.get(row.key, Evidence())
 
@@ -873,7 +888,12 @@ def _percentile(ranked: Mapping[int, int] | Sequence[int], n: int, tenths: int) 
 
 
 def _evidence(
-    store: Store, since: datetime, until: datetime, group_by: Sequence[str], filters: Filters
+    store: Store,
+    since: datetime,
+    until: datetime,
+    group_by: Sequence[str],
+    filters: Filters,
+    limit: int | None = None,
 ) -> dict[Key, Evidence]:
     found: dict[Key, Evidence] = defaultdict(Evidence)
     lo, hi = timeparse.to_ns(since), timeparse.to_ns(until)
@@ -889,7 +909,10 @@ def _evidence(
         (lo, hi, *d.params),
     ):
         key, (finished, commits, shortest, longest) = tuple(row[1 : 1 + width]), row[1 + width :]
-        found[key].deployments.append(
+        evidence = found[key]
+        if not evidence.keeps(evidence.deployments, limit):
+            continue
+        evidence.deployments.append(
             Deployed(
                 row[0],
                 timeparse.from_ns(finished),
@@ -912,7 +935,10 @@ def _evidence(
             key, (started, finished) = tuple(row[1 : 1 + width]), row[1 + width :]
             if name == "open":
                 finished = None  # open at the window's end, whatever happened after it
-            getattr(found[key], name).append(
+            kept: list[Failure] = getattr(found[key], name)
+            if not found[key].keeps(kept, limit):
+                continue
+            kept.append(
                 Failure(
                     row[0],
                     timeparse.from_ns(started),
@@ -929,8 +955,10 @@ def _failure_evidence(
     until: datetime,
     group_by: Sequence[str],
     filters: Filters,
+    limit: int | None = None,
 ) -> None:
-    """The failed deployments, recoveries and rework behind each group's numbers."""
+    """The failed deployments, recoveries and rework behind each group's numbers (at most
+    ``limit`` of each a group)."""
     lo, hi = timeparse.to_ns(since), timeparse.to_ns(until)
     wanted = {"service": filters.services, "team": filters.teams, "env": filters.envs}
 
@@ -949,14 +977,16 @@ def _failure_evidence(
         group = key(outcome.deployment)
         if not outcome.failed or group is None:
             continue
-        if lo <= outcome.deployment.finished_at < hi:
-            found[group].failed.append(outcome)
+        evidence = found[group]
+        if lo <= outcome.deployment.finished_at < hi and evidence.keeps(evidence.failed, limit):
+            evidence.failed.append(outcome)
         end = outcome.recovered_at
-        if end is not None and lo <= end < hi:
-            found[group].recovered.append(outcome)
-        if outcome.unrecovered_at(hi):
-            found[group].unrecovered.append(outcome)
+        if end is not None and lo <= end < hi and evidence.keeps(evidence.recovered, limit):
+            evidence.recovered.append(outcome)
+        if outcome.unrecovered_at(hi) and evidence.keeps(evidence.unrecovered, limit):
+            evidence.unrecovered.append(outcome)
     for placed, remediates in sorted(rework.values(), key=lambda r: (r[0].finished_at, r[0].id)):
         group = key(placed)
         assert group is not None  # noqa: S101 - filtered above
-        found[group].rework.append((placed, remediates))
+        if found[group].keeps(found[group].rework, limit):
+            found[group].rework.append((placed, remediates))

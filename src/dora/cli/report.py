@@ -49,7 +49,8 @@ def report(
         typer.Option(
             "--events/--no-events",
             help="Fold in the deployments and incidents behind each group's numbers, as "
-            "'dora metrics --explain' lists them (at most 100 lines a group, 2,000 in all).",
+            "'dora metrics --explain' lists them (at most 12 of each kind a group, 2,000 "
+            "lines in all).",
         ),
     ] = True,
     benchmarks: Benchmarks = None,

@@ -84,6 +84,7 @@ def make(
     report = metrics.report(
         store, since, until, group_by=group_by, filters=filters, interval=interval,
         explain=events, benchmarks=benchmarks, link_window=link_window,
+        explain_each=page.EACH_KIND,
     )  # fmt: skip
     step()
     before = data.previous(report, store)

@@ -18,8 +18,11 @@ from dora.metrics import Figures, Report
 
 #: How many groups a chart draws, those with the most deployments (then incidents).
 MOST_GROUPS = 6
-#: How many lines of events a group's folded list shows, and all the groups' lists
-#: together (about 100 bytes a line: the page stays small enough to mail).
+#: How many events of each kind (deployments, incidents, failed deployments, ...) a
+#: group's folded list shows, how many lines in all, and all the groups' lists together
+#: (about 100 bytes a line: the page stays small enough to mail). Only those are read
+#: into memory; the others are counted.
+EACH_KIND = 12
 MOST_EVENTS = 100
 MOST_EVENT_LINES = 2000
 
@@ -250,16 +253,17 @@ def _events(report: Report) -> list[str]:
         lines = render._evidence_lines(row.evidence)
         shown = lines[: min(MOST_EVENTS, room)]
         room -= len(shown)
+        count = len(lines) + row.evidence.more
         parts.append(
-            f"<details><summary>{e(name)}: {len(lines):,} event line"
-            f"{'s' if len(lines) != 1 else ''}</summary><ul>"
+            f"<details><summary>{e(name)}: {count:,} event{'s' if count != 1 else ''}</summary><ul>"
         )
         parts += [f"<li>{e(line)}</li>" for line in shown]
         parts.append("</ul>")
-        if len(lines) > len(shown):
+        if count > len(shown):
             parts.append(
-                f'<p class="meta">The first {len(shown):,} of {len(lines):,}; '
-                "dora metrics --explain --format json lists them all.</p>"
+                f'<p class="meta">{len(shown):,} of {count:,} shown, the first '
+                f"{EACH_KIND} of each kind at most; dora metrics --explain --format json "
+                "lists them all.</p>"
             )
         parts.append("</details>")
     parts.append("</section>")
