@@ -118,6 +118,17 @@ def test_a_report_is_written_with_a_headline_chart_and_spread_for_each_metric(
     assert " on 2026-11-24 12:00 UTC." in page
 
 
+def test_a_day_without_deployments_is_a_frequency_of_zero_not_a_gap(dora, report_store):
+    dora("report", "--since", SINCE, "--until", UNTIL, "-o", "out.html", "--no-events")
+    descriptions = re.findall(r"<desc>(.*?)</desc>", Path("out.html").read_text())
+
+    # the hostile-named service deployed on 1 of the 21 days and had nothing else: the
+    # other 20 are points at 0
+    assert f"{html.escape(HOSTILE)}: from 0.00 to 1.0, last 0.00." in descriptions[0]
+    # lead time has no point where nothing shipped: web's values are its two days'
+    assert "web: from 15m to 6h, last 6h" in descriptions[1]
+
+
 def test_the_page_fetches_nothing_and_runs_no_script(dora, report_store, frozen_now):
     dora("report", "--since", SINCE, "--until", UNTIL, "-o", "out.html")
     page = Path("out.html").read_text()

@@ -96,7 +96,8 @@ def make(
     trends = []
     for metric in _TRENDS:
         series = [
-            charts.Series(page.key_name(key), [_value(metric, found.get((s, key))) for s in starts])
+            # the trend has every group's every bucket (empty ones too)
+            charts.Series(page.key_name(key), [metric.value(found[s, key]) for s in starts])
             for key in keys
         ]
         present = [v for one in series for v in one.values if v is not None]
@@ -135,15 +136,6 @@ def make(
         distributions=histograms,
         made_at=made_at or timeparse.now(),
     )
-
-
-def _value(metric: _Metric, figures: Figures | None) -> float | None:
-    if figures is None:
-        return None
-    value = metric.value(figures)
-    if metric.kind == "count" and not figures.deployments and not value:
-        return 0.0
-    return value
 
 
 def _unit(metric: _Metric, peak: float) -> Unit:
