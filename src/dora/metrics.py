@@ -41,6 +41,11 @@ from dora.verdicts import Outcome, Placed
 if TYPE_CHECKING:
     from dora.store import Store
 
+#: SQL for the lead time (ns) of commit ``c`` shipped by deployment ``d``: never below 0.
+LEAD_TIME = (
+    "CASE WHEN d.finished_at > c.committed_at THEN d.finished_at - c.committed_at ELSE 0 END"
+)
+
 #: The fields a report can be grouped and filtered by.
 GROUP_FIELDS = ("service", "team", "env")
 INTERVALS = ("day", "week", "month")
@@ -298,6 +303,14 @@ class Filters:
 
     def as_dict(self) -> dict[str, list[str]]:
         return {"service": list(self.services), "team": list(self.teams), "env": list(self.envs)}
+
+    def admits(self, placed: Placed) -> bool:
+        """Whether a deployment, by its service, team and env, passes these filters."""
+        return all(
+            not values or placed.field(name) in values
+            for name, values in (("service", self.services), ("team", self.teams),
+                                 ("env", self.envs))
+        )  # fmt: skip
 
 
 @dataclass
@@ -625,9 +638,7 @@ def _lead_times(
     cte = _buckets(buckets)
     d = deployments_matching(group_by, filters)
     width, both = len(group_by), total is not None and store.ordered_sets
-    value = (
-        "CASE WHEN d.finished_at > c.committed_at THEN d.finished_at - c.committed_at ELSE 0 END"
-    )
+    value = LEAD_TIME
     source = (
         "FROM b JOIN deployments d ON d.finished_at >= b.lo AND d.finished_at < b.hi "
         f"JOIN deployment_commits c ON c.deployment_id = d.id WHERE {d.condition()}"
@@ -673,19 +684,10 @@ def _failed_deployments(
     finish) of each bucket and group, from the outcomes of the window's deployments: into
     each table, grouped by its fields and cut into its buckets, in one pass over them (so
     that they can stream by, each let go once placed)."""
-    wanted = [
-        (name, set(values))
-        for name, values in (
-            ("service", filters.services),
-            ("team", filters.teams),
-            ("env", filters.envs),
-        )
-        if values
-    ]
 
     def keys(placed: Placed) -> list[Key] | None:
         """The key of ``placed`` in each table; None when the filters leave it out."""
-        if any(placed.field(name) not in values for name, values in wanted):
+        if not filters.admits(placed):
             return None
         return [tuple(placed.field(name) for name in group_by) for group_by, _ in tables]
 
@@ -960,10 +962,9 @@ def _failure_evidence(
     """The failed deployments, recoveries and rework behind each group's numbers (at most
     ``limit`` of each a group)."""
     lo, hi = timeparse.to_ns(since), timeparse.to_ns(until)
-    wanted = {"service": filters.services, "team": filters.teams, "env": filters.envs}
 
     def key(placed: Placed) -> Key | None:
-        if any(values and placed.field(name) not in values for name, values in wanted.items()):
+        if not filters.admits(placed):
             return None
         return tuple(placed.field(name) for name in group_by)
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sys
 from enum import Enum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from dora.cli import _common as opt
 from dora.cli._runtime import note, status, terminal_width
 from dora.errors import UsageError
+
+if TYPE_CHECKING:
+    from datetime import timedelta
 
 
 class Format(str, Enum):
@@ -151,20 +154,10 @@ def metrics(
         dora metrics --service api --explain
         dora metrics --benchmarks 2023 --link-window 7d
     """
-    from dora import checks, render
     from dora import metrics as m
-    from dora.config import Settings
+    from dora import render
 
-    settings = Settings(
-        {
-            "db": db,
-            "benchmarks": benchmarks,
-            "link_window": link_window,
-            "hotfix_pattern": hotfix_pattern,
-        }
-    )
-    edition, window_limit = checks.benchmarks(settings), checks.link_window(settings)
-    hotfix = checks.hotfix_pattern(settings)
+    edition, window_limit, hotfix = report_settings(db, benchmarks, link_window, hotfix_pattern)
     group_by = group_fields(by)
     window = opt.window(since, until)
     if explain and format is Format.csv:
@@ -200,6 +193,23 @@ def metrics(
         status(f"Nothing has been recorded in {where} yet.")
     elif not report.groups:
         status("No deployments or incidents in this window.")
+
+
+def report_settings(
+    db: str | None, benchmarks: str | None, link_window: str | None, hotfix_pattern: str | None
+) -> tuple[str, timedelta | None, str]:
+    """The benchmarks edition, link window and hotfix pattern a report uses, each from its
+    flag, else the environment, the config file or its default, and checked."""
+    from dora import checks
+    from dora.config import Settings
+
+    given = {"db": db, "benchmarks": benchmarks, "link_window": link_window}
+    settings = Settings({**given, "hotfix_pattern": hotfix_pattern})
+    return (
+        checks.benchmarks(settings),
+        checks.link_window(settings),
+        checks.hotfix_pattern(settings),
+    )
 
 
 def group_fields(text: str) -> tuple[str, ...]:

@@ -10,7 +10,15 @@ import typer
 from dora.cli import _common as opt
 from dora.cli._files import output_file
 from dora.cli._runtime import Progress, status
-from dora.cli.metrics import Benchmarks, By, Interval, Since, Until, group_fields
+from dora.cli.metrics import (
+    Benchmarks,
+    By,
+    Interval,
+    Since,
+    Until,
+    group_fields,
+    report_settings,
+)
 from dora.errors import DoraError, UsageError
 
 #: The command that installs what ``dora report`` draws its charts with.
@@ -79,23 +87,13 @@ def report(
         dora report --since 2026-01-01 --until 2026-04-01 --interval week --env prod
         dora report -o - | gzip > dora-report.html.gz
     """
-    from dora import checks, metrics
-    from dora.config import Settings
+    from dora import metrics
 
     try:
         import matplotlib  # noqa: F401 - only whether it is there
     except ImportError:
         raise DoraError(f"dora report draws its charts with matplotlib: {INSTALL_REPORT}") from None
-    settings = Settings(
-        {
-            "db": db,
-            "benchmarks": benchmarks,
-            "link_window": link_window,
-            "hotfix_pattern": hotfix_pattern,
-        }
-    )
-    edition, window_limit = checks.benchmarks(settings), checks.link_window(settings)
-    hotfix = checks.hotfix_pattern(settings)
+    edition, window_limit, hotfix = report_settings(db, benchmarks, link_window, hotfix_pattern)
     group_by = group_fields(by)
     window = opt.window(since, until)
     filters = metrics.Filters(*opt.filters(service=service, team=team, env=env))

@@ -87,7 +87,7 @@ def _counts(rows: Sequence[Sequence[int]]) -> tuple[int, ...]:
 
 def _lead_times(store: Store, lo: int, hi: int, report: metrics.Report) -> Distribution:
     d = metrics.deployments_matching((), report.filters)
-    lead = "CASE WHEN d.finished_at > c.committed_at THEN d.finished_at - c.committed_at ELSE 0 END"
+    lead = metrics.LEAD_TIME
     source = (
         "FROM deployments d JOIN deployment_commits c ON c.deployment_id = d.id "
         f"WHERE d.finished_at >= ? AND d.finished_at < ? AND {d.condition()}"
@@ -141,7 +141,6 @@ def _restore_times(store: Store, lo: int, hi: int, report: metrics.Report) -> Di
 def _recovery_times(
     store: Store, report: metrics.Report, link_window: timedelta | None
 ) -> Distribution:
-    wanted = [(name, set(values)) for name, values in report.filters.as_dict().items() if values]
     lo, hi = timeparse.to_ns(report.since), timeparse.to_ns(report.until)
     counts = [0] * len(EDGES)
     for outcome in verdicts.each_outcome(
@@ -151,7 +150,7 @@ def _recovery_times(
         if not outcome.failed or end is None or not lo <= end < hi:
             continue
         placed = outcome.deployment
-        if any(placed.field(name) not in values for name, values in wanted):
+        if not report.filters.admits(placed):
             continue
         counts[_bin_of(max(0, end - placed.finished_at) / 1e9)] += 1
     total = report.total
