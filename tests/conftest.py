@@ -42,6 +42,8 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
             monkeypatch.delenv(name)
     for provider in CI_PROVIDERS:
         monkeypatch.delenv(provider.detect, raising=False)
+    for name in ("NO_COLOR", "FORCE_COLOR"):  # colour is a test's own choice
+        monkeypatch.delenv(name, raising=False)
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
