@@ -31,6 +31,7 @@ applies: no deployment has a SHA or version, no commit a subject)
 
 from __future__ import annotations
 
+import functools
 import random
 import statistics
 from datetime import timedelta
@@ -38,6 +39,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import execute
+from conftest import rows as stored_rows
 from dora import metrics
 from dora.events import Deployment, Incident, build
 from dora.gitmeta import Commit
@@ -572,10 +575,15 @@ def lead_times_by_hand(db, group_by, buckets):
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
-@pytest.mark.parametrize("group_by", [("service",), ("team", "env"), ()])
-def test_median_lead_times_equal_the_stored_rows_by_hand_on_each_engine(store_db, seed, group_by):
-    # each engine ranks commits its own way (PostgreSQL with percentile_disc, groups and
-    # total in one query; SQLite with a window): both must give the exact middle values
+@pytest.mark.parametrize("group_by", [("service",), ("team", "env"), ("env", "service"), ()])
+@pytest.mark.parametrize("seek_share", [0.0, 2.0], ids=["sought", "sorted"])
+def test_median_lead_times_equal_the_stored_rows_by_hand_on_each_engine(
+    store_db, seed, group_by, seek_share, monkeypatch
+):
+    # a median is sought in the index of lead times (a long window, grouped by service or
+    # not at all) or read and sorted (a short one): both must give the exact middle values,
+    # from each commit's stored lead time, on each engine
+    monkeypatch.setattr(metrics, "SEEK_SHARE", seek_share)
     db = lead_time_store(store_db, seed)
     since, until = parse_timestamp("2026-11-02T00:00:00Z"), parse_timestamp("2026-11-19T00:00:00Z")
     buckets = metrics.split(since, until, "week")
@@ -593,3 +601,77 @@ def test_median_lead_times_equal_the_stored_rows_by_hand_on_each_engine(store_db
         if row.figures.median_lead_time_seconds is not None
     }
     assert got == {key: value for key, value in expected.items() if key[1] is not None}
+
+
+def test_a_deployment_recorded_again_without_commits_moves_their_lead_times(store_db):
+    # each commit keeps its deployment's service, team, env and finish beside its lead time:
+    # recorded again (other fields, no commits given), they follow the deployment
+    db = lead_time_store(store_db, 5)
+    with open_store(db) as store:
+        moved = store.deployments_by_prefix("lead-time-deploy-0007", 1)[0]
+        later = moved.finished_at + timedelta(days=2)
+        data = {"id": moved.id, "service": "billing", "team": "money", "env": "staging"}
+        data |= {"started_at": later, "finished_at": later}
+        store.save(build(Deployment, data))
+    since, until = parse_timestamp("2026-11-02T00:00:00Z"), parse_timestamp("2026-11-30T00:00:00Z")
+    for group_by in [("service",), ("team", "env")]:
+        with open_store(db, create=False) as store:
+            report = metrics.report(store, since, until, group_by=group_by)
+        got = {(0, g.key): g.figures.median_lead_time_seconds for g in report.groups}
+        got[0, None] = report.total.median_lead_time_seconds
+        expected = lead_times_by_hand(db, group_by, [(since, until)])
+        assert {key: value for key, value in got.items() if value is not None} == expected
+        moved_key = ("billing",) if group_by == ("service",) else ("money", "staging")
+        assert got[0, moved_key] is not None  # the moved deployment has commits
+
+
+def test_a_store_from_before_stored_lead_times_has_them_filled_on_upgrade(store_db, monkeypatch):
+    # a store left at m011 kept each commit's time only: the upgrade gives every commit its
+    # deployment's fields and its lead time, and the medians are those of the rows by hand
+    from dora.store import migrations, postgres
+
+    with monkeypatch.context() as patch:
+        patch.setattr(postgres, "MIGRATIONS", postgres.MIGRATIONS[:11])
+        patch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:11])
+        patch.setattr(
+            migrations, "migrate",
+            functools.partial(migrations.migrate, migrations=migrations.MIGRATIONS[:11]),
+        )  # fmt: skip
+        open_store(store_db).close()
+    start = to_ns(parse_timestamp("2026-11-03T00:00:00Z"))
+    hour = 3600 * 10**9
+    for n, (service, team, env) in enumerate([("api", "edge", "prod"), ("web", None, None)] * 3):
+        finished = start + n * 7 * hour
+        execute(
+            store_db,
+            "INSERT INTO deployments (id, service, team, env, started_at, finished_at, "
+            "recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (f"deploy-m011-{n}", service, team, env, finished, finished, finished),
+        )
+        for k, lead in enumerate([n * hour, -hour, 2 * n * hour][: 1 + n % 3]):
+            execute(
+                store_db,
+                "INSERT INTO deployment_commits (deployment_id, sha, committed_at) "
+                "VALUES (?, ?, ?)",
+                (f"deploy-m011-{n}", f"{n:02x}{k:02x}".ljust(40, "0"), finished - lead),
+            )
+
+    since, until = parse_timestamp("2026-11-02T00:00:00Z"), parse_timestamp("2026-11-30T00:00:00Z")
+    with open_store(store_db) as store:
+        report = metrics.report(store, since, until, group_by=("service",))
+
+    stored = stored_rows(
+        store_db,
+        "SELECT c.service, c.team, c.env, c.finished_at, c.lead_time, d.finished_at AS fin, "
+        "c.committed_at FROM deployment_commits c JOIN deployments d ON d.id = c.deployment_id",
+    )
+    assert len(stored) == 12
+    for row in stored:
+        assert row["finished_at"] == row["fin"]
+        assert row["lead_time"] == max(0, row["fin"] - row["committed_at"])
+    assert {(r["service"], r["team"], r["env"]) for r in stored} == {
+        ("api", "edge", "prod"), ("web", None, None)
+    }  # fmt: skip
+    expected = lead_times_by_hand(store_db, ("service",), [(since, until)])
+    got = {(0, g.key): g.figures.median_lead_time_seconds for g in report.groups}
+    assert got | {(0, None): report.total.median_lead_time_seconds} == expected

@@ -41,11 +41,6 @@ from dora.verdicts import Outcome, Placed
 if TYPE_CHECKING:
     from dora.store import Store
 
-#: SQL for the lead time (ns) of commit ``c`` shipped by deployment ``d``: never below 0.
-LEAD_TIME = (
-    "CASE WHEN d.finished_at > c.committed_at THEN d.finished_at - c.committed_at ELSE 0 END"
-)
-
 #: The fields a report can be grouped and filtered by.
 GROUP_FIELDS = ("service", "team", "env")
 INTERVALS = ("day", "week", "month")
@@ -520,7 +515,9 @@ def _marks(values: Sequence[str]) -> str:
     return ", ".join("?" * len(values))
 
 
-def deployments_matching(group_by: Sequence[str], filters: Filters) -> Source:
+def deployments_matching(group_by: Sequence[str], filters: Filters, alias: str = "d") -> Source:
+    """Deployments (``alias`` ``d``), or the commits they shipped (``c``: each commit has its
+    deployment's service, team and env)."""
     where: list[str] = []
     params: list[str] = []
     for column, values in (
@@ -529,9 +526,9 @@ def deployments_matching(group_by: Sequence[str], filters: Filters) -> Source:
         ("env", filters.envs),
     ):
         if values:
-            where.append(f"d.{column} IN ({_marks(values)})")
+            where.append(f"{alias}.{column} IN ({_marks(values)})")
             params.extend(values)
-    return Source("", tuple(f"d.{name}" for name in group_by), tuple(where), tuple(params))
+    return Source("", tuple(f"{alias}.{name}" for name in group_by), tuple(where), tuple(params))
 
 
 def incidents_matching(group_by: Sequence[str], filters: Filters) -> Source:
@@ -622,6 +619,11 @@ def _figures(
         one.oldest_open_failure_age_seconds = max(0, end - oldest) / 1e9
 
 
+#: A bucket of at least this share of the time the store's commits span is read in order
+#: of lead time, each median counted then sought; a shorter one is read whole and sorted.
+SEEK_SHARE = 1 / 8
+
+
 def _lead_times(
     store: Store,
     buckets: Sequence[tuple[datetime, datetime]],
@@ -631,47 +633,107 @@ def _lead_times(
     total: _Table | None = None,
 ) -> None:
     """The median lead time of each bucket and group, into ``figures``; and of each bucket
-    in all, into ``total``, if given. On an engine with ordered-set aggregates, one query
-    finds both (grouping sets: the commits are joined to their deployments once); on
-    another, the total's median seeks its ranks with each bucket's number of commits, as
-    counted for the groups."""
-    cte = _buckets(buckets)
-    d = deployments_matching(group_by, filters)
-    width, both = len(group_by), total is not None and store.ordered_sets
-    value = LEAD_TIME
-    source = (
-        "FROM b JOIN deployments d ON d.finished_at >= b.lo AND d.finished_at < b.hi "
-        f"JOIN deployment_commits c ON c.deployment_id = d.id WHERE {d.condition()}"
-    )
+    in all, into ``total``, if given.
 
-    def place(rows: Iterable[Sequence[Any]], table: _Table, width: int) -> dict[int, int]:
-        counted: dict[int, int] = defaultdict(int)
-        for (bucket, group), (n, _, ranked) in _partitions(rows, width).items():
-            table(bucket, group).median_lead_time_seconds = _percentile(ranked, n, 5) / 1e9
-            counted[bucket] += n
-        return counted
-
-    rows = store.aggregate(
-        _ranked(
-            cte,
-            d.keys,
-            value,
-            source,
-            buckets=len(buckets),
-            p90=False,
-            ordered=store.ordered_sets,
-            in_all=both,
-        ),
-        d.params,
-    )
-    if total is not None and both:  # a last column tells the total's rows from the groups'
-        place([row[:-1] for row in rows if not row[-1]], figures, width)
-        place([(row[0], *row[1 + width : -1]) for row in rows if row[-1]], total, 0)
+    Each commit carries its lead time and its deployment's fields (m012), so that a median
+    reads one table's indexes. A bucket spanning ``seek_share`` of the time the store's
+    commits span, or more, is counted per group, then each median is sought in the order
+    of lead time (``LIMIT 2 OFFSET (n - 1) / 2``): half of each group's index entries are
+    stepped over, none sorted. A shorter bucket, or one grouped without the service (there
+    is no index of lead times by team or env), has its commits read and sorted here: the
+    cost and memory of a report stay in proportion to its window, not to the store."""
+    c = deployments_matching(group_by, filters, alias="c")
+    # one extreme a query: so each is read from one end of an index
+    ((first,),) = store.aggregate("SELECT MIN(finished_at) FROM deployment_commits")
+    ((last,),) = store.aggregate("SELECT MAX(finished_at) FROM deployment_commits")
+    if first is None:
         return
-    commits = place(rows, figures, width)
-    if total is not None:
-        plain = _ranked(cte, (), value, source, buckets=len(buckets), p90=False, counts=commits)
-        place(store.aggregate(plain, d.params), total, 0)
+    last += 1
+    seekable = not group_by or "service" in group_by
+    for n, (start, end) in enumerate(buckets):
+        lo, hi = max(timeparse.to_ns(start), first), min(timeparse.to_ns(end), last)
+        if lo >= hi:
+            continue
+        if seekable and hi - lo >= (last - first) * SEEK_SHARE:
+            _sought(store, (n, lo, hi), group_by, c, figures, total)
+        else:
+            _sorted(store, (n, lo, hi), c, figures, total)
+
+
+def _sorted(
+    store: Store, bucket: tuple[int, int, int], c: Source, figures: _Table, total: _Table | None
+) -> None:
+    """The medians of a bucket's commits, read whole and sorted here."""
+    n, lo, hi = bucket
+    groups: dict[Key, list[int]] = defaultdict(list)
+    with _pause_gc():
+        for row in store.rows(
+            f"SELECT {''.join(f'{k}, ' for k in c.keys)}c.lead_time FROM deployment_commits c "
+            f"WHERE c.finished_at >= ? AND c.finished_at < ? AND {c.condition()}",
+            (lo, hi, *c.params),
+        ):
+            groups[tuple(row[:-1])].append(row[-1])
+        for key, leads in groups.items():
+            leads.sort()
+            figures(n, key).median_lead_time_seconds = _percentile(leads, len(leads), 5) / 1e9
+        if total is not None and groups:
+            every = sorted(lead for leads in groups.values() for lead in leads)
+            total(n, ()).median_lead_time_seconds = _percentile(every, len(every), 5) / 1e9
+
+
+def _sought(
+    store: Store,
+    bucket: tuple[int, int, int],
+    group_by: Sequence[str],
+    c: Source,
+    figures: _Table,
+    total: _Table | None,
+) -> None:
+    """The medians of a bucket's commits, counted per group, then each sought in the index
+    of lead times (by service when grouped by it: it leads ``group_by``'s equalities)."""
+    n, lo, hi = bucket
+    # +finished_at: the window is a filter here, not the way in (the planner would read
+    # the window's rows in time order, and sort them)
+    window = f"+c.finished_at >= ? AND +c.finished_at < ? AND {c.condition()}"
+    params = (lo, hi, *c.params)
+    keys = ", ".join(c.keys)
+    counts = store.aggregate(
+        f"SELECT {keys}{', ' if keys else ''}COUNT(*) FROM deployment_commits c "
+        f"WHERE {window}{f' GROUP BY {keys}' if keys else ''}",
+        params,
+    )
+    # service first among the equalities: it leads the index
+    order = sorted(range(len(c.keys)), key=lambda at: c.keys[at] != "c.service")
+    for *key, count in counts:
+        if not count:
+            continue
+        same, values = [], []
+        for at in order:
+            if key[at] is None:
+                same.append(f"{c.keys[at]} IS NULL")
+            else:
+                same.append(f"{c.keys[at]} = ?")
+                values.append(key[at])
+        figures(n, tuple(key)).median_lead_time_seconds = _seek(
+            store, " AND ".join([*same, window]), (*values, *params), count
+        )
+    if group_by and total is not None and (everything := sum(row[-1] for row in counts)):
+        total(n, ()).median_lead_time_seconds = _seek(store, window, params, everything)
+
+
+def _seek(store: Store, where: str, params: Sequence[Any], count: int) -> float:
+    """The median lead time (s) of the ``count`` commits ``where`` picks out, from the two
+    middle ones in order of lead time."""
+    low = (count - 1) // 2
+    values = [
+        row[0]
+        for row in store.aggregate(
+            f"SELECT c.lead_time FROM deployment_commits c WHERE {where} "
+            f"ORDER BY c.lead_time LIMIT 2 OFFSET {int(low)}",
+            params,
+        )
+    ]
+    return _percentile({low: values[0], low + 1: values[-1]}, count, 5) / 1e9
 
 
 def _failed_deployments(

@@ -86,13 +86,13 @@ def _counts(rows: Sequence[Sequence[int]]) -> tuple[int, ...]:
 
 
 def _lead_times(store: Store, lo: int, hi: int, report: metrics.Report) -> Distribution:
-    d = metrics.deployments_matching((), report.filters)
-    lead = metrics.LEAD_TIME
+    c = metrics.deployments_matching((), report.filters, alias="c")
+    lead = "c.lead_time"
     source = (
-        "FROM deployments d JOIN deployment_commits c ON c.deployment_id = d.id "
-        f"WHERE d.finished_at >= ? AND d.finished_at < ? AND {d.condition()}"
+        "FROM deployment_commits c "
+        f"WHERE c.finished_at >= ? AND c.finished_at < ? AND {c.condition()}"
     )
-    params = (lo, hi, *d.params)
+    params = (lo, hi, *c.params)
     counts = _counts(
         store.aggregate(
             f"SELECT b, COUNT(*) FROM (SELECT {_bin_case(lead)} AS b {source}) AS x GROUP BY b",

@@ -287,6 +287,52 @@ def m011_commit_times(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+#: m012 for both engines (``{time}``: the engine's 64-bit integer): each shipped commit
+#: carries what a median of lead times reads of it and of its deployment, so that the
+#: medians are read from indexes alone, one table, never a join:
+#: - ``deployment_commits_window``: a window's commits, in time order (a short window's, or
+#:   a trend bucket's, are few: read and sorted whole);
+#: - ``deployment_commits_service`` and ``deployment_commits_lead``: each service's
+#:   commits, and all of them, in order of lead time (a long window's median is counted,
+#:   then sought: ``LIMIT 2 OFFSET (n - 1) / 2``, never a sort of millions).
+#: m011's index had been read only for lead times, and goes.
+M012_COMMIT_LEAD_TIMES = (
+    "ALTER TABLE deployment_commits ADD COLUMN service TEXT",
+    "ALTER TABLE deployment_commits ADD COLUMN team TEXT",
+    "ALTER TABLE deployment_commits ADD COLUMN env TEXT",
+    "ALTER TABLE deployment_commits ADD COLUMN finished_at {time}",
+    "ALTER TABLE deployment_commits ADD COLUMN lead_time {time}",
+    "DROP INDEX deployment_commits_committed_at",
+)
+M012_INDEXES = (
+    "CREATE INDEX deployment_commits_window "
+    "ON deployment_commits (finished_at, service, team, env, lead_time)",
+    "CREATE INDEX deployment_commits_service "
+    "ON deployment_commits (service, lead_time, finished_at, team, env)",
+    "CREATE INDEX deployment_commits_lead "
+    "ON deployment_commits (lead_time, finished_at, service, team, env)",
+)
+
+
+def m012_commit_lead_times(db: sqlite3.Connection) -> None:
+    """Each shipped commit's lead time, with its deployment's service, team, env and finish
+    beside it (``M012_COMMIT_LEAD_TIMES``), filled for the commits stored so far (kept so by
+    every write since: ``SQLStore._write_events``)."""
+    for statement in M012_COMMIT_LEAD_TIMES:
+        db.execute(statement.format(time="INTEGER"))
+    db.execute(
+        "UPDATE deployment_commits SET (service, team, env, finished_at) = "
+        "(SELECT d.service, d.team, d.env, d.finished_at FROM deployments d "
+        "WHERE d.id = deployment_commits.deployment_id)"
+    )
+    db.execute(
+        "UPDATE deployment_commits SET lead_time = "
+        "CASE WHEN finished_at > committed_at THEN finished_at - committed_at ELSE 0 END"
+    )
+    for statement in M012_INDEXES:
+        db.execute(statement)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     ("m001_initial", m001_initial),
     ("m002_outbox", m002_outbox),
@@ -299,6 +345,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("m009_detection_settings", m009_detection_settings),
     ("m010_link_indexes", m010_link_indexes),
     ("m011_commit_times", m011_commit_times),
+    ("m012_commit_lead_times", m012_commit_lead_times),
 )
 
 

@@ -395,6 +395,17 @@ MIGRATIONS: tuple[tuple[str, tuple[_Step, ...]], ...] = (
     ("m009_detection_settings", migrations.M009_DETECTION_SETTINGS),
     ("m010_link_indexes", migrations.M010_LINK_INDEXES),
     ("m011_commit_times", migrations.M011_COMMIT_TIMES),
+    (
+        "m012_commit_lead_times",
+        (
+            *(step.format(time="BIGINT") for step in migrations.M012_COMMIT_LEAD_TIMES),
+            "UPDATE deployment_commits c SET service = d.service, team = d.team, env = d.env, "
+            "finished_at = d.finished_at, lead_time = CASE WHEN d.finished_at > c.committed_at "
+            "THEN d.finished_at - c.committed_at ELSE 0 END FROM deployments d "
+            "WHERE d.id = c.deployment_id",
+            *migrations.M012_INDEXES,
+        ),
+    ),
 )
 
 #: The tables dora makes: found without ``dora_migrations``, they are someone else's.

@@ -521,6 +521,21 @@ class SQLStore(Store):
                 "INSERT INTO incident_services (incident_id, service, position) VALUES (?, ?, ?)",
                 services,
             )
+        # a deployment's commits carry its service, team, env and finish, and their lead
+        # times (m012): those of a deployment recorded again without commits follow it
+        kept = [
+            (d.service, d.team, d.env, finished, finished, finished, d.id)
+            for d, commits in items
+            if isinstance(d, Deployment) and commits is None
+            for finished in (timeparse.to_ns(d.finished_at),)
+        ]
+        if kept:
+            db.executemany(
+                "UPDATE deployment_commits SET service = ?, team = ?, env = ?, finished_at = ?, "
+                "lead_time = CASE WHEN ? > committed_at THEN ? - committed_at ELSE 0 END "
+                "WHERE deployment_id = ?",
+                kept,
+            )
         shipping = [
             (event, commits)
             for event, commits in items
@@ -533,14 +548,20 @@ class SQLStore(Store):
             [(d.id,) for d, _ in shipping],
         )
         commits = [
-            (d.id, c.sha, timeparse.to_ns(c.committed_at), c.subject, c.reverts)
+            (
+                d.id, c.sha, committed, c.subject, c.reverts, d.service, d.team, d.env,
+                finished, max(0, finished - committed),
+            )
             for d, shipped in shipping
+            for finished in (timeparse.to_ns(d.finished_at),)
             for c in shipped
-        ]
+            for committed in (timeparse.to_ns(c.committed_at),)
+        ]  # fmt: skip
         if commits:
             db.executemany(
-                "INSERT INTO deployment_commits "
-                "(deployment_id, sha, committed_at, subject, reverts) VALUES (?, ?, ?, ?, ?) "
+                "INSERT INTO deployment_commits (deployment_id, sha, committed_at, subject, "
+                "reverts, service, team, env, finished_at, lead_time) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (deployment_id, sha) DO NOTHING",
                 commits,
             )
