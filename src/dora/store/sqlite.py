@@ -54,7 +54,11 @@ class SQLiteStore(SQLStore):
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Sequence[Any]]:
         try:
-            cursor = self._db.execute(sql, params)
+            # plain tuples, as PostgreSQL's rows are: a report reads millions, and making
+            # each a sqlite3.Row cost more than the query
+            cursor = self._db.cursor()
+            cursor.row_factory = None
+            cursor.execute(sql, params)
             while batch := cursor.fetchmany(1000):
                 yield from batch
         except sqlite3.Error as exc:
