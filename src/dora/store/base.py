@@ -39,6 +39,9 @@ class Store(ABC):
     #: store are judged with: set by ``use_hotfix``; None follows the store's own (the
     #: default if it has none).
     hotfix: str | None = None
+    #: Whether the engine's SQL has ordered-set aggregates (``percentile_disc``), with which
+    #: a median sorts each group on its own, groups and totals in one query.
+    ordered_sets: bool = False
 
     @abstractmethod
     def use_hotfix(

@@ -55,6 +55,7 @@ _cursor_names = itertools.count()
 
 
 class PostgresStore(SQLStore):
+    ordered_sets = True
     SERVICES = (
         "(SELECT COALESCE(json_agg(s.service ORDER BY s.position), '[]')::text "
         "FROM incident_services s WHERE s.incident_id = i.id)"
