@@ -137,6 +137,7 @@ def build(path: Path, args: argparse.Namespace) -> dict[str, int]:
     picked = rng.choices(indexes, weights=services.weights, k=args.deployments)
     deployed = sorted((working_time(start, span, rng), s) for s in picked)
     ids: list[str] = []
+    envs: list[str] = []
     newest: list[tuple[str, int]] = []  # per deployment: its newest commit's sha and count
     releases = [0] * args.services
 
@@ -149,6 +150,7 @@ def build(path: Path, args: argparse.Namespace) -> dict[str, int]:
             newest.append((sha, commits))
             releases[s] += 1
             env = "staging" if services.staging[s] and rng.random() < 0.3 else "prod"
+            envs.append(env)
             duration = int(rng.lognormvariate(math.log(300), 0.6) * 1e6) * 1000
             yield (
                 deployment_id,
@@ -165,14 +167,21 @@ def build(path: Path, args: argparse.Namespace) -> dict[str, int]:
             )
 
     def commits() -> Iterator[tuple[Any, ...]]:
-        for deployment_id, (finished, _), (sha, count) in zip(ids, deployed, newest, strict=True):
+        shipped = zip(ids, deployed, envs, newest, strict=True)
+        for deployment_id, (finished, s), env, (sha, count) in shipped:
             leads = sorted(
                 max(30, int(rng.lognormvariate(math.log(4 * 3600), 1.6))) for _ in range(count)
             )
             committed = finished // NS * NS  # git commit times are whole seconds
             for n, lead in enumerate(leads):
                 commit_sha = sha if n == 0 else f"{rng.getrandbits(160):040x}"
-                yield (deployment_id, commit_sha, committed - lead * NS)
+                at = committed - lead * NS
+                # each commit carries its deployment's fields and its lead time, as dora
+                # stores them (m012)
+                yield (
+                    deployment_id, commit_sha, at, services.names[s], services.teams[s], env,
+                    finished, max(0, finished - at),
+                )  # fmt: skip
 
     # Incidents, in time order too.
     incidents: list[tuple[int, list[int]]] = []
@@ -224,8 +233,8 @@ def build(path: Path, args: argparse.Namespace) -> dict[str, int]:
             ),
             "deployment_commits": fill(
                 db,
-                "INSERT INTO deployment_commits (deployment_id, sha, committed_at) "
-                "VALUES (?, ?, ?)",
+                "INSERT INTO deployment_commits (deployment_id, sha, committed_at, service, "
+                "team, env, finished_at, lead_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 commits(),
             ),
             "incidents": fill(
