@@ -80,6 +80,7 @@ import duckdb
 path, buckets, by = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
 db = duckdb.connect(path, read_only=True)
 db.execute("SET threads = 1")
+db.execute("SET enable_progress_bar = false")  # it would print to stdout, amid the figures
 db.execute("CREATE TEMP TABLE b (bucket INTEGER, lo BIGINT, hi BIGINT)")
 rows = [(n, lo, hi) for n, (lo, hi) in enumerate(buckets)]
 db.executemany("INSERT INTO b VALUES (?, ?, ?)", rows)
