@@ -84,17 +84,19 @@ db.execute("SET enable_progress_bar = false")  # it would print to stdout, amid 
 db.execute("CREATE TEMP TABLE b (bucket INTEGER, lo BIGINT, hi BIGINT)")
 rows = [(n, lo, hi) for n, (lo, hi) in enumerate(buckets)]
 db.executemany("INSERT INTO b VALUES (?, ?, ?)", rows)
-hi = buckets[-1][1]
+lo, hi = buckets[0][0], buckets[-1][1]
 
 # Each incident's deployment: the one it names, else the latest that finished at or before
 # it started, of one of its services (of its team when it names none), in its env when it
 # has one; of those tied at that finish, the greatest id (dora's linking, no link window).
+# Only incidents resolved since the first bucket began, or open, can change a figure.
 db.execute("""
 CREATE TEMP TABLE keyed AS
 SELECT i.id AS incident, i.started_at AS started, i.finished_at AS ifin, i.env AS env,
        s.service AS service, CASE WHEN s.service IS NULL THEN i.team END AS team
 FROM incidents i LEFT JOIN incident_services s ON s.incident_id = i.id
-WHERE i.deployment_id IS NULL AND (s.service IS NOT NULL OR i.team IS NOT NULL)""")
+WHERE i.deployment_id IS NULL AND (s.service IS NOT NULL OR i.team IS NOT NULL)
+  AND (i.finished_at IS NULL OR i.finished_at >= ?)""", [lo])
 asof = []
 for column, env in [("service", True), ("service", False), ("team", True), ("team", False)]:
     asof.append(
@@ -116,6 +118,7 @@ SELECT incident, ifin, did FROM (
     UNION ALL
     SELECT i.id, i.finished_at, d.id, d.finished_at FROM incidents i
     JOIN deployments d ON d.id = i.deployment_id
+    WHERE i.finished_at IS NULL OR i.finished_at >= {int(lo)}
 ) QUALIFY row_number() OVER (PARTITION BY incident ORDER BY dfin DESC, did DESC) = 1""")
 # Each failed deployment (a linked incident, or a change-failure rule's finding) and when
 # it recovered: its first remediation's finish, else its last incident's resolution once
@@ -128,8 +131,9 @@ WITH inc AS (SELECT did, count(*) AS n, count(ifin) AS resolved, max(ifin) AS la
                JOIN deployments c ON c.id = f.cause_id GROUP BY f.failed_id)
 SELECT d.id, d.service, d.finished_at AS fin,
        CASE WHEN r.did IS NOT NULL THEN r.fix WHEN inc.n = inc.resolved THEN inc.last END AS rec
-FROM deployments d LEFT JOIN inc ON inc.did = d.id LEFT JOIN rules r ON r.did = d.id
-WHERE inc.did IS NOT NULL OR r.did IS NOT NULL""")
+FROM (SELECT did FROM inc UNION SELECT did FROM rules) x JOIN deployments d ON d.id = x.did
+LEFT JOIN inc ON inc.did = d.id LEFT JOIN rules r ON r.did = d.id
+WHERE d.finished_at < ?""", [hi])
 
 out = {}
 def put(rows, *names):
@@ -147,9 +151,7 @@ for key, ikey, okey, ckey, joins in scopes:
     put(db.execute(f"SELECT b.bucket, {key}, COUNT(*) FROM b JOIN deployments d "
                    "ON d.finished_at >= b.lo AND d.finished_at < b.hi GROUP BY ALL").fetchall(),
         "deployments")
-    put(db.execute(f"SELECT b.bucket, {ckey}, median(GREATEST(c.finished_at - c.committed_at, 0)) "
-                   "FROM b JOIN (SELECT c.committed_at, d.finished_at, d.service "
-                   "FROM deployment_commits c JOIN deployments d ON d.id = c.deployment_id) c "
+    put(db.execute(f"SELECT b.bucket, {ckey}, median(c.lead_time) FROM b JOIN deployment_commits c "
                    "ON c.finished_at >= b.lo AND c.finished_at < b.hi GROUP BY ALL").fetchall(),
         "lead")
     put(db.execute(f"SELECT b.bucket, {ikey}, COUNT(*) FROM b JOIN incidents i "
@@ -190,7 +192,9 @@ def export(store: Path, target: Path, tmp: Path) -> float:
     start = time.perf_counter()
     tables = {
         "deployments": "SELECT id, service, team, env, finished_at FROM deployments",
-        "deployment_commits": "SELECT deployment_id, committed_at FROM deployment_commits",
+        # each commit with its deployment's service and finish and its lead time, as dora
+        # keeps them (m012): DuckDB reads what dora reads, no join
+        "deployment_commits": "SELECT service, finished_at, lead_time FROM deployment_commits",
         "incidents": "SELECT id, team, env, started_at, finished_at, deployment_id FROM incidents",
         "incident_services": "SELECT incident_id, service FROM incident_services",
         "change_failures": "SELECT failed_id, cause_id FROM change_failures",
@@ -204,7 +208,9 @@ def export(store: Path, target: Path, tmp: Path) -> float:
                 writer = csv.writer(out)
                 writer.writerow(names)
                 writer.writerows(cursor)
-            given = {name: "BIGINT" if name.endswith("_at") else "VARCHAR" for name in names}
+            given = {
+                name: "BIGINT" if name.endswith(("_at", "_time")) else "VARCHAR" for name in names
+            }
             db.execute(
                 f"CREATE TABLE {table} AS SELECT * FROM read_csv(?, header = true, "
                 f"nullstr = '', columns = {given!r})",
