@@ -108,6 +108,27 @@ def test_invalid_event_is_a_usage_error_naming_the_field():
     assert str(error) == "service: must not be empty"
 
 
+def test_a_value_checked_before_is_checked_the_same_way_again():
+    # free text, tags and repository URLs are remembered once checked (an import repeats
+    # a few hundred of them): a bad one is refused every time, a good one kept the same
+    for _ in range(2):
+        assert str(rejected(deployment, service="api\x1b[2J")) == (
+            "service: must be one line without control characters"
+        )
+        assert rejected(deployment, custom_tags=["env:prod", "oops"]).problem == (
+            "'oops' is not a key:value tag"
+        )
+        event = deployment(
+            service=" api ",
+            custom_tags=[" env:prod ", "env:prod"],
+            git={"repository_url": "https://user:s3cret@github.com/acme/api.git"},
+        )
+        assert event.service == "api"
+        assert event.custom_tags == ["env:prod"]
+        assert event.git is not None
+        assert event.git.repository_url == "https://github.com/acme/api.git"
+
+
 # --- start and finish -----------------------------------------------------------------
 
 

@@ -397,9 +397,9 @@ class Loaded:
             for row, services, commits in batch:
                 yield _thawed(row, services, commits)
 
-    def _keep(self, batch: list[tuple[Event, list[Commit] | None]]) -> None:
+    def _keep(self, batch: list[_Frozen]) -> None:
         """Write a batch of valid events to the spool, as plain rows (quick to pickle)."""
-        pickle.dump([_frozen(event, commits) for event, commits in batch], self._spool)
+        pickle.dump(batch, self._spool)
 
     def close(self) -> None:
         self._spool.close()
@@ -449,7 +449,7 @@ def load(
     ``_BATCH`` records and at the end."""
     loaded = Loaded()
     checked = 0
-    batch: list[tuple[Event, list[Commit] | None]] = []
+    batch: list[_Frozen] = []
     # each event's first place and a digest of its content: an id given twice with other
     # content is a mistake (which record is right?), and the same record twice is harmless
     seen: dict[tuple[str, str], tuple[str, int, int]] = {}
@@ -466,7 +466,8 @@ def load(
                     except InvalidEvent as exc:
                         problem = Problem(source, line, exc.field, exc.problem)
                     else:
-                        key, digest = (event.kind, event.id), hash(repr(_frozen(event, commits)))
+                        frozen = _frozen(event, commits)
+                        key, digest = (event.kind, event.id), hash(repr(frozen))
                         where, first, known = seen.setdefault(key, (source, line, digest))
                         if known != digest:
                             problem = Problem(
@@ -476,7 +477,7 @@ def load(
                                 f"'{event.id}' is also on {where}:{first}, with other content",
                             )
                         elif (where, first) == (source, line):
-                            batch.append((event, commits))
+                            batch.append(frozen)
                         else:
                             continue  # the same record again: already kept
                 if problem is not None:
