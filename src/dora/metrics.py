@@ -623,12 +623,13 @@ def _figures(
         ):
             restored[row[0], tuple(row[1:-1])].append(row[-1])
         for (bucket, group), values in restored.items():
-            values.sort()
-            one, n = figures(bucket, group), len(values)
-            one.resolved_failures = n
-            one.mttr_seconds = sum(values) / n / 1e9
-            one.median_time_to_restore_seconds = _percentile(values, n, 5) / 1e9
-            one.p90_time_to_restore_seconds = _percentile(values, n, 9) / 1e9
+            one = figures(bucket, group)
+            (
+                one.resolved_failures,
+                one.mttr_seconds,
+                one.median_time_to_restore_seconds,
+                one.p90_time_to_restore_seconds,
+            ) = _summary(values)
 
     ends = [timeparse.to_ns(end) for _, end in buckets]
     for bucket, group, count, oldest in _open_at_ends(store, cte, ends, i):
@@ -647,11 +648,18 @@ def _wide(store: Store, table: str, since: datetime, until: datetime) -> bool:
     """Whether ``[since, until)`` spans ``SEEK_SHARE`` of the time between the first and the
     last finish in ``table`` (deployments, or their commits), or more: whether a report of
     it reads much of the table."""
-    lo, hi = _span(store, table)
-    if lo is None:
+    first, last = _span(store, table)
+    if first is None:
         return False
-    start, end = max(timeparse.to_ns(since), lo), min(timeparse.to_ns(until), hi)
-    return end > start and end - start >= (hi - lo) * SEEK_SHARE
+    return _covers((first, last), timeparse.to_ns(since), timeparse.to_ns(until))
+
+
+def _covers(span: tuple[int, int], lo: int, hi: int) -> bool:
+    """Whether ``[lo, hi)`` (ns) spans ``SEEK_SHARE`` of ``span`` (a first finish and just
+    after the last), or more."""
+    first, last = span
+    start, end = max(lo, first), min(hi, last)
+    return end > start and end - start >= (last - first) * SEEK_SHARE
 
 
 def _span(store: Store, table: str) -> tuple[int | None, int]:
@@ -697,7 +705,7 @@ def _lead_times(
         lo, hi = max(timeparse.to_ns(start), first), min(timeparse.to_ns(end), last)
         if lo >= hi:
             continue
-        if seekable and hi - lo >= (last - first) * SEEK_SHARE:
+        if seekable and _covers((first, last), lo, hi):
             _sought(store, (n, lo, hi), group_by, c, figures, total)
         else:
             _sorted(store, (n, lo, hi), c, figures, total)
@@ -722,13 +730,12 @@ def _ordered(
     then sought in the index of lead times; sorting every commit at once took longer."""
     total_sought = False
     if len(buckets) == 1:
-        (lo, hi), (first, last) = map(timeparse.to_ns, buckets[0]), span
+        lo, hi = map(timeparse.to_ns, buckets[0])
         source = "FROM deployment_commits c WHERE c.finished_at >= ? AND c.finished_at < ?"
         params: tuple[Any, ...] = (lo, hi, *c.params)
         group = ", ".join(["0", *c.keys])
         keys = ", ".join(c.keys)
-        covered = min(hi, last) - max(lo, first)
-        total_sought = bool(c.keys) and total is not None and covered >= (last - first) * SEEK_SHARE
+        total_sought = bool(c.keys) and total is not None and _covers(span, lo, hi)
         grouped = keys if c.keys else ""
     else:
         source = (
@@ -901,12 +908,13 @@ def _failed_deployments(
                 deltas[last + 1] -= 1
     for t, (_, table) in enumerate(tables):
         for (n, group), values in times[t].items():
-            values.sort()
-            one, recovered = table(n, group), len(values)
-            one.recovered_failed_deployments = recovered
-            one.mean_recovery_time_seconds = sum(values) / recovered / 1e9
-            one.median_recovery_time_seconds = _percentile(values, recovered, 5) / 1e9
-            one.p90_recovery_time_seconds = _percentile(values, recovered, 9) / 1e9
+            one = table(n, group)
+            (
+                one.recovered_failed_deployments,
+                one.mean_recovery_time_seconds,
+                one.median_recovery_time_seconds,
+                one.p90_recovery_time_seconds,
+            ) = _summary(values)
         for group, deltas in spans[t].items():
             unrecovered = 0
             for n in range(len(table.ends)):
@@ -975,6 +983,19 @@ def _next_unset(nexts: list[int], bucket: int) -> int:
         nexts[bucket] = nexts[nexts[bucket]]
         bucket = nexts[bucket]
     return bucket
+
+
+def _summary(values: list[int]) -> tuple[int, float, float, float]:
+    """How many ``values`` (times, ns) there are, and their mean, median and 90th percentile
+    in seconds (the mean of their exact sum); sorts ``values``."""
+    values.sort()
+    n = len(values)
+    return (
+        n,
+        sum(values) / n / 1e9,
+        _percentile(values, n, 5) / 1e9,
+        _percentile(values, n, 9) / 1e9,
+    )
 
 
 def _percentile(ranked: Mapping[int, int] | Sequence[int], n: int, tenths: int) -> float:
