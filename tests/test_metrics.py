@@ -41,7 +41,7 @@ import pytest
 
 from conftest import execute
 from conftest import rows as stored_rows
-from dora import metrics
+from dora import levels, metrics
 from dora.events import Deployment, Incident, build
 from dora.gitmeta import Commit
 from dora.store import open_store
@@ -282,7 +282,7 @@ def test_levels_follow_the_chosen_benchmarks(fixture_store, benchmarks, expected
      (0.1501, "low"), (None, None)],
 )  # fmt: skip
 def test_change_failure_rate_levels_of_2023_include_their_upper_bound(rate, level):
-    assert metrics.cfr_level(rate, "2023") == level
+    assert levels.cfr_level(rate, "2023") == level
 
 
 @pytest.mark.parametrize(
@@ -293,8 +293,8 @@ def test_change_failure_rate_levels_of_2023_include_their_upper_bound(rate, leve
 def test_change_failure_rate_levels_of_2024_never_say_medium(rate, level):
     """2024's typical rates are elite 5 %, high 20 %, medium 10 %, low 40 %: a rate takes
     the best level whose rate it does not exceed, so 10 % is high, never medium."""
-    assert metrics.cfr_level(rate) == level
-    assert metrics.cfr_level(rate, "2024") == level
+    assert levels.cfr_level(rate) == level
+    assert levels.cfr_level(rate, "2024") == level
 
 
 @pytest.mark.parametrize(
@@ -303,7 +303,7 @@ def test_change_failure_rate_levels_of_2024_never_say_medium(rate, level):
      (604800, "low"), (None, None)],
 )  # fmt: skip
 def test_time_to_restore_levels_of_2023_exclude_their_upper_bound(seconds, level):
-    assert metrics.restore_level(seconds, "2023") == level
+    assert levels.restore_level(seconds, "2023") == level
 
 
 @pytest.mark.parametrize(
@@ -313,7 +313,7 @@ def test_time_to_restore_levels_of_2023_exclude_their_upper_bound(seconds, level
 )  # fmt: skip
 def test_recovery_levels_of_2024_exclude_their_upper_bound(seconds, level):
     """2024: elite under an hour, high and medium both under a day, low above."""
-    assert metrics.restore_level(seconds) == level
+    assert levels.restore_level(seconds) == level
 
 
 @pytest.mark.parametrize(
@@ -322,7 +322,7 @@ def test_recovery_levels_of_2024_exclude_their_upper_bound(seconds, level):
      (1 / 30, "medium"), (0.03, "low"), (0.0, "low")],
 )  # fmt: skip
 def test_deployment_frequency_levels(per_day, level):
-    assert metrics.frequency_level(per_day) == level
+    assert levels.frequency_level(per_day) == level
 
 
 @pytest.mark.parametrize(
@@ -330,7 +330,7 @@ def test_deployment_frequency_levels(per_day, level):
     [(86399, "elite"), (86400, "high"), (604800, "medium"), (30 * 86400, "low")],
 )
 def test_lead_time_levels(seconds, level):
-    assert metrics.lead_time_level(seconds) == level
+    assert levels.lead_time_level(seconds) == level
 
 
 def test_filters_combine_with_grouping(fixture_store):

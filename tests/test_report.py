@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import rows
-from dora import metrics
+from dora import levels, metrics
 from dora.events import Deployment, Incident, build
 from dora.gitmeta import Commit
 from dora.report import STEPS, charts, data
@@ -236,16 +236,16 @@ def test_each_spread_counts_what_its_figure_counts(store_db):
 )  # fmt: skip
 def test_the_bands_drawn_are_the_levels_given(metric, edition):
     judge = {
-        "lead_time": lambda v: metrics.lead_time_level(v),
-        "recovery_time": lambda v: metrics.restore_level(v, edition),
-        "time_to_restore": lambda v: metrics.restore_level(v, edition),
-        "change_failure_rate": lambda v: metrics.cfr_level(v, edition),
-        "deployment_frequency": lambda v: metrics.frequency_level(v),
+        "lead_time": lambda v: levels.lead_time_level(v),
+        "recovery_time": lambda v: levels.restore_level(v, edition),
+        "time_to_restore": lambda v: levels.restore_level(v, edition),
+        "change_failure_rate": lambda v: levels.cfr_level(v, edition),
+        "deployment_frequency": lambda v: levels.frequency_level(v),
     }[metric]
-    for level, lo, hi in metrics.bands(metric, edition):
+    for level, lo, hi in levels.bands(metric, edition):
         inside = lo * 2 if hi == float("inf") else (lo + hi) / 2
         assert judge(inside) == level, (level, lo, hi)
-    found = [level for level, _, _ in metrics.bands(metric, edition)]
+    found = [level for level, _, _ in levels.bands(metric, edition)]
     given = {judge(v) for v in [0, 1e-9, 0.01, 0.07, 0.12, 0.3, 0.5, 2, 100, 5000, 90000,
                                  400000, 900000, 4e6, 1e9]}  # fmt: skip
     assert given <= set(found)

@@ -48,7 +48,7 @@ def retry_policy(settings: Settings) -> RetryPolicy:
 
 def benchmarks(settings: Settings) -> str:
     """The edition of DORA's benchmarks levels come from: 2024 (the default) or 2023."""
-    from dora.metrics import EDITIONS
+    from dora.levels import EDITIONS
 
     setting = settings.setting("benchmarks")
     edition = (setting.value or "2024").strip()

@@ -10,7 +10,8 @@ from datetime import datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
 from dora import layout, timeparse
-from dora.metrics import FIGURES, LEVELS, Evidence, Failure, Figures, Report, Row
+from dora.levels import LEVELS
+from dora.metrics import FIGURES, Evidence, Failure, Figures, Report, Row
 from dora.text import visible
 from dora.verdicts import Outcome
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from dora import metrics, render, timeparse
+from dora import levels, metrics, render, timeparse
 from dora.metrics import Figures, Filters
 from dora.report import data, page
 from dora.store import Store
@@ -35,7 +35,7 @@ class _Metric:
     value: Callable[[Figures], float | None]
     #: "time" (seconds), "rate" (a share) or "count" (as it is)
     kind: str
-    #: the levels drawn behind it (``metrics.bands``), if it has any
+    #: the levels drawn behind it (``levels.bands``), if it has any
     bands: str | None
 
 
@@ -66,7 +66,7 @@ def make(
     group_by: tuple[str, ...] = ("service",),
     filters: Filters = _EVERYTHING,
     interval: str | None = None,
-    benchmarks: str = metrics.LATEST,
+    benchmarks: str = levels.LATEST,
     link_window: timedelta | None = None,
     events: bool = True,
     made_at: datetime | None = None,
@@ -104,7 +104,7 @@ def make(
         unit = _unit(metric, max(present, default=0.0))
         svg = charts.trend(
             metric.title, starts, series, unit=unit, axis=metric.axis,
-            bands=metrics.bands(metric.bands, report.benchmarks) if metric.bands else (),
+            bands=levels.bands(metric.bands, report.benchmarks) if metric.bands else (),
             percent=metric.kind == "rate",
             description=_describe(metric, series, interval),
         )  # fmt: skip
