@@ -389,3 +389,37 @@ def test_a_local_time_a_dst_change_skips_or_repeats_is_refused(monkeypatch, text
 def test_out_of_range_and_non_ascii_times_are_value_errors(text, problem):
     with pytest.raises(ValueError, match=problem):
         parse_timestamp(text)
+
+
+# --- the common form, read without the general pattern ----------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-24T09:30:00Z",
+        "2026-11-24T09:30:00.123Z",
+        "2026-11-24T09:30:00.123456Z",
+        "1970-01-01T00:00:00Z",
+        "2024-02-29T23:59:59Z",
+        "1969-12-31T23:59:59Z",
+        "2026-02-30T09:00:00Z",
+        "2025-02-29T09:00:00Z",
+        "2026-11-24T24:00:00Z",
+        "2026-11-24T09:60:00Z",
+        "0000-01-01T00:00:00Z",
+        "9999-12-31T23:59:59.999999Z",
+    ],
+)
+def test_the_common_utc_form_reads_as_the_general_pattern_does(text):
+    """``2026-11-24T09:30:00Z`` takes a quicker road; a leading space sends the same text
+    down the general one. Both give the same time, or the same error."""
+
+    def read(value: str) -> object:
+        try:
+            moment = parse_timestamp(value)
+        except ValueError as exc:
+            return str(exc).replace(value, text)
+        return (type(moment), to_ns(moment))
+
+    assert read(text) == read(f" {text}")

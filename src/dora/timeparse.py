@@ -47,6 +47,13 @@ _ISO = re.compile(
 )
 
 
+#: The form most times arrive in (files, CI variables, exports): read without the general
+#: pattern. A fraction of 3 or 6 digits is what ``datetime.fromisoformat`` reads everywhere.
+_PLAIN_UTC = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{3}){0,2}Z"
+)
+
+
 class Instant(datetime):
     """An aware UTC datetime exact to the nanosecond: ``nanosecond`` (1 to 999) is what lies
     past its ``microsecond``. Made only by ``from_ns`` (and so by every parser here) for a
@@ -123,6 +130,11 @@ def parse_timestamp(
     ``naive_utc``, an ISO time without a zone is UTC rather than local time (for reports,
     whose windows and buckets are UTC).
     """
+    if _PLAIN_UTC.fullmatch(text) and text >= "1970":
+        try:
+            return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
+        except ValueError:
+            pass  # no such day or hour: the general reading below says why
     value = text.strip()
     if not value:
         raise ValueError(f"empty timestamp: {FORMS_HINT}")
