@@ -59,6 +59,7 @@ from dora import failures, metrics, verdicts
 from dora.events import Deployment, Incident, build
 from dora.gitmeta import Commit
 from dora.store import Store, open_store
+from dora.store.base import stored
 from dora.timeparse import from_ns, parse_timestamp, to_ns
 
 SINCE = parse_timestamp("2026-11-01T00:00:00Z")
@@ -597,7 +598,7 @@ def test_random_histories_give_the_figures_of_the_reference(store_db, seed):
 
     with open_store(store_db) as store:
         if seed % 2:  # an import
-            store.save_many(arrival)
+            store.save_many(stored(e, c) for e, c in arrival)
         else:
             for event, commits in arrival:
                 store.save(event, commits=commits)

@@ -198,6 +198,7 @@ from dora import failures, timeparse  # noqa: E402
 from dora.events import Deployment, build  # noqa: E402
 from dora.gitmeta import Commit  # noqa: E402
 from dora.store import open_store  # noqa: E402
+from dora.store.base import stored  # noqa: E402
 
 
 def random_history(seed: int, size: int = 12):
@@ -274,7 +275,7 @@ def test_an_import_keeps_the_same_effects(store_db, seed):
     made = random_history(seed)
 
     with open_store(store_db) as store:
-        store.save_many(random.Random(seed).sample(made, len(made)))
+        store.save_many(stored(e, c) for e, c in random.Random(seed).sample(made, len(made)))
 
     assert stored_effects(store_db) == expected_effects(made)
 

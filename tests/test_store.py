@@ -18,6 +18,7 @@ from dora.errors import NotFound, StoreError
 from dora.events import Deployment, Incident, build
 from dora.store import migrations as m
 from dora.store import open_store
+from dora.store.base import stored
 from dora.store.sqlite import SQLiteStore
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -329,7 +330,7 @@ def test_an_upgrade_strips_tokens_an_earlier_version_stored(store_db):
 def test_save_many_reports_the_events_written_after_each_chunk(store_db):
     from dora.store.sql import CHUNK
 
-    events = [(deployment(id=f"deploy-{n:012d}"), None) for n in range(2 * CHUNK + 7)]
+    events = [stored(deployment(id=f"deploy-{n:012d}")) for n in range(2 * CHUNK + 7)]
     heard: list[int] = []
 
     with open_store(str(store_db)) as store:

@@ -42,7 +42,7 @@ from dora.events import Deployment, Event, Incident, build
 from dora.gitmeta import Commit
 from dora.metrics import Filters, Source, deployments_matching, incidents_matching
 from dora.store import Store
-from dora.store.base import deployment_from_row, event_row, incident_from_row
+from dora.store.base import Stored, stored
 
 KINDS: dict[str, type[Event]] = {"deployment": Deployment, "incident": Incident}
 CSV_COLUMNS = (
@@ -387,18 +387,19 @@ class Loaded:
     unreadable: bool = False
     _spool: IO[bytes] = field(default_factory=lambda: tempfile.TemporaryFile())  # noqa: SIM115
 
-    def items(self) -> Iterator[tuple[Event, list[Commit] | None]]:
+    def items(self) -> Iterator[Stored]:
+        """The valid events, as the store keeps them, in the order they were read."""
         self._spool.seek(0)
         while True:
             try:
                 batch = pickle.load(self._spool)  # noqa: S301 - our own temporary file
             except EOFError:
                 return
-            for row, services, commits in batch:
-                yield _thawed(row, services, commits)
+            yield from batch
 
-    def _keep(self, batch: list[_Frozen]) -> None:
-        """Write a batch of valid events to the spool, as plain rows (quick to pickle)."""
+    def _keep(self, batch: list[Stored]) -> None:
+        """Write a batch of valid events to the spool, in their stored form (a few tuples
+        and a dict each, quick to pickle and to read back)."""
         pickle.dump(batch, self._spool)
 
     def close(self) -> None:
@@ -409,32 +410,6 @@ class Loaded:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-_Frozen = tuple[dict[str, Any], list[str] | None, list[tuple[Any, ...]] | None]
-
-
-def _frozen(event: Event, commits: list[Commit] | None) -> _Frozen:
-    services = event.services if isinstance(event, Incident) else None
-    shipped = (
-        None
-        if commits is None
-        else [(c.sha, timeparse.to_ns(c.committed_at), c.subject, c.reverts) for c in commits]
-    )
-    return event_row(event), services, shipped
-
-
-def _thawed(
-    row: dict[str, Any], services: list[str] | None, commits: list[tuple[Any, ...]] | None
-) -> tuple[Event, list[Commit] | None]:
-    """The event of a row ``_frozen`` made from a valid one (so not validated again)."""
-    event = deployment_from_row(row) if services is None else incident_from_row(row, services)
-    if commits is None:
-        return event, None
-    return event, [
-        Commit(sha, timeparse.from_ns(at), subject, reverts)
-        for sha, at, subject, reverts in commits
-    ]
 
 
 def load(
@@ -449,7 +424,7 @@ def load(
     ``_BATCH`` records and at the end."""
     loaded = Loaded()
     checked = 0
-    batch: list[_Frozen] = []
+    batch: list[Stored] = []
     # each event's first place and a digest of its content: an id given twice with other
     # content is a mistake (which record is right?), and the same record twice is harmless
     seen: dict[tuple[str, str], tuple[str, int, int]] = {}
@@ -466,8 +441,8 @@ def load(
                     except InvalidEvent as exc:
                         problem = Problem(source, line, exc.field, exc.problem)
                     else:
-                        frozen = _frozen(event, commits)
-                        key, digest = (event.kind, event.id), hash(repr(frozen))
+                        kept = stored(event, commits)
+                        key, digest = (event.kind, event.id), hash(repr(kept))
                         where, first, known = seen.setdefault(key, (source, line, digest))
                         if known != digest:
                             problem = Problem(
@@ -477,7 +452,7 @@ def load(
                                 f"'{event.id}' is also on {where}:{first}, with other content",
                             )
                         elif (where, first) == (source, line):
-                            batch.append(frozen)
+                            batch.append(kept)
                         else:
                             continue  # the same record again: already kept
                 if problem is not None:

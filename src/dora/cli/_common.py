@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the event models load pydantic: only commands that record p
     from dora.gitmeta import Commit
     from dora.pagerduty import PagerDutyClient
     from dora.store import Store
+    from dora.store.base import Stored
 
 #: How a time without Z or an offset is read: as local time by the commands that record what
 #: happens now (``deployment``, ``incident open``, ``incident resolve``), as UTC by those that
@@ -509,7 +510,7 @@ def shipped_commits(
 
 def save_all(
     settings: Settings,
-    items: Iterable[tuple[Event, Sequence[Commit] | None]],
+    items: Iterable[Stored],
     *,
     source: str,
     backend: DatadogBackend | None = None,
@@ -526,12 +527,10 @@ def save_all(
 
     keys: set[tuple[str, str]] = set()
 
-    def noting(
-        items: Iterable[tuple[Event, Sequence[Commit] | None]],
-    ) -> Iterator[tuple[Event, Sequence[Commit] | None]]:
-        for event, commits in items:
-            keys.add((event.kind, event.id))  # only to deliver them: memory grows with it
-            yield event, commits
+    def noting(items: Iterable[Stored]) -> Iterator[Stored]:
+        for item in items:
+            keys.add((item.kind, item.id))  # only to deliver them: memory grows with it
+            yield item
 
     with open_store(settings.get("db") or "") as store:
         if hotfix is not None:

@@ -368,6 +368,7 @@ def import_pagerduty(
         dora incident import-pagerduty --team-from-pagerduty --team sre
     """
     from dora import pagerduty
+    from dora.store.base import stored
 
     window = opt.window(since, until)
     mapping = _service_map(service_map or [])
@@ -398,7 +399,7 @@ def import_pagerduty(
     status(line + ".")
     opt.save_all(
         settings,
-        ((incident, None) for incident in imported.incidents),
+        map(stored, imported.incidents),
         source="PagerDuty",
         backend=sender,
         total=len(imported.incidents),

@@ -68,18 +68,19 @@ class Store(ABC):
     @abstractmethod
     def save_many(
         self,
-        items: Iterable[tuple[Event, Sequence[Commit] | None]],
+        items: Iterable[Stored],
         *,
         queue: bool = False,
         progress: Callable[[int], None] | None = None,
     ) -> Saved:
         """Save many events in one transaction: all of them, or none if anything fails.
 
-        Each item is an event and its commits, as for ``save``. An event stored already
-        exactly as given is left alone (not rewritten, not queued again), so saving the same
-        events twice leaves the store as after once. With ``queue``, the new and changed
-        events go to the outbox as pending, and so do unchanged ones that were never in it
-        (recorded before a backend was set up); one already delivered is not sent again.
+        Each item is an event and its commits in the form the store keeps them (``stored``).
+        An event stored already exactly as given is left alone (not rewritten, not queued
+        again), so saving the same events twice leaves the store as after once. With
+        ``queue``, the new and changed events go to the outbox as pending, and so do
+        unchanged ones that were never in it (recorded before a backend was set up); one
+        already delivered is not sent again.
         ``progress(n)`` hears how many events are written so far, after each chunk of them
         (the transaction commits after the last).
         """
@@ -306,6 +307,37 @@ def event_row(event: Event) -> dict[str, Any]:
         row["severity"] = event.severity
         row["deployment_id"] = event.deployment_id
     return row
+
+
+class Stored(NamedTuple):
+    """An event in the form the store keeps it, made once from a valid event (``stored``):
+    what ``save_many`` compares and writes, and what an import keeps on disk meanwhile.
+
+    ``row`` is ``event_row``'s; ``services`` an incident's, in order; ``commits`` a
+    deployment's as (sha, committed_at ns, subject, reverts), the first of each SHA in the
+    order given, or None to keep those stored."""
+
+    kind: str
+    row: dict[str, Any]
+    services: list[str]
+    commits: list[tuple[str, int, str | None, str | None]] | None
+
+    @property
+    def id(self) -> str:
+        return str(self.row["id"])
+
+
+def stored(event: Event, commits: Sequence[Commit] | None = None) -> Stored:
+    """``event`` and the commits it shipped (None: keep those stored) as the store keeps
+    them."""
+    shipped = None
+    if commits is not None:
+        first: dict[str, tuple[str, int, str | None, str | None]] = {}
+        for c in commits:
+            first.setdefault(c.sha, (c.sha, timeparse.to_ns(c.committed_at), c.subject, c.reverts))
+        shipped = list(first.values())
+    services = list(event.services) if isinstance(event, Incident) else []
+    return Stored(event.kind, event_row(event), services, shipped)
 
 
 def _common_fields(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -33,7 +33,6 @@ from psycopg import pq
 from psycopg.rows import tuple_row
 
 from dora.errors import NotFound, StoreError, UsageError
-from dora.events import Deployment
 from dora.redact import scrub
 from dora.store import migrations
 from dora.store.sql import Connection, Cursor, History, SQLStore
@@ -189,8 +188,7 @@ class PostgresStore(SQLStore):
         for key in keys:
             db.execute("SELECT pg_advisory_xact_lock(?)", (key,))
 
-    def _credit_once(self, db: Connection, shipped: Sequence[tuple[Deployment, list[str]]]) -> None:
-        shas = sorted({sha for _, listed in shipped for sha in listed})
+    def _credit_once(self, db: Connection, shas: set[str]) -> None:
         if not shas:
             return
         db.execute(
@@ -201,7 +199,7 @@ class PostgresStore(SQLStore):
             "WHERE e.sha = c.sha AND f.service = d.service "
             "AND f.env IS NOT DISTINCT FROM d.env "
             "AND (f.finished_at, f.id) < (d.finished_at, d.id))",
-            (shas,),
+            (sorted(shas),),
         )
 
     def _error(self, doing: str, exc: BaseException) -> StoreError:

@@ -10,6 +10,7 @@ are credited once) is left to each engine's subclass.
 from __future__ import annotations
 
 import json
+import operator
 import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -27,9 +28,10 @@ from dora.store.base import (
     Redetected,
     Saved,
     Store,
+    Stored,
     deployment_from_row,
-    event_row,
     incident_from_row,
+    stored,
 )
 
 if TYPE_CHECKING:
@@ -56,7 +58,6 @@ class Connection(Protocol):
     def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> Any: ...
 
 
-_Item = tuple[Event, Sequence["Commit"] | None]
 #: A deployment history: its service and env (None for none).
 History = tuple[str, str | None]
 
@@ -97,14 +98,15 @@ class SQLStore(Store):
         its parameter."""
 
     @abstractmethod
-    def _credit_once(self, db: Connection, shipped: Sequence[tuple[Deployment, list[str]]]) -> None:
+    def _credit_once(self, db: Connection, shas: set[str]) -> None:
         """Credit each commit to the first deployment of the service and env that shipped it,
         as lead time measures the time to reach production once.
 
-        ``shipped`` holds deployments just stored with their commits. Deployments are ordered
-        by finish, then id: of the deployments of one service and env that list a commit,
-        only the first keeps it. So a roll forward after a rollback ships nothing new, and a
-        backfill takes its commits from the deployment recorded before it that shipped them.
+        ``shas`` are the commits of deployments just stored with their commits. Deployments
+        are ordered by finish, then id: of the deployments of one service and env that list
+        a commit, only the first keeps it. So a roll forward after a rollback ships nothing
+        new, and a backfill takes its commits from the deployment recorded before it that
+        shipped them.
         """
 
     def _lock_histories(self, db: Connection, histories: Iterable[History]) -> None:
@@ -121,7 +123,7 @@ class SQLStore(Store):
     ) -> None:
         if not isinstance(event, Deployment):
             with self._write() as db:
-                self._write_events(db, [(event, commits)], time.time_ns())
+                self._write_events(db, [stored(event, commits)], time.time_ns())
                 _queue(db, event.kind, event.id, insert=queue)
             return
         for _ in range(_ATTEMPTS):
@@ -146,16 +148,17 @@ class SQLStore(Store):
             hotfix = self._wanted(stored_pattern)
             if hotfix != stored_pattern:  # the effects stored were found with another
                 raise _OtherPattern(hotfix)
-            histories = _histories(db, [event])
+            item = stored(event, commits)
+            histories = _histories(db, [item])
             self._lock_histories(db, histories)
-            stored = db.execute(
+            facts = db.execute(
                 f"SELECT {detection.FACTS} FROM deployments WHERE id = ?", (event.id,)
             ).fetchone()
-            latest = stored is None and detection.is_latest(db, event)
-            self._write_events(db, [(event, commits)], time.time_ns())
+            latest = facts is None and detection.is_latest(db, event)
+            self._write_events(db, [item], time.time_ns())
             if latest:  # the common case: the effects of one deployment, at the end
                 detection.add(db, event, hotfix=hotfix)
-            elif stored is None or tuple(stored) != _facts(event) or commits is not None:
+            elif facts is None or tuple(facts) != _facts(event) or commits is not None:
                 detection.rescan(db, histories, ordered_join=self.ORDERED_JOIN, hotfix=hotfix)
             _queue(db, event.kind, event.id, insert=queue)
 
@@ -185,7 +188,7 @@ class SQLStore(Store):
 
     def save_many(
         self,
-        items: Iterable[tuple[Event, Sequence[Commit] | None]],
+        items: Iterable[Stored],
         *,
         queue: bool = False,
         progress: Callable[[int], None] | None = None,
@@ -466,54 +469,55 @@ class SQLStore(Store):
         return [incident_from_row(r, json.loads(r["services"])) for r in self._read(sql, params)]
 
     def _save_chunk(
-        self, db: Connection, chunk: list[_Item], saved: Saved, *, queue: bool, now: int
+        self, db: Connection, chunk: list[Stored], saved: Saved, *, queue: bool, now: int
     ) -> set[History]:
         """Write the new and changed events of ``chunk``; return the deployment histories
         they change, for finding change failures again."""
-        stored: set[tuple[str, str]] = set()
+        known: set[tuple[str, str]] = set()
         for kind, table in (("deployment", "deployments"), ("incident", "incidents")):
-            ids = [event.id for event, _ in chunk if event.kind == kind]
+            ids = [item.id for item in chunk if item.kind == kind]
             if ids:
                 marks = ", ".join("?" * len(ids))
                 found = db.execute(f"SELECT id FROM {table} WHERE id IN ({marks})", ids)
-                stored.update((kind, event_id) for (event_id,) in found)
+                known.update((kind, event_id) for (event_id,) in found)
         self._lock_histories(
             db,
             (
-                (e.service, e.env)
-                for e, commits in chunk
-                if isinstance(e, Deployment) and commits is not None
+                (item.row["service"], item.row["env"])
+                for item in chunk
+                if item.kind == "deployment" and item.commits is not None
             ),
         )
-        changed: list[_Item] = []
-        for event, commits in chunk:
-            if (event.kind, event.id) not in stored:
+        changed: list[Stored] = []
+        for item in chunk:
+            if (item.kind, item.id) not in known:
                 saved.new += 1
-            elif self._unchanged(db, event, commits):
+            elif self._unchanged(db, item):
                 saved.unchanged += 1
                 if queue:
-                    _queue_new(db, event.kind, event.id, now)
+                    _queue_new(db, item.kind, item.id, now)
                 continue
             else:
                 saved.updated += 1
-            changed.append((event, commits))
-        histories = _histories(db, [e for e, _ in changed if isinstance(e, Deployment)])
+            changed.append(item)
+        histories = _histories(db, [item for item in changed if item.kind == "deployment"])
         self._write_events(db, changed, now)
-        for event, _ in changed:
-            _queue(db, event.kind, event.id, insert=queue)
+        for item in changed:
+            _queue(db, item.kind, item.id, insert=queue)
         return histories
 
-    def _write_events(self, db: Connection, items: Sequence[_Item], recorded_at: int) -> None:
+    def _write_events(self, db: Connection, items: Sequence[Stored], recorded_at: int) -> None:
         """Insert or replace the events (keeping when each was first recorded) and what goes
         with them: an incident's services, a deployment's commits (None keeps those stored)."""
-        for model, table in ((Deployment, "deployments"), (Incident, "incidents")):
-            rows = [event_row(event) for event, _ in items if isinstance(event, model)]
-            if rows:
-                _upsert(db, table, [{**row, "recorded_at": recorded_at} for row in rows])
-        incidents = [event for event, _ in items if isinstance(event, Incident)]
+        deployments = [item for item in items if item.kind == "deployment"]
+        incidents = [item for item in items if item.kind == "incident"]
+        for table, written in (("deployments", deployments), ("incidents", incidents)):
+            if written:
+                _upsert(db, table, [item.row for item in written], recorded_at)
         if incidents:
             db.executemany(
-                "DELETE FROM incident_services WHERE incident_id = ?", [(i.id,) for i in incidents]
+                "DELETE FROM incident_services WHERE incident_id = ?",
+                [(item.id,) for item in incidents],
             )
         services = [(i.id, service, n) for i in incidents for n, service in enumerate(i.services)]
         if services:
@@ -524,7 +528,7 @@ class SQLStore(Store):
         # a deployment's commits carry its service, team, env and finish, and their lead
         # times (m012): those of a deployment recorded again without commits follow it
         # (one statement for the chunk: a round trip per deployment is slow on PostgreSQL)
-        kept = [d.id for d, commits in items if isinstance(d, Deployment) and commits is None]
+        kept = [item.id for item in deployments if item.commits is None]
         if kept:
             db.execute(
                 "UPDATE deployment_commits SET (service, team, env, finished_at, lead_time) = "
@@ -535,26 +539,20 @@ class SQLStore(Store):
                 f"WHERE deployment_id IN ({', '.join('?' * len(kept))})",
                 kept,
             )
-        shipping = [
-            (event, commits)
-            for event, commits in items
-            if isinstance(event, Deployment) and commits is not None
-        ]
+        shipping = [item for item in deployments if item.commits is not None]
         if not shipping:
             return
         db.executemany(
             "DELETE FROM deployment_commits WHERE deployment_id = ?",
-            [(d.id,) for d, _ in shipping],
+            [(item.id,) for item in shipping],
         )
         commits = [
             (
-                d.id, c.sha, committed, c.subject, c.reverts, d.service, d.team, d.env,
-                finished, max(0, finished - committed),
+                row["id"], sha, committed, subject, reverts, row["service"], row["team"],
+                row["env"], row["finished_at"], max(0, row["finished_at"] - committed),
             )
-            for d, shipped in shipping
-            for finished in (timeparse.to_ns(d.finished_at),)
-            for c in shipped
-            for committed in (timeparse.to_ns(c.committed_at),)
+            for row, shipped in ((item.row, item.commits or ()) for item in shipping)
+            for sha, committed, subject, reverts in shipped
         ]  # fmt: skip
         if commits:
             db.executemany(
@@ -564,19 +562,19 @@ class SQLStore(Store):
                 "ON CONFLICT (deployment_id, sha) DO NOTHING",
                 commits,
             )
-        self._credit_once(db, [(d, [c.sha for c in shipped]) for d, shipped in shipping])
+        self._credit_once(db, {commit[1] for commit in commits})
 
-    def _unchanged(self, db: Connection, event: Event, commits: Sequence[Commit] | None) -> bool:
-        """Whether ``event`` (and its commits, if given) is stored exactly so: a deployment's
+    def _unchanged(self, db: Connection, item: Stored) -> bool:
+        """Whether the event (and its commits, if given) is stored exactly so: a deployment's
         commits compared as they would be kept, without those an earlier deployment of its
         service and env was credited with."""
-        stored = _stored(db, event, with_commits=commits is not None)
-        given = _as_stored(event, commits)
-        if stored is None or stored[:2] != given[:2] or stored == given:
-            return stored == given
+        found = _stored(db, item.kind, item.id, with_commits=item.commits is not None)
+        given = _as_stored(item)
+        if found is None or found[:2] != given[:2] or found == given:
+            return found == given
         shipped = given[2] or []
-        assert isinstance(event, Deployment)  # noqa: S101 - only deployments have commits
-        env, env_params = _same_env("d.env", event.env)
+        row = item.row
+        env, env_params = _same_env("d.env", row["env"])
         earlier: set[str] = set()
         for start in range(0, len(shipped), CHUNK):
             part = [commit[0] for commit in shipped[start : start + CHUNK]]
@@ -586,25 +584,19 @@ class SQLStore(Store):
                     f"SELECT c.sha FROM deployment_commits c {self.ORDERED_JOIN} deployments d "
                     f"ON d.id = c.deployment_id WHERE c.sha IN ({', '.join('?' * len(part))}) "
                     f"AND d.service = ? AND {env} AND (d.finished_at, d.id) < (?, ?)",
-                    (
-                        *part,
-                        event.service,
-                        *env_params,
-                        timeparse.to_ns(event.finished_at),
-                        event.id,
-                    ),
+                    (*part, row["service"], *env_params, row["finished_at"], item.id),
                 )
             )
-        return stored[2] == [commit for commit in shipped if commit[0] not in earlier]
+        return found[2] == [commit for commit in shipped if commit[0] not in earlier]
 
 
 _same_env = detection.same_env
 
 
-def _histories(db: Connection, deployments: Sequence[Deployment]) -> set[History]:
+def _histories(db: Connection, deployments: Sequence[Stored]) -> set[History]:
     """The histories (service, env) ``deployments`` go to, and those they are stored in now
     (a deployment recorded again may move to another service or env)."""
-    found = {(d.service, d.env) for d in deployments}
+    found = {(d.row["service"], d.row["env"]) for d in deployments}
     ids = [d.id for d in deployments]
     for start in range(0, len(ids), CHUNK):
         part = ids[start : start + CHUNK]
@@ -630,13 +622,13 @@ def _facts(deployment: Deployment) -> tuple[Any, ...]:
     )
 
 
-def _chunks(items: Iterable[_Item], size: int) -> Iterator[list[_Item]]:
+def _chunks(items: Iterable[Stored], size: int) -> Iterator[list[Stored]]:
     """Lists of at most ``size`` items, none holding one event twice (a later copy of an
     event starts the next list, so that it is compared with the earlier one as stored)."""
-    chunk: list[_Item] = []
+    chunk: list[Stored] = []
     keys: set[tuple[str, str]] = set()
     for item in items:
-        key = (item[0].kind, item[0].id)
+        key = (item.kind, item.id)
         if len(chunk) >= size or key in keys:
             yield chunk
             chunk, keys = [], set()
@@ -646,25 +638,25 @@ def _chunks(items: Iterable[_Item], size: int) -> Iterator[list[_Item]]:
         yield chunk
 
 
-_Stored = tuple[dict[str, Any], list[str], list[tuple[Any, ...]] | None]
+_Compared = tuple[dict[str, Any], list[str], list[tuple[Any, ...]] | None]
 
 
-def _stored(db: Connection, event: Event, *, with_commits: bool) -> _Stored | None:
-    """The stored form of the event with ``event``'s kind and id, to compare with
-    ``_as_stored``; None if there is none."""
-    table = "deployments" if isinstance(event, Deployment) else "incidents"
-    found = db.execute(f"SELECT * FROM {table} WHERE id = ?", (event.id,)).fetchone()
+def _stored(db: Connection, kind: str, event_id: str, *, with_commits: bool) -> _Compared | None:
+    """The stored form of the event of this kind and id, to compare with ``_as_stored``;
+    None if there is none."""
+    table = "deployments" if kind == "deployment" else "incidents"
+    found = db.execute(f"SELECT * FROM {table} WHERE id = ?", (event_id,)).fetchone()
     if found is None:
         return None
     row = {key: found[key] for key in found.keys() if key != "recorded_at"}  # noqa: SIM118
     services: list[str] = []
     commits = None
-    if isinstance(event, Incident):
+    if kind == "incident":
         services = [
             service
             for (service,) in db.execute(
                 "SELECT service FROM incident_services WHERE incident_id = ? ORDER BY position",
-                (event.id,),
+                (event_id,),
             )
         ]
     elif with_commits:
@@ -673,21 +665,15 @@ def _stored(db: Connection, event: Event, *, with_commits: bool) -> _Stored | No
             for found in db.execute(
                 "SELECT sha, committed_at, subject, reverts FROM deployment_commits "
                 "WHERE deployment_id = ? ORDER BY sha",
-                (event.id,),
+                (event_id,),
             )
         ]
     return row, services, commits
 
 
-def _as_stored(event: Event, commits: Sequence[Commit] | None) -> _Stored:
-    shipped = None
-    if commits is not None and isinstance(event, Deployment):
-        first: dict[str, tuple[str, int, str | None, str | None]] = {}
-        for c in commits:  # as the store keeps them: the first of each SHA
-            first.setdefault(c.sha, (c.sha, timeparse.to_ns(c.committed_at), c.subject, c.reverts))
-        shipped = sorted(first.values())
-    services = event.services if isinstance(event, Incident) else []
-    return event_row(event), list(services), shipped
+def _as_stored(item: Stored) -> _Compared:
+    shipped = None if item.commits is None else sorted(item.commits)
+    return item.row, item.services, shipped
 
 
 def _queue(db: Connection, kind: str, event_id: str, *, insert: bool) -> None:
@@ -721,13 +707,14 @@ def _queue_new(db: Connection, kind: str, event_id: str, now: int) -> None:
     )
 
 
-def _upsert(db: Connection, table: str, rows: list[dict[str, Any]]) -> None:
-    """Insert the rows (all with the same columns), or update those already stored, except
-    for when they were first recorded."""
+def _upsert(db: Connection, table: str, rows: list[dict[str, Any]], recorded_at: int) -> None:
+    """Insert the rows (all with the same columns), recorded at ``recorded_at``, or update
+    those already stored, except for when they were first recorded."""
     names = list(rows[0])
-    updates = ", ".join(f"{name} = excluded.{name}" for name in names if name != "recorded_at")
+    updates = ", ".join(f"{name} = excluded.{name}" for name in names)
+    values = operator.itemgetter(*names)
     db.executemany(
-        f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
-        f"ON CONFLICT (id) DO UPDATE SET {updates}",
-        [tuple(row[name] for name in names) for row in rows],
+        f"INSERT INTO {table} ({', '.join(names)}, recorded_at) "
+        f"VALUES ({', '.join('?' * len(names))}, ?) ON CONFLICT (id) DO UPDATE SET {updates}",
+        [(*values(row), recorded_at) for row in rows],
     )

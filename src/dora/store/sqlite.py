@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from dora.errors import NotFound, StoreError
-from dora.events import Deployment
 from dora.store import migrations
 from dora.store.sql import Connection, SQLStore
 
@@ -87,15 +86,14 @@ class SQLiteStore(SQLStore):
         finally:
             self._db.execute("PRAGMA cache_size = -2000")  # SQLite's default
 
-    def _credit_once(self, db: Connection, shipped: Sequence[tuple[Deployment, list[str]]]) -> None:
-        shas = {(sha,) for _, listed in shipped for sha in listed}
+    def _credit_once(self, db: Connection, shas: set[str]) -> None:
         if not shas:
             return
         # One statement for every commit at once, from the few rows of each SHA (its index;
         # CROSS JOIN keeps SQLite to that order), never from the service's whole history.
         db.execute("CREATE TEMP TABLE IF NOT EXISTS credited (sha TEXT PRIMARY KEY)")
         db.execute("DELETE FROM temp.credited")
-        db.executemany("INSERT INTO temp.credited (sha) VALUES (?)", shas)
+        db.executemany("INSERT INTO temp.credited (sha) VALUES (?)", [(sha,) for sha in shas])
         db.execute(
             "DELETE FROM deployment_commits WHERE rowid IN ("
             "SELECT c.rowid FROM temp.credited t "
