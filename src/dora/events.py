@@ -25,6 +25,7 @@ import functools
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, TypeVar
@@ -88,19 +89,25 @@ def _invalid(problem: str, **context: Any) -> PydanticCustomError:
 
 
 def _parse_time(value: Any) -> Any:
+    """A time in any form ``dora.timeparse`` reads, or a datetime, as an aware UTC datetime
+    no further in the future than the clock skew allows; anything else is left for pydantic
+    to refuse."""
     if isinstance(value, str):
         try:
-            return timeparse.parse_timestamp(value)
+            moment = timeparse.parse_timestamp(value)
         except ValueError as exc:
             raise _invalid(str(exc)) from None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
-            return timeparse.from_unix(value)
+            moment = timeparse.from_unix(value)
         except ValueError as exc:
             raise _invalid(str(exc)) from None
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.astimezone()  # naive means local, as on the command line
-    return value
+    elif isinstance(value, datetime):
+        # naive means local, as on the command line
+        moment = value if value.tzinfo is not None else value.astimezone()
+    else:
+        return value
+    return _not_future(moment)
 
 
 def _not_future(value: datetime) -> datetime:
@@ -130,6 +137,8 @@ def _visible_only(value: str, *, tag: bool = False) -> None:
 
 def _utf8(value: str) -> str:
     """Refuse text that cannot be written as UTF-8 (bytes the shell passed undecoded)."""
+    if value.isascii():
+        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -153,14 +162,17 @@ def _text(value: str) -> str:
     return scrub(value)
 
 
-def _at_most(field: str) -> AfterValidator:
-    """The length check of ``field`` (``LIMITS``), before anything else reads the value."""
+def _limited(field: str, then: Callable[[str], str] | None = None) -> AfterValidator:
+    """Free text (``_text``) for ``field``, its length checked first (``LIMITS``), then
+    given to ``then``; remembered, like ``_text``, for the values seen."""
     limit, why = LIMITS[field]
 
+    @functools.lru_cache(maxsize=_REMEMBERED)
     def check(value: str) -> str:
         if (length := len(value.strip())) > limit:
             raise _invalid(f"is {length:,} characters long; at most {limit:,} ({why})")
-        return value
+        value = _text(value)
+        return value if then is None else then(value)
 
     return AfterValidator(check)
 
@@ -204,25 +216,16 @@ def _tag(tag: str) -> str:
     return scrub(tag.strip())
 
 
-#: ``redact.strip_credentials``, remembered for the repository URLs seen (a few per store)
-_without_credentials = functools.lru_cache(maxsize=_REMEMBERED)(strip_credentials)
-
-
 def _dedupe(values: list[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
-Timestamp = Annotated[datetime, BeforeValidator(_parse_time), AfterValidator(_not_future)]
+Timestamp = Annotated[datetime, BeforeValidator(_parse_time)]
 Text = Annotated[str, AfterValidator(_text)]
-ServiceName = Annotated[str, _at_most("service"), AfterValidator(_text)]
+ServiceName = Annotated[str, _limited("service")]
 EventId = Annotated[str, AfterValidator(_check_id)]
 CommitSha = Annotated[str, AfterValidator(_check_sha)]
-RepositoryUrl = Annotated[
-    str,
-    _at_most("repository_url"),
-    AfterValidator(_text),
-    AfterValidator(_without_credentials),
-]
+RepositoryUrl = Annotated[str, _limited("repository_url", strip_credentials)]
 Tags = Annotated[list[str], AfterValidator(_check_tags)]
 
 
@@ -248,9 +251,9 @@ class Event(BaseModel):
     id: EventId = Field(default_factory=new_id)
     started_at: Timestamp
     finished_at: Timestamp | None = None
-    env: Annotated[str, _at_most("env"), AfterValidator(_text)] | None = None
-    version: Annotated[str, _at_most("version"), AfterValidator(_text)] | None = None
-    team: Annotated[str, _at_most("team"), AfterValidator(_text)] | None = None
+    env: Annotated[str, _limited("env")] | None = None
+    version: Annotated[str, _limited("version")] | None = None
+    team: Annotated[str, _limited("team")] | None = None
     git: GitInfo | None = None
     custom_tags: Tags = Field(default_factory=list)
 
@@ -302,8 +305,8 @@ class Incident(Event):
     api_path: ClassVar[str] = "/api/v2/dora/failure"
 
     services: Annotated[list[ServiceName], AfterValidator(_dedupe)] = Field(default_factory=list)
-    name: Annotated[str, _at_most("name"), AfterValidator(_text)] | None = None
-    severity: Annotated[str, _at_most("severity"), AfterValidator(_text)] | None = None
+    name: Annotated[str, _limited("name")] | None = None
+    severity: Annotated[str, _limited("severity")] | None = None
     #: the deployment that caused it, when known (dora's own: Datadog's API has no such field)
     deployment_id: EventId | None = None
 

@@ -412,6 +412,13 @@ class Loaded:
         self.close()
 
 
+def _digest(item: Stored) -> int:
+    """A hash of everything an event stores, to tell a record given twice from another
+    record with the same id."""
+    commits = None if item.commits is None else tuple(item.commits)
+    return hash((item.kind, tuple(item.row.items()), tuple(item.services), commits))
+
+
 def load(
     sources: Iterable[tuple[str, Iterable[tuple[int, dict[str, Any] | Problem]]]],
     *,
@@ -442,7 +449,7 @@ def load(
                         problem = Problem(source, line, exc.field, exc.problem)
                     else:
                         kept = stored(event, commits)
-                        key, digest = (event.kind, event.id), hash(repr(kept))
+                        key, digest = (event.kind, event.id), _digest(kept)
                         where, first, known = seen.setdefault(key, (source, line, digest))
                         if known != digest:
                             problem = Problem(

@@ -159,6 +159,8 @@ def parse_timestamp(
 def is_relative(text: str) -> bool:
     """Whether ``text`` is a time relative to now (``now``, ``-2h``), which means another
     moment each time it is read."""
+    if text[:1].isdigit():  # the common case: a time itself
+        return False
     value = text.strip()
     return value.lower() == "now" or _RELATIVE.fullmatch(value) is not None
 

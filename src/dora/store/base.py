@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from abc import ABC, abstractmethod
@@ -288,7 +289,7 @@ class Pending:
 
 
 def event_row(event: Event) -> dict[str, Any]:
-    git = event.git or GitInfo()
+    git = event.git
     row: dict[str, Any] = {
         "id": event.id,
         "env": event.env,
@@ -296,9 +297,9 @@ def event_row(event: Event) -> dict[str, Any]:
         "team": event.team,
         "started_at": timeparse.to_ns(event.started_at),
         "finished_at": timeparse.to_ns(event.finished_at) if event.finished_at else None,
-        "repository_url": git.repository_url,
-        "commit_sha": git.commit_sha,
-        "custom_tags": json.dumps(event.custom_tags),
+        "repository_url": git.repository_url if git else None,
+        "commit_sha": git.commit_sha if git else None,
+        "custom_tags": _tags_json(tuple(event.custom_tags)),
     }
     if isinstance(event, Deployment):
         row["service"] = event.service
@@ -318,13 +319,10 @@ class Stored(NamedTuple):
     order given, or None to keep those stored."""
 
     kind: str
+    id: str
     row: dict[str, Any]
     services: list[str]
     commits: list[tuple[str, int, str | None, str | None]] | None
-
-    @property
-    def id(self) -> str:
-        return str(self.row["id"])
 
 
 def stored(event: Event, commits: Sequence[Commit] | None = None) -> Stored:
@@ -337,7 +335,14 @@ def stored(event: Event, commits: Sequence[Commit] | None = None) -> Stored:
             first.setdefault(c.sha, (c.sha, timeparse.to_ns(c.committed_at), c.subject, c.reverts))
         shipped = list(first.values())
     services = list(event.services) if isinstance(event, Incident) else []
-    return Stored(event.kind, event_row(event), services, shipped)
+    return Stored(event.kind, event.id, event_row(event), services, shipped)
+
+
+@functools.lru_cache(maxsize=1024)
+def _tags_json(tags: tuple[str, ...]) -> str:
+    """Custom tags as stored, a JSON array: remembered, as most events of a store share
+    the same few sets of tags."""
+    return json.dumps(list(tags))
 
 
 def _common_fields(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import json
 import operator
 import time
 from abc import abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -258,7 +258,7 @@ class SQLStore(Store):
                 ),
             )
             if queue:
-                _queue_new(db, "deployment", deployment_id, now)
+                _queue_new(db, [("deployment", deployment_id)], now)
             _queue(db, "mark", deployment_id, insert=queue)
 
     def mark_request(self, deployment_id: str, mark: failures.Mark) -> DeploymentMark:
@@ -489,36 +489,47 @@ class SQLStore(Store):
             ),
         )
         changed: list[Stored] = []
+        unchanged: list[tuple[str, str]] = []
         for item in chunk:
             if (item.kind, item.id) not in known:
                 saved.new += 1
             elif self._unchanged(db, item):
                 saved.unchanged += 1
-                if queue:
-                    _queue_new(db, item.kind, item.id, now)
+                unchanged.append((item.kind, item.id))
                 continue
             else:
                 saved.updated += 1
             changed.append(item)
+        if queue:
+            _queue_new(db, unchanged, now)
         histories = _histories(db, [item for item in changed if item.kind == "deployment"])
-        self._write_events(db, changed, now)
-        for item in changed:
-            _queue(db, item.kind, item.id, insert=queue)
+        self._write_events(db, changed, now, known=known)
+        _queue_all(db, [(item.kind, item.id) for item in changed], insert=queue)
         return histories
 
-    def _write_events(self, db: Connection, items: Sequence[Stored], recorded_at: int) -> None:
+    def _write_events(
+        self,
+        db: Connection,
+        items: Sequence[Stored],
+        recorded_at: int,
+        *,
+        known: Container[tuple[str, str]] | None = None,
+    ) -> None:
         """Insert or replace the events (keeping when each was first recorded) and what goes
-        with them: an incident's services, a deployment's commits (None keeps those stored)."""
+        with them: an incident's services, a deployment's commits (None keeps those stored).
+        ``known`` holds the (kind, id) of those that may be stored already (None: any may
+        be); nothing of the others is looked for to be replaced."""
+
+        def replaced(found: list[Stored]) -> list[tuple[str]]:
+            return [(i.id,) for i in found if known is None or (i.kind, i.id) in known]
+
         deployments = [item for item in items if item.kind == "deployment"]
         incidents = [item for item in items if item.kind == "incident"]
         for table, written in (("deployments", deployments), ("incidents", incidents)):
             if written:
                 _upsert(db, table, [item.row for item in written], recorded_at)
-        if incidents:
-            db.executemany(
-                "DELETE FROM incident_services WHERE incident_id = ?",
-                [(item.id,) for item in incidents],
-            )
+        if old_incidents := replaced(incidents):
+            db.executemany("DELETE FROM incident_services WHERE incident_id = ?", old_incidents)
         services = [(i.id, service, n) for i in incidents for n, service in enumerate(i.services)]
         if services:
             db.executemany(
@@ -528,7 +539,7 @@ class SQLStore(Store):
         # a deployment's commits carry its service, team, env and finish, and their lead
         # times (m012): those of a deployment recorded again without commits follow it
         # (one statement for the chunk: a round trip per deployment is slow on PostgreSQL)
-        kept = [item.id for item in deployments if item.commits is None]
+        kept = [i for (i,) in replaced([d for d in deployments if d.commits is None])]
         if kept:
             db.execute(
                 "UPDATE deployment_commits SET (service, team, env, finished_at, lead_time) = "
@@ -542,10 +553,10 @@ class SQLStore(Store):
         shipping = [item for item in deployments if item.commits is not None]
         if not shipping:
             return
-        db.executemany(
-            "DELETE FROM deployment_commits WHERE deployment_id = ?",
-            [(item.id,) for item in shipping],
-        )
+        if old_deployments := replaced(shipping):
+            db.executemany(
+                "DELETE FROM deployment_commits WHERE deployment_id = ?", old_deployments
+            )
         commits = [
             (
                 row["id"], sha, committed, subject, reverts, row["service"], row["team"],
@@ -677,34 +688,46 @@ def _as_stored(item: Stored) -> _Compared:
 
 
 def _queue(db: Connection, kind: str, event_id: str, *, insert: bool) -> None:
-    """Put a changed event (back) in the outbox as pending, keeping its count of attempts.
+    """``_queue_all`` for one event."""
+    _queue_all(db, [(kind, event_id)], insert=insert)
 
-    Without ``insert`` only an event already in the outbox goes back: one that was sent to a
+
+def _queue_all(db: Connection, keys: Sequence[tuple[str, str]], *, insert: bool) -> None:
+    """Put changed events (kind, id) (back) in the outbox as pending, keeping their counts
+    of attempts, queued in the order given.
+
+    Without ``insert`` only events already in the outbox go back: one that was sent to a
     backend once is sent again when it changes, whatever backend the change was made with.
+    One statement for them all: a round trip per event is slow on PostgreSQL.
     """
+    if not keys:
+        return
     now = time.time_ns()
     if insert:
-        db.execute(
+        db.executemany(
             "INSERT INTO outbox (kind, event_id, state, queued_at) VALUES (?, ?, 'pending', ?) "
             "ON CONFLICT (kind, event_id) DO UPDATE SET state = 'pending', "
             "queued_at = excluded.queued_at, delivered_at = NULL",
-            (kind, event_id, now),
+            [(kind, event_id, now + n) for n, (kind, event_id) in enumerate(keys)],
         )
-    else:
+        return
+    for kind in sorted({kind for kind, _ in keys}):
+        ids = [event_id for each, event_id in keys if each == kind]
         db.execute(
             "UPDATE outbox SET state = 'pending', queued_at = ?, delivered_at = NULL "
-            "WHERE kind = ? AND event_id = ?",
-            (now, kind, event_id),
+            f"WHERE kind = ? AND event_id IN ({', '.join('?' * len(ids))})",
+            (now, kind, *ids),
         )
 
 
-def _queue_new(db: Connection, kind: str, event_id: str, now: int) -> None:
-    """Put an event in the outbox as pending unless it is there already, in any state."""
-    db.execute(
-        "INSERT INTO outbox (kind, event_id, state, queued_at) VALUES (?, ?, 'pending', ?) "
-        "ON CONFLICT (kind, event_id) DO NOTHING",
-        (kind, event_id, now),
-    )
+def _queue_new(db: Connection, keys: Sequence[tuple[str, str]], now: int) -> None:
+    """Put events (kind, id) in the outbox as pending unless there already, in any state."""
+    if keys:
+        db.executemany(
+            "INSERT INTO outbox (kind, event_id, state, queued_at) VALUES (?, ?, 'pending', ?) "
+            "ON CONFLICT (kind, event_id) DO NOTHING",
+            [(kind, event_id, now) for kind, event_id in keys],
+        )
 
 
 def _upsert(db: Connection, table: str, rows: list[dict[str, Any]], recorded_at: int) -> None:
