@@ -243,7 +243,7 @@ def test_a_failed_write_is_one_line_and_loses_nothing(dora, db_path, frozen_now,
     def refuse(*args, **kwargs):
         raise sqlite3.OperationalError("attempt to write a readonly database")
 
-    monkeypatch.setattr("dora.store.sql._upsert", refuse)
+    monkeypatch.setattr("dora.store.sql.SQLStore._upsert", refuse)
     result = dora("deployment", "--service", "b", "--started-at", "-1m", "--skip-git")
 
     assert result.exit_code == 1
@@ -338,3 +338,84 @@ def test_save_many_reports_the_events_written_after_each_chunk(store_db):
 
     assert heard == [CHUNK, 2 * CHUNK, 2 * CHUNK + 7]
     assert saved.new == count(store_db, "deployments") == 2 * CHUNK + 7
+
+
+def _history(version: str) -> list[tuple[Deployment | Incident, list]]:
+    """600 deployments of 4 services with 2 commits each (300 shared), and 100 incidents
+    naming 2 or 3 of them: two chunks of a bulk write, each with more rows than
+    PostgreSQL's bulk path (COPY) takes. ``version`` changes what a second save finds
+    stored."""
+    from dora.gitmeta import Commit
+    from dora.timeparse import parse_timestamp
+
+    made: list[tuple[Deployment | Incident, list]] = []
+    for n in range(600):
+        finished = f"2026-11-{1 + n % 20:02d}T{n // 60:02d}:{n % 60:02d}:00Z"
+        deployment_ = build(
+            Deployment,
+            {
+                "id": f"deploy-{n:012d}",
+                "service": f"svc-{n % 4}",
+                "env": "prod",
+                "version": version,
+                "started_at": finished,
+                "finished_at": finished,
+                "custom_tags": [f"v:{version}"],
+            },
+        )
+        # the first commit of each deployment from the 300th on is its 300th elder's too
+        # (same service and env): it is credited to the elder alone
+        shas = [f"{n % 300 if k == 0 and n >= 300 else n:04d}{k}{version}" for k in (0, 1)]
+        at = parse_timestamp("2026-10-01T00:00:00Z")
+        commits = [Commit(sha.ljust(40, "a"), at) for sha in shas]
+        made.append((deployment_, commits))
+    for n in range(100):
+        incident = build(
+            Incident,
+            {
+                "id": f"incident-{n:010d}",
+                "services": [f"svc-{(n + k) % 4}" for k in (0, 1, 2)[: 2 if version == "1" else 3]],
+                "name": f"broke {version}",
+                "started_at": f"2026-11-{1 + n % 20:02d}T11:00:00Z",
+            },
+        )
+        made.append((incident, []))
+    return made
+
+
+def _kept(db) -> list[list[dict]]:
+    return [
+        rows(db, "SELECT id, service, version, custom_tags FROM deployments ORDER BY id"),
+        rows(db, "SELECT id, name FROM incidents ORDER BY id"),
+        rows(db, "SELECT * FROM incident_services ORDER BY incident_id, position"),
+        rows(
+            db,
+            "SELECT deployment_id, sha, service, env, finished_at, lead_time "
+            "FROM deployment_commits ORDER BY deployment_id, sha",
+        ),
+    ]
+
+
+def test_a_bulk_write_keeps_what_single_writes_keep(store_db, tmp_path):
+    """Many rows at once take another road on PostgreSQL (COPY into a scratch table, then
+    one INSERT); what is stored, and what a second write finds changed, is the same."""
+    single = tmp_path / "single.db"
+
+    for version in ("1", "2"):
+        made = _history(version)
+        with open_store(store_db) as store:
+            saved = store.save_many(stored(e, c or None) for e, c in made)
+        with open_store(single) as store:
+            for event, commits in made:
+                store.save(event, commits=commits or None)
+
+        assert (saved.new, saved.updated, saved.unchanged) == (
+            (700, 0, 0) if version == "1" else (0, 700, 0)
+        )
+        assert _kept(store_db) == _kept(single)
+
+    with open_store(store_db) as store:
+        again = store.save_many(stored(e, c or None) for e, c in _history("2"))
+    assert (again.new, again.updated, again.unchanged) == (0, 0, 700)
+    services, commits = _kept(store_db)[2:]
+    assert (len(services), len(commits)) == (300, 900)

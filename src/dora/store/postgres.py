@@ -177,16 +177,64 @@ class PostgresStore(SQLStore):
         except psycopg.Error as exc:
             raise self._error("cannot write to", exc) from exc
 
+    @contextlib.contextmanager
+    def _bulk(self) -> Iterator[None]:
+        # Each statement is planned as it runs: psycopg keeps a statement prepared from its
+        # fifth run, and the plan then made for tables still small (read whole: quicker
+        # than an index) would be kept while an import makes them large.
+        threshold = self._conn.prepare_threshold
+        self._conn.prepare_threshold = None
+        try:
+            yield
+        finally:
+            self._conn.prepare_threshold = threshold
+
     def _id_prefix(self, prefix: str, column: str = "i.id") -> tuple[str, Any]:
         # ids are compared bytewise (COLLATE "C"), so a LIKE prefix can use the primary key;
         # of LIKE's metacharacters an id can hold only "_"
         return f"{column} LIKE ?", prefix.replace("_", "\\_") + "%"
 
     def _lock_histories(self, db: Connection, histories: Iterable[History]) -> None:
-        # in one order (of the lock keys), so that two writers never wait for each other
+        # in one order (of the lock keys), so that two writers never wait for each other;
+        # one statement takes them all, in the order of the array
         keys = sorted({_history_key(service, env) for service, env in histories})
-        for key in keys:
-            db.execute("SELECT pg_advisory_xact_lock(?)", (key,))
+        if keys:
+            db.execute("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(?::bigint[]) k", (keys,))
+
+    def _among(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        # one array parameter: the same statement whatever the number of values, where an
+        # IN list of them would be parsed and planned anew for each length
+        return f"{column} = ANY(?)", [list(values)]
+
+    def _insert_rows(
+        self,
+        db: Connection,
+        table: str,
+        columns: Sequence[str],
+        rows: list[tuple[Any, ...]],
+        conflict: str = "",
+    ) -> None:
+        # Many rows are copied into a table of this transaction, then inserted from it in
+        # one statement: a row at a time, even pipelined, costs the client and the server
+        # several times as much. A few (one event recorded) are inserted as they are,
+        # without a table made and dropped for them.
+        if len(rows) < _COPY_FROM:
+            super()._insert_rows(db, table, columns, rows, conflict)
+            return
+        names = ", ".join(columns)
+        scratch = f"dora_incoming_{table}"
+        with self._conn.cursor() as cursor:
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {scratch} "
+                f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP"
+            )
+            with cursor.copy(f"COPY {scratch} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cursor.execute(
+                f"INSERT INTO {table} ({names}) SELECT {names} FROM {scratch} {conflict}"
+            )
+            cursor.execute(f"TRUNCATE {scratch}")
 
     def _credit_once(self, db: Connection, shas: set[str]) -> None:
         if not shas:
@@ -235,6 +283,10 @@ def _reason(exc: BaseException) -> str:
         text = lines[0] if lines else type(exc).__name__
     text = text.removeprefix("connection failed: ")
     return scrub(" ".join(text.split()))
+
+
+#: Rows written at once from which ``_insert_rows`` copies them (``COPY``) into the table.
+_COPY_FROM = 64
 
 
 def _history_key(service: str, env: str | None) -> int:

@@ -109,6 +109,26 @@ class SQLStore(Store):
         shipped them.
         """
 
+    def _among(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """A condition that ``column`` is one of ``values``, and its parameters."""
+        return f"{column} IN ({', '.join('?' * len(values))})", list(values)
+
+    def _insert_rows(
+        self,
+        db: Connection,
+        table: str,
+        columns: Sequence[str],
+        rows: list[tuple[Any, ...]],
+        conflict: str = "",
+    ) -> None:
+        """Insert ``rows`` (values of ``columns``) into ``table`` in one go, with the
+        ``ON CONFLICT`` clause ``conflict``."""
+        db.executemany(
+            f"INSERT INTO {table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' * len(columns))}) {conflict}",
+            rows,
+        )
+
     def _lock_histories(self, db: Connection, histories: Iterable[History]) -> None:
         """Keep other writers off these histories (service and env) until the transaction
         ends, where the engine lets several write at once: crediting commits once and
@@ -124,7 +144,7 @@ class SQLStore(Store):
         if not isinstance(event, Deployment):
             with self._write() as db:
                 self._write_events(db, [stored(event, commits)], time.time_ns())
-                _queue(db, event.kind, event.id, insert=queue)
+                self._queue_all(db, [(event.kind, event.id)], insert=queue)
             return
         for _ in range(_ATTEMPTS):
             try:
@@ -149,7 +169,7 @@ class SQLStore(Store):
             if hotfix != stored_pattern:  # the effects stored were found with another
                 raise _OtherPattern(hotfix)
             item = stored(event, commits)
-            histories = _histories(db, [item])
+            histories = self._histories(db, [item])
             self._lock_histories(db, histories)
             facts = db.execute(
                 f"SELECT {detection.FACTS} FROM deployments WHERE id = ?", (event.id,)
@@ -160,7 +180,7 @@ class SQLStore(Store):
                 detection.add(db, event, hotfix=hotfix)
             elif facts is None or tuple(facts) != _facts(event) or commits is not None:
                 detection.rescan(db, histories, ordered_join=self.ORDERED_JOIN, hotfix=hotfix)
-            _queue(db, event.kind, event.id, insert=queue)
+            self._queue_all(db, [(event.kind, event.id)], insert=queue)
 
     def use_hotfix(
         self, pattern: str, *, progress: Callable[[int, int], None] | None = None
@@ -235,7 +255,7 @@ class SQLStore(Store):
                 (timeparse.to_ns(finished_at), incident_id),
             )
             if done.rowcount == 1:
-                _queue(db, "incident", incident_id, insert=queue)
+                self._queue_all(db, [("incident", incident_id)], insert=queue)
             return done.rowcount == 1
 
     def save_mark(self, deployment_id: str, mark: failures.Mark, *, queue: bool = False) -> None:
@@ -259,7 +279,7 @@ class SQLStore(Store):
             )
             if queue:
                 _queue_new(db, [("deployment", deployment_id)], now)
-            _queue(db, "mark", deployment_id, insert=queue)
+            self._queue_all(db, [("mark", deployment_id)], insert=queue)
 
     def mark_request(self, deployment_id: str, mark: failures.Mark) -> DeploymentMark:
         if not mark.failed:
@@ -477,8 +497,8 @@ class SQLStore(Store):
         for kind, table in (("deployment", "deployments"), ("incident", "incidents")):
             ids = [item.id for item in chunk if item.kind == kind]
             if ids:
-                marks = ", ".join("?" * len(ids))
-                found = db.execute(f"SELECT id FROM {table} WHERE id IN ({marks})", ids)
+                among, params = self._among("id", ids)
+                found = db.execute(f"SELECT id FROM {table} WHERE {among}", params)
                 known.update((kind, event_id) for (event_id,) in found)
         self._lock_histories(
             db,
@@ -490,10 +510,11 @@ class SQLStore(Store):
         )
         changed: list[Stored] = []
         unchanged: list[tuple[str, str]] = []
+        stored_now = self._stored(db, [item for item in chunk if (item.kind, item.id) in known])
         for item in chunk:
             if (item.kind, item.id) not in known:
                 saved.new += 1
-            elif self._unchanged(db, item):
+            elif self._unchanged(db, item, stored_now.get((item.kind, item.id))):
                 saved.unchanged += 1
                 unchanged.append((item.kind, item.id))
                 continue
@@ -502,9 +523,9 @@ class SQLStore(Store):
             changed.append(item)
         if queue:
             _queue_new(db, unchanged, now)
-        histories = _histories(db, [item for item in changed if item.kind == "deployment"])
+        histories = self._histories(db, [item for item in changed if item.kind == "deployment"])
         self._write_events(db, changed, now, known=known)
-        _queue_all(db, [(item.kind, item.id) for item in changed], insert=queue)
+        self._queue_all(db, [(item.kind, item.id) for item in changed], insert=queue)
         return histories
 
     def _write_events(
@@ -527,28 +548,27 @@ class SQLStore(Store):
         incidents = [item for item in items if item.kind == "incident"]
         for table, written in (("deployments", deployments), ("incidents", incidents)):
             if written:
-                _upsert(db, table, [item.row for item in written], recorded_at)
+                self._upsert(db, table, [item.row for item in written], recorded_at)
         if old_incidents := replaced(incidents):
             db.executemany("DELETE FROM incident_services WHERE incident_id = ?", old_incidents)
         services = [(i.id, service, n) for i in incidents for n, service in enumerate(i.services)]
         if services:
-            db.executemany(
-                "INSERT INTO incident_services (incident_id, service, position) VALUES (?, ?, ?)",
-                services,
+            self._insert_rows(
+                db, "incident_services", ("incident_id", "service", "position"), services
             )
         # a deployment's commits carry its service, team, env and finish, and their lead
         # times (m012): those of a deployment recorded again without commits follow it
         # (one statement for the chunk: a round trip per deployment is slow on PostgreSQL)
         kept = [i for (i,) in replaced([d for d in deployments if d.commits is None])]
         if kept:
+            among, params = self._among("deployment_id", kept)
             db.execute(
                 "UPDATE deployment_commits SET (service, team, env, finished_at, lead_time) = "
                 "(SELECT d.service, d.team, d.env, d.finished_at, CASE WHEN d.finished_at > "
                 "deployment_commits.committed_at THEN d.finished_at - "
                 "deployment_commits.committed_at ELSE 0 END FROM deployments d "
-                "WHERE d.id = deployment_commits.deployment_id) "
-                f"WHERE deployment_id IN ({', '.join('?' * len(kept))})",
-                kept,
+                f"WHERE d.id = deployment_commits.deployment_id) WHERE {among}",
+                params,
             )
         shipping = [item for item in deployments if item.commits is not None]
         if not shipping:
@@ -566,20 +586,60 @@ class SQLStore(Store):
             for sha, committed, subject, reverts in shipped
         ]  # fmt: skip
         if commits:
-            db.executemany(
-                "INSERT INTO deployment_commits (deployment_id, sha, committed_at, subject, "
-                "reverts, service, team, env, finished_at, lead_time) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (deployment_id, sha) DO NOTHING",
+            self._insert_rows(
+                db,
+                "deployment_commits",
+                (
+                    "deployment_id", "sha", "committed_at", "subject", "reverts", "service",
+                    "team", "env", "finished_at", "lead_time",
+                ),
                 commits,
-            )
+                "ON CONFLICT (deployment_id, sha) DO NOTHING",
+            )  # fmt: skip
         self._credit_once(db, {commit[1] for commit in commits})
 
-    def _unchanged(self, db: Connection, item: Stored) -> bool:
-        """Whether the event (and its commits, if given) is stored exactly so: a deployment's
-        commits compared as they would be kept, without those an earlier deployment of its
-        service and env was credited with."""
-        found = _stored(db, item.kind, item.id, with_commits=item.commits is not None)
+    def _stored(self, db: Connection, items: Sequence[Stored]) -> dict[tuple[str, str], _Compared]:
+        """The stored forms of the events of ``items`` (kind and id) that are stored, to
+        compare with ``_as_stored``: a few statements for them all."""
+        found: dict[tuple[str, str], _Compared] = {}
+        for kind, table in (("deployment", "deployments"), ("incident", "incidents")):
+            ids = [item.id for item in items if item.kind == kind]
+            if not ids:
+                continue
+            among, params = self._among("id", ids)
+            for row in db.execute(f"SELECT * FROM {table} WHERE {among}", params):
+                kept = {key: row[key] for key in row.keys() if key != "recorded_at"}  # noqa: SIM118
+                found[kind, kept["id"]] = (kept, [], None)
+        incidents = [item.id for item in items if item.kind == "incident"]
+        if incidents:
+            among, params = self._among("incident_id", incidents)
+            for incident_id, service in db.execute(
+                "SELECT incident_id, service FROM incident_services "
+                f"WHERE {among} ORDER BY incident_id, position",
+                params,
+            ):
+                found["incident", incident_id][1].append(service)
+        shipping = [i.id for i in items if i.kind == "deployment" and i.commits is not None]
+        for event_id in shipping:
+            if ("deployment", event_id) in found:
+                row, services, _ = found["deployment", event_id]
+                found["deployment", event_id] = (row, services, [])
+        if shipping:
+            among, params = self._among("deployment_id", shipping)
+            for deployment_id, *commit in db.execute(
+                "SELECT deployment_id, sha, committed_at, subject, reverts FROM "
+                f"deployment_commits WHERE {among} ORDER BY deployment_id, sha",
+                params,
+            ):
+                commits = found["deployment", deployment_id][2]
+                assert commits is not None  # noqa: S101 - made a list just above
+                commits.append(tuple(commit))
+        return found
+
+    def _unchanged(self, db: Connection, item: Stored, found: _Compared | None) -> bool:
+        """Whether the event (and its commits, if given) is stored exactly so (``found``,
+        from ``_stored``): a deployment's commits compared as they would be kept, without
+        those an earlier deployment of its service and env was credited with."""
         given = _as_stored(item)
         if found is None or found[:2] != given[:2] or found == given:
             return found == given
@@ -588,37 +648,78 @@ class SQLStore(Store):
         env, env_params = _same_env("d.env", row["env"])
         earlier: set[str] = set()
         for start in range(0, len(shipped), CHUNK):
-            part = [commit[0] for commit in shipped[start : start + CHUNK]]
+            among, part = self._among("c.sha", [c[0] for c in shipped[start : start + CHUNK]])
             earlier.update(
                 sha
                 for (sha,) in db.execute(
                     f"SELECT c.sha FROM deployment_commits c {self.ORDERED_JOIN} deployments d "
-                    f"ON d.id = c.deployment_id WHERE c.sha IN ({', '.join('?' * len(part))}) "
+                    f"ON d.id = c.deployment_id WHERE {among} "
                     f"AND d.service = ? AND {env} AND (d.finished_at, d.id) < (?, ?)",
                     (*part, row["service"], *env_params, row["finished_at"], item.id),
                 )
             )
         return found[2] == [commit for commit in shipped if commit[0] not in earlier]
 
+    def _histories(self, db: Connection, deployments: Sequence[Stored]) -> set[History]:
+        """The histories (service, env) ``deployments`` go to, and those they are stored in
+        now (a deployment recorded again may move to another service or env)."""
+        found = {(d.row["service"], d.row["env"]) for d in deployments}
+        ids = [d.id for d in deployments]
+        for start in range(0, len(ids), CHUNK):
+            among, part = self._among("id", ids[start : start + CHUNK])
+            found.update(
+                (service, env)
+                for service, env in db.execute(
+                    f"SELECT service, env FROM deployments WHERE {among}", part
+                )
+            )
+        return found
+
+    def _queue_all(self, db: Connection, keys: Sequence[tuple[str, str]], *, insert: bool) -> None:
+        """Put changed events (kind, id) (back) in the outbox as pending, keeping their
+        counts of attempts, queued in the order given.
+
+        Without ``insert`` only events already in the outbox go back: one that was sent to
+        a backend once is sent again when it changes, whatever backend the change was made
+        with. One statement for them all: a round trip per event is slow on PostgreSQL.
+        """
+        if not keys:
+            return
+        now = time.time_ns()
+        if insert:
+            db.executemany(
+                "INSERT INTO outbox (kind, event_id, state, queued_at) "
+                "VALUES (?, ?, 'pending', ?) ON CONFLICT (kind, event_id) DO UPDATE SET "
+                "state = 'pending', queued_at = excluded.queued_at, delivered_at = NULL",
+                [(kind, event_id, now + n) for n, (kind, event_id) in enumerate(keys)],
+            )
+            return
+        for kind in sorted({kind for kind, _ in keys}):
+            among, ids = self._among("event_id", [i for each, i in keys if each == kind])
+            db.execute(
+                "UPDATE outbox SET state = 'pending', queued_at = ?, delivered_at = NULL "
+                f"WHERE kind = ? AND {among}",
+                (now, kind, *ids),
+            )
+
+    def _upsert(
+        self, db: Connection, table: str, rows: list[dict[str, Any]], recorded_at: int
+    ) -> None:
+        """Insert the rows (all with the same columns), recorded at ``recorded_at``, or
+        update those already stored, except for when they were first recorded."""
+        names = list(rows[0])
+        values = operator.itemgetter(*names)
+        self._insert_rows(
+            db,
+            table,
+            [*names, "recorded_at"],
+            [(*values(row), recorded_at) for row in rows],
+            "ON CONFLICT (id) DO UPDATE SET "
+            + ", ".join(f"{name} = excluded.{name}" for name in names),
+        )
+
 
 _same_env = detection.same_env
-
-
-def _histories(db: Connection, deployments: Sequence[Stored]) -> set[History]:
-    """The histories (service, env) ``deployments`` go to, and those they are stored in now
-    (a deployment recorded again may move to another service or env)."""
-    found = {(d.row["service"], d.row["env"]) for d in deployments}
-    ids = [d.id for d in deployments]
-    for start in range(0, len(ids), CHUNK):
-        part = ids[start : start + CHUNK]
-        found.update(
-            (service, env)
-            for service, env in db.execute(
-                f"SELECT service, env FROM deployments WHERE id IN ({', '.join('?' * len(part))})",
-                part,
-            )
-        )
-    return found
 
 
 def _facts(deployment: Deployment) -> tuple[Any, ...]:
@@ -652,72 +753,9 @@ def _chunks(items: Iterable[Stored], size: int) -> Iterator[list[Stored]]:
 _Compared = tuple[dict[str, Any], list[str], list[tuple[Any, ...]] | None]
 
 
-def _stored(db: Connection, kind: str, event_id: str, *, with_commits: bool) -> _Compared | None:
-    """The stored form of the event of this kind and id, to compare with ``_as_stored``;
-    None if there is none."""
-    table = "deployments" if kind == "deployment" else "incidents"
-    found = db.execute(f"SELECT * FROM {table} WHERE id = ?", (event_id,)).fetchone()
-    if found is None:
-        return None
-    row = {key: found[key] for key in found.keys() if key != "recorded_at"}  # noqa: SIM118
-    services: list[str] = []
-    commits = None
-    if kind == "incident":
-        services = [
-            service
-            for (service,) in db.execute(
-                "SELECT service FROM incident_services WHERE incident_id = ? ORDER BY position",
-                (event_id,),
-            )
-        ]
-    elif with_commits:
-        commits = [
-            tuple(found)
-            for found in db.execute(
-                "SELECT sha, committed_at, subject, reverts FROM deployment_commits "
-                "WHERE deployment_id = ? ORDER BY sha",
-                (event_id,),
-            )
-        ]
-    return row, services, commits
-
-
 def _as_stored(item: Stored) -> _Compared:
     shipped = None if item.commits is None else sorted(item.commits)
     return item.row, item.services, shipped
-
-
-def _queue(db: Connection, kind: str, event_id: str, *, insert: bool) -> None:
-    """``_queue_all`` for one event."""
-    _queue_all(db, [(kind, event_id)], insert=insert)
-
-
-def _queue_all(db: Connection, keys: Sequence[tuple[str, str]], *, insert: bool) -> None:
-    """Put changed events (kind, id) (back) in the outbox as pending, keeping their counts
-    of attempts, queued in the order given.
-
-    Without ``insert`` only events already in the outbox go back: one that was sent to a
-    backend once is sent again when it changes, whatever backend the change was made with.
-    One statement for them all: a round trip per event is slow on PostgreSQL.
-    """
-    if not keys:
-        return
-    now = time.time_ns()
-    if insert:
-        db.executemany(
-            "INSERT INTO outbox (kind, event_id, state, queued_at) VALUES (?, ?, 'pending', ?) "
-            "ON CONFLICT (kind, event_id) DO UPDATE SET state = 'pending', "
-            "queued_at = excluded.queued_at, delivered_at = NULL",
-            [(kind, event_id, now + n) for n, (kind, event_id) in enumerate(keys)],
-        )
-        return
-    for kind in sorted({kind for kind, _ in keys}):
-        ids = [event_id for each, event_id in keys if each == kind]
-        db.execute(
-            "UPDATE outbox SET state = 'pending', queued_at = ?, delivered_at = NULL "
-            f"WHERE kind = ? AND event_id IN ({', '.join('?' * len(ids))})",
-            (now, kind, *ids),
-        )
 
 
 def _queue_new(db: Connection, keys: Sequence[tuple[str, str]], now: int) -> None:
@@ -728,16 +766,3 @@ def _queue_new(db: Connection, keys: Sequence[tuple[str, str]], now: int) -> Non
             "ON CONFLICT (kind, event_id) DO NOTHING",
             [(kind, event_id, now) for kind, event_id in keys],
         )
-
-
-def _upsert(db: Connection, table: str, rows: list[dict[str, Any]], recorded_at: int) -> None:
-    """Insert the rows (all with the same columns), recorded at ``recorded_at``, or update
-    those already stored, except for when they were first recorded."""
-    names = list(rows[0])
-    updates = ", ".join(f"{name} = excluded.{name}" for name in names)
-    values = operator.itemgetter(*names)
-    db.executemany(
-        f"INSERT INTO {table} ({', '.join(names)}, recorded_at) "
-        f"VALUES ({', '.join('?' * len(names))}, ?) ON CONFLICT (id) DO UPDATE SET {updates}",
-        [(*values(row), recorded_at) for row in rows],
-    )
