@@ -327,13 +327,13 @@ def test_an_upgrade_strips_tokens_an_earlier_version_stored(store_db):
     ]
 
 
-def test_save_many_reports_the_events_written_after_each_chunk(store_db):
-    from dora.store.sql import CHUNK
-
+def test_save_many_reports_the_events_written_after_each_chunk(store_db, monkeypatch):
+    CHUNK = 100
     events = [stored(deployment(id=f"deploy-{n:012d}")) for n in range(2 * CHUNK + 7)]
     heard: list[int] = []
 
     with open_store(str(store_db)) as store:
+        monkeypatch.setattr(type(store), "CHUNK", CHUNK)
         saved = store.save_many(events, progress=heard.append)
 
     assert heard == [CHUNK, 2 * CHUNK, 2 * CHUNK + 7]
@@ -396,7 +396,7 @@ def _kept(db) -> list[list[dict]]:
     ]
 
 
-def test_a_bulk_write_keeps_what_single_writes_keep(store_db, tmp_path):
+def test_a_bulk_write_keeps_what_single_writes_keep(store_db, tmp_path, monkeypatch):
     """Many rows at once take another road on PostgreSQL (COPY into a scratch table, then
     one INSERT); what is stored, and what a second write finds changed, is the same."""
     single = tmp_path / "single.db"
@@ -404,6 +404,7 @@ def test_a_bulk_write_keeps_what_single_writes_keep(store_db, tmp_path):
     for version in ("1", "2"):
         made = _history(version)
         with open_store(store_db) as store:
+            monkeypatch.setattr(type(store), "CHUNK", 500)  # two chunks on either engine
             saved = store.save_many(stored(e, c or None) for e, c in made)
         with open_store(single) as store:
             for event, commits in made:

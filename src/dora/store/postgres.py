@@ -199,6 +199,10 @@ class PostgresStore(SQLStore):
         # of LIKE's metacharacters an id can hold only "_"
         return f"{column} LIKE ?", prefix.replace("_", "\\_") + "%"
 
+    #: Sets of ids are one array parameter here, not an IN list: larger chunks make fewer
+    #: round trips and fewer scratch tables (1.3 s of a 100,000-event import).
+    CHUNK = 5000
+
     def _lock_histories(self, db: Connection, histories: Iterable[History]) -> None:
         # in one order (of the lock keys), so that two writers never wait for each other;
         # one statement takes them all, in the order of the array

@@ -61,7 +61,8 @@ class Connection(Protocol):
 #: A deployment history: its service and env (None for none).
 History = tuple[str, str | None]
 
-#: Events written at a time by ``save_many``: one query finds which are stored already.
+#: Values in one ``IN`` list (SQLite's limit on parameters was 999 before 3.32), and
+#: events written at a time by ``save_many`` unless the engine says otherwise.
 CHUNK = 500
 
 #: Tries of a deployment's write while other writers change the store's hotfix pattern.
@@ -82,6 +83,8 @@ class SQLStore(Store):
     SERVICES: str
     #: A join the planner must take in the order written (SQLite reads CROSS JOIN so).
     ORDERED_JOIN = "JOIN"
+    #: Events ``save_many`` writes at a time: one query finds which are stored already.
+    CHUNK = CHUNK
 
     @abstractmethod
     def _write(self, *, bulk: bool = False) -> AbstractContextManager[Connection]:
@@ -217,7 +220,7 @@ class SQLStore(Store):
         now = time.time_ns()
         with self._bulk(), self._write(bulk=True) as db:
             histories: set[History] = set()
-            for chunk in _chunks(items, CHUNK):
+            for chunk in _chunks(items, self.CHUNK):
                 histories |= self._save_chunk(db, chunk, saved, queue=queue, now=now)
                 if progress is not None:
                     progress(saved.total)
@@ -494,12 +497,17 @@ class SQLStore(Store):
         """Write the new and changed events of ``chunk``; return the deployment histories
         they change, for finding change failures again."""
         known: set[tuple[str, str]] = set()
+        was: dict[str, History] = {}  # the history each deployment stored is in now
         for kind, table in (("deployment", "deployments"), ("incident", "incidents")):
             ids = [item.id for item in chunk if item.kind == kind]
             if ids:
                 among, params = self._among("id", ids)
-                found = db.execute(f"SELECT id FROM {table} WHERE {among}", params)
-                known.update((kind, event_id) for (event_id,) in found)
+                columns = "id, service, env" if kind == "deployment" else "id, NULL, NULL"
+                for event_id, service, env in db.execute(
+                    f"SELECT {columns} FROM {table} WHERE {among}", params
+                ):
+                    known.add((kind, event_id))
+                    was[event_id] = (service, env)
         self._lock_histories(
             db,
             (
@@ -523,7 +531,14 @@ class SQLStore(Store):
             changed.append(item)
         if queue:
             _queue_new(db, unchanged, now)
-        histories = self._histories(db, [item for item in changed if item.kind == "deployment"])
+        # a deployment recorded again may move to another service or env: both change
+        histories = {
+            history
+            for item in changed
+            if item.kind == "deployment"
+            for history in ((item.row["service"], item.row["env"]), was.get(item.id))
+            if history is not None
+        }
         self._write_events(db, changed, now, known=known)
         self._queue_all(db, [(item.kind, item.id) for item in changed], insert=queue)
         return histories
