@@ -223,14 +223,23 @@ class PostgresStore(SQLStore):
         rows: list[tuple[Any, ...]],
         conflict: str = "",
     ) -> None:
-        # Many rows are copied into a table of this transaction, then inserted from it in
-        # one statement: a row at a time, even pipelined, costs the client and the server
-        # several times as much. A few (one event recorded) are inserted as they are,
+        # Many rows are copied (COPY): straight into the table, or, to be reconciled with
+        # what is stored (``conflict``), into a table of this transaction, then inserted
+        # from it in one statement. A row at a time, even pipelined, costs the client and
+        # the server several times as much. A few (one event recorded) are inserted as they are,
         # without a table made and dropped for them.
         if len(rows) < _COPY_FROM:
             super()._insert_rows(db, table, columns, rows, conflict)
             return
         names = ", ".join(columns)
+        if not conflict:  # nothing to reconcile with what is stored: straight in
+            with (
+                self._conn.cursor() as cursor,
+                cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy,
+            ):
+                for row in rows:
+                    copy.write_row(row)
+            return
         scratch = f"dora_incoming_{table}"
         with self._conn.cursor() as cursor:
             cursor.execute(

@@ -554,7 +554,9 @@ class SQLStore(Store):
         """Insert or replace the events (keeping when each was first recorded) and what goes
         with them: an incident's services, a deployment's commits (None keeps those stored).
         ``known`` holds the (kind, id) of those that may be stored already (None: any may
-        be); nothing of the others is looked for to be replaced."""
+        be); the others are inserted as they are, nothing of theirs looked for to be
+        replaced. A deployment's commits are one per SHA (``stored``) and those it had are
+        deleted first, so they are inserted as they are."""
 
         def replaced(found: list[Stored]) -> list[tuple[str]]:
             return [(i.id,) for i in found if known is None or (i.kind, i.id) in known]
@@ -562,8 +564,12 @@ class SQLStore(Store):
         deployments = [item for item in items if item.kind == "deployment"]
         incidents = [item for item in items if item.kind == "incident"]
         for table, written in (("deployments", deployments), ("incidents", incidents)):
-            if written:
-                self._upsert(db, table, [item.row for item in written], recorded_at)
+            if fresh := [
+                i.row for i in written if known is not None and (i.kind, i.id) not in known
+            ]:
+                self._upsert(db, table, fresh, recorded_at, new=True)
+            if again := [i.row for i in written if known is None or (i.kind, i.id) in known]:
+                self._upsert(db, table, again, recorded_at)
         if old_incidents := replaced(incidents):
             db.executemany("DELETE FROM incident_services WHERE incident_id = ?", old_incidents)
         services = [(i.id, service, n) for i in incidents for n, service in enumerate(i.services)]
@@ -609,7 +615,6 @@ class SQLStore(Store):
                     "team", "env", "finished_at", "lead_time",
                 ),
                 commits,
-                "ON CONFLICT (deployment_id, sha) DO NOTHING",
             )  # fmt: skip
         self._credit_once(db, {commit[1] for commit in commits})
 
@@ -718,10 +723,18 @@ class SQLStore(Store):
             )
 
     def _upsert(
-        self, db: Connection, table: str, rows: list[dict[str, Any]], recorded_at: int
+        self,
+        db: Connection,
+        table: str,
+        rows: list[dict[str, Any]],
+        recorded_at: int,
+        *,
+        new: bool = False,
     ) -> None:
         """Insert the rows (all with the same columns), recorded at ``recorded_at``, or
-        update those already stored, except for when they were first recorded."""
+        update those already stored, except for when they were first recorded. ``new``:
+        none is stored (a bulk write, which keeps other writers out, looked), so they are
+        inserted as they are."""
         names = list(rows[0])
         values = operator.itemgetter(*names)
         self._insert_rows(
@@ -729,7 +742,9 @@ class SQLStore(Store):
             table,
             [*names, "recorded_at"],
             [(*values(row), recorded_at) for row in rows],
-            "ON CONFLICT (id) DO UPDATE SET "
+            ""
+            if new
+            else "ON CONFLICT (id) DO UPDATE SET "
             + ", ".join(f"{name} = excluded.{name}" for name in names),
         )
 
