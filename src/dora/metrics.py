@@ -682,7 +682,10 @@ def _ordered(
         else:
             figures(bucket, key).median_lead_time_seconds = median
     if total_sought and total is not None and (everything := sum(row[-3] for row in rows)):
-        window = f"+c.finished_at >= ? AND +c.finished_at < ? AND {c.condition()}"
+        # the window's bounds as they are: PostgreSQL then reads the index of lead times in
+        # order, half of it (0.36 s on 3 million commits); with SQLite's "+" to keep it off
+        # the index of times it misjudged how many rows they keep, and sorted them all (1.1 s)
+        window = f"c.finished_at >= ? AND c.finished_at < ? AND {c.condition()}"
         total(0, ()).median_lead_time_seconds = _seek(store, window, params, everything)
 
 
