@@ -641,11 +641,21 @@ def _ordered(
 
     One window is one query without the buckets' table (whose one row hid the number of
     commits from the planner, which then sorted them all to disk): each group's commits
-    come in order from the index by service. Over most of the store, the total's median is
-    then sought in the index of lead times; sorting every commit at once took longer."""
+    come in order from the index by service. Over most of the store, the total's median
+    (or the one group's, ungrouped) is then sought in the index of lead times; sorting every
+    commit at once took longer (1.4 s against 0.6 s for 3 million)."""
     total_sought = False
     if len(buckets) == 1:
         lo, hi = map(timeparse.to_ns, buckets[0])
+        if not c.keys and _covers(span, lo, hi):  # one group, most of the store: seek it
+            window = f"c.finished_at >= ? AND c.finished_at < ? AND {c.condition()}"
+            bounds = (lo, hi, *c.params)
+            ((count,),) = store.aggregate(
+                f"SELECT COUNT(*) FROM deployment_commits c WHERE {window}", bounds
+            )
+            if count:
+                figures(0, ()).median_lead_time_seconds = _seek(store, window, bounds, count)
+            return
         source = "FROM deployment_commits c WHERE c.finished_at >= ? AND c.finished_at < ?"
         params: tuple[Any, ...] = (lo, hi, *c.params)
         group = ", ".join(["0", *c.keys])

@@ -507,7 +507,8 @@ class SQLStore(Store):
                     f"SELECT {columns} FROM {table} WHERE {among}", params
                 ):
                     known.add((kind, event_id))
-                    was[event_id] = (service, env)
+                    if kind == "deployment":  # an incident may have the same id
+                        was[event_id] = (service, env)
         self._lock_histories(
             db,
             (
