@@ -226,8 +226,8 @@ class PostgresStore(SQLStore):
         # Many rows are copied (COPY): straight into the table, or, to be reconciled with
         # what is stored (``conflict``), into a table of this transaction, then inserted
         # from it in one statement. A row at a time, even pipelined, costs the client and
-        # the server several times as much. A few (one event recorded) are inserted as they are,
-        # without a table made and dropped for them.
+        # the server several times as much. A few (one event recorded) are inserted as
+        # they are, without a table made and dropped for them.
         if len(rows) < _COPY_FROM:
             super()._insert_rows(db, table, columns, rows, conflict)
             return
@@ -259,10 +259,10 @@ class PostgresStore(SQLStore):
             return
         # Every row of these SHAs, ranked in its service and env by its deployment's finish
         # (NULL envs are one partition, as IS NOT DISTINCT FROM has it); all but the first
-        # go. Each step is a look-up by index (OFFSET 0 keeps the planner from turning them
-        # into joins): as joins, it hashed every commit and deployment of the store for
-        # each chunk of an import, whose time then grew with the square of its size.
-        # The rows go by their physical address (ctid), found so: never a join with the table.
+        # go, by their physical address (ctid). Each step is a look-up by index (OFFSET 0
+        # keeps the planner from turning them into joins): as joins, it hashed every commit
+        # and deployment of the store for each chunk of an import, whose time then grew
+        # with the square of its size.
         db.execute(
             "DELETE FROM deployment_commits WHERE ctid = ANY(ARRAY("
             "SELECT r.ctid FROM (SELECT c.ctid, row_number() "
