@@ -111,7 +111,8 @@ def _parse_time(value: Any) -> Any:
 
 
 def _not_future(value: datetime) -> datetime:
-    value = value.astimezone(timeparse.UTC)
+    if value.tzinfo is not timeparse.UTC:
+        value = value.astimezone(timeparse.UTC)
     if value > timeparse.now() + timeparse.CLOCK_SKEW:
         minutes = int(timeparse.CLOCK_SKEW.total_seconds() // 60)
         raise _invalid(
