@@ -55,6 +55,7 @@ _cursor_names = itertools.count()
 
 class PostgresStore(SQLStore):
     ordered_sets = True
+    lateral = True
     SERVICES = (
         "(SELECT COALESCE(json_agg(s.service ORDER BY s.position), '[]')::text "
         "FROM incident_services s WHERE s.incident_id = i.id)"
@@ -120,6 +121,7 @@ class PostgresStore(SQLStore):
             #   CPU, and the report is still a little quicker (BENCHMARKS.md)
             self._conn.execute("SET LOCAL jit = off")
             self._conn.execute("SET LOCAL random_page_cost = 1.1")
+            self._conn.execute("SET LOCAL cursor_tuple_fraction = 1")
         except psycopg.Error as exc:
             raise self._error("cannot read", exc) from exc
         try:
@@ -481,6 +483,7 @@ MIGRATIONS: tuple[tuple[str, tuple[_Step, ...]], ...] = (
             *migrations.M012_INDEXES,
         ),
     ),
+    ("m013_link_latest", migrations.M013_LINK_LATEST),
 )
 
 #: The tables dora makes: found without ``dora_migrations``, they are someone else's.
