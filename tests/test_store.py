@@ -52,6 +52,7 @@ def test_a_new_store_is_created_with_its_directories_in_wal_mode(tmp_path):
             ("m010_link_indexes",),
             ("m011_commit_times",),
             ("m012_commit_lead_times",),
+            ("m013_link_latest",),
         ]
 
 
