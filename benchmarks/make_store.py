@@ -122,7 +122,7 @@ def fill(db: sqlite3.Connection, sql: str, rows: Iterator[Sequence[Any]]) -> int
 
 
 def build(path: Path, args: argparse.Namespace) -> dict[str, int]:
-    from dora.store import open_store
+    from dora.store import links, open_store
 
     open_store(path).close()  # dora's own schema, every migration applied
 
@@ -249,6 +249,11 @@ def build(path: Path, args: argparse.Namespace) -> dict[str, int]:
                 incident_services(),
             ),
         }
+        # what dora's writes keep beside the events: each incident's link (m014)
+        db.execute("BEGIN")
+        links.relink_all(db, lateral=False)
+        db.execute("COMMIT")
+        (counts["incident_links"],) = db.execute("SELECT COUNT(*) FROM incident_links").fetchone()
         db.execute("PRAGMA journal_mode = WAL")
     finally:
         db.close()

@@ -350,6 +350,47 @@ def test_an_incident_links_to_a_deployment_finished_at_the_instant_it_started(st
     assert chosen(report.total) == figures(3, [1], failed_deployments=1)
 
 
+def test_a_deployment_recorded_after_an_incident_takes_its_link(store_db):
+    # the link is kept in the store: a deployment recorded later (a backfill) that finished
+    # at the instant the incident started takes the link from the one before it; recorded
+    # again under another service, it gives the link back
+    with open_store(store_db) as store:
+        for event, commits in (
+            deployment("b1", "api", "prod", "payments", "11-02T00:00"),
+            incident("i9", ["api"], "prod", None, "11-02T06:00", "11-02T07:00"),
+            deployment("b2", "api", "prod", "payments", "11-02T06:00"),
+        ):
+            store.save(event, commits=commits)
+        first = {name: verdicts.outcome(store, ident(name)).verdict.failed for name in ("b1", "b2")}
+        moved, commits = deployment("b2", "web", "prod", "payments", "11-02T06:00")
+        store.save(moved, commits=commits)
+        then = {name: verdicts.outcome(store, ident(name)).verdict.failed for name in ("b1", "b2")}
+        report = metrics.report(store, SINCE, UNTIL, group_by=())
+
+    assert first == {"b1": False, "b2": True}
+    assert then == {"b1": True, "b2": False}
+    assert report.total.failed_deployments == 1
+
+
+def test_an_incident_of_a_team_links_to_a_deployment_of_the_team_recorded_later(store_db):
+    # no service named: the team's latest deployment, in the incident's env, whenever it
+    # is recorded; an import (several events at once) relinks as single writes do
+    with open_store(store_db) as store:
+        store.save(incident("i10", [], "prod", "payments", "11-02T06:00", "11-02T07:00")[0])
+        store.save_many(
+            [
+                stored(*deployment("c1", "api", "prod", "payments", "11-02T05:00")),
+                stored(*deployment("c2", "web", "prod", "payments", "11-02T05:30")),
+                stored(*deployment("c3", "web", "staging", "payments", "11-02T05:45")),
+            ]
+        )
+        linked = {
+            name: verdicts.outcome(store, ident(name)).verdict.failed for name in ("c1", "c2", "c3")
+        }
+
+    assert linked == {"c1": False, "c2": True, "c3": False}
+
+
 def test_an_incident_naming_an_unrecorded_deployment_links_once_it_is_recorded(store_db):
     # n1 is named but not recorded yet: the incident links to nothing, not to the latest
     # deployment before it (n0); once n1 arrives (late, from a backfill), it links to n1,

@@ -675,3 +675,60 @@ def test_a_store_from_before_stored_lead_times_has_them_filled_on_upgrade(store_
     expected = lead_times_by_hand(store_db, ("service",), [(since, until)])
     got = {(0, g.key): g.figures.median_lead_time_seconds for g in report.groups}
     assert got | {(0, None): report.total.median_lead_time_seconds} == expected
+
+
+def test_a_store_from_before_kept_links_has_them_found_on_upgrade(store_db, monkeypatch):
+    # a store left at m013 found links at report time: the upgrade finds each incident's
+    # link once (by service and env; by team, any env, for an incident with no service)
+    from dora import verdicts
+    from dora.store import migrations, postgres
+
+    with monkeypatch.context() as patch:
+        patch.setattr(postgres, "MIGRATIONS", postgres.MIGRATIONS[:13])
+        patch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:13])
+        patch.setattr(
+            migrations, "migrate",
+            functools.partial(migrations.migrate, migrations=migrations.MIGRATIONS[:13]),
+        )  # fmt: skip
+        open_store(store_db).close()
+    hour = 3600 * 10**9
+    noon = to_ns(parse_timestamp("2026-11-03T12:00:00Z"))
+    for name, service, env, finished in (
+        ("m013-d1", "api", "prod", noon - 2 * hour),
+        ("m013-d2", "api", "prod", noon - hour),
+        ("m013-d3", "web", "staging", noon - hour // 2),
+        ("m013-d4", "api", "prod", noon + hour),
+    ):
+        execute(
+            store_db,
+            "INSERT INTO deployments (id, service, team, env, started_at, finished_at, "
+            "recorded_at) VALUES (?, ?, 'payments', ?, ?, ?, ?)",
+            (name, service, env, finished, finished, finished),
+        )
+    for name, env, service in (("m013-i1", "prod", "api"), ("m013-i2", None, None)):
+        execute(
+            store_db,
+            "INSERT INTO incidents (id, name, env, team, started_at, finished_at, recorded_at) "
+            "VALUES (?, 'down', ?, 'payments', ?, ?, ?)",
+            (name, env, noon, noon + hour, noon),
+        )
+        if service is not None:
+            execute(
+                store_db,
+                "INSERT INTO incident_services (incident_id, service, position) VALUES (?, ?, 0)",
+                (name, service),
+            )
+
+    with open_store(store_db) as store:
+        failed = {
+            name: verdicts.outcome(store, name).verdict.failed
+            for name in ("m013-d1", "m013-d2", "m013-d3", "m013-d4")
+        }
+
+    assert failed == {"m013-d1": False, "m013-d2": True, "m013-d3": True, "m013-d4": False}
+    assert stored_rows(
+        store_db, "SELECT incident_id, deployment_id FROM incident_links ORDER BY incident_id"
+    ) == [
+        {"incident_id": "m013-i1", "deployment_id": "m013-d2"},
+        {"incident_id": "m013-i2", "deployment_id": "m013-d3"},
+    ]

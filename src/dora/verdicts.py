@@ -334,10 +334,7 @@ def links(
     ``params``), or naming its deployment when ``every_named``, is linked to; incidents
     linked to none are left out."""
     best: dict[str, tuple[Linked, Placed]] = {}
-    parts = _link_parts(
-        incidents, params, link_window, every_named=every_named, lateral=store.lateral
-    )
-    for sql, part in parts:
+    for sql, part in _link_parts(incidents, params, link_window, every_named=every_named):
         for row in store.rows(sql, part):
             placed, named = Placed(*row[3:8]), bool(row[8])
             known = best.get(row[0])
@@ -364,9 +361,7 @@ def _link_counts(
     resolution). The link rows come ordered by incident, so that each incident's latest
     deployment is picked as its rows stream by (a window function ranking them in the
     database took 4 times as long), and what is kept is a row per failed deployment."""
-    parts = _link_parts(
-        incidents, params, link_window, every_named=every_named, lateral=store.lateral
-    )
+    parts = _link_parts(incidents, params, link_window, every_named=every_named)
     union = " UNION ALL ".join(sql for sql, _ in parts)
     counted: dict[str, list[Any]] = {}
 
@@ -405,13 +400,10 @@ def _link_parts(
     link_window: timedelta | None,
     *,
     every_named: bool,
-    lateral: bool = False,
 ) -> list[tuple[str, Sequence[Any]]]:
     """The queries that link incidents to deployments, with their parameters: those that
-    name their deployment, then the others (``_linking``, or ``_linking_lateral`` on an
-    engine with ``LATERAL`` joins). Each row is
-    (incident, started, finished, ``Placed``'s fields, named); an incident of several
-    services has a row for each (and for each deployment tied at the latest finish)."""
+    name their deployment, then the others, whose links the store keeps (``store.links``).
+    Each row is (incident, started, finished, ``Placed``'s fields, named)."""
     named = (
         "SELECT i.id AS incident, i.started_at AS started, i.finished_at AS finished, "
         "d.id AS did, d.service AS dservice, d.team AS dteam, d.env AS denv, "
@@ -419,85 +411,16 @@ def _link_parts(
         "JOIN deployments d ON d.id = i.deployment_id "
         f"WHERE i.deployment_id IS NOT NULL AND {'1 = 1' if every_named else incidents}"
     )
-    parts: list[tuple[str, Sequence[Any]]] = [(named, () if every_named else tuple(params))]
-    gap = () if link_window is None else (int(link_window.total_seconds()) * 10**9,)
-    linking = _linking_lateral if lateral else _linking
-    parts.append((linking(incidents, window=bool(gap)), (*gap * 4, *params)))
-    return parts
-
-
-def _linking(incidents: str, *, window: bool) -> str:
-    """A query linking the incidents that name no deployment, matching ``incidents``, to
-    their latest earlier deployment: of one of their services (of their team when they name
-    none), in their env when they have one. The latest finish is one seek on an index of
-    deployments by (service or team, env, finish), and the deployments that finished then
-    are joined on the finish index. Several may have (ties, or one per service): ``links``
-    keeps the latest, the greatest id among equals. ``window``: no further than a maximum
-    gap (a parameter, before those of ``incidents``)."""
-    since = " AND d.finished_at >= i.started_at - ?" if window else ""
-
-    def latest(column: str, key: str, env: str) -> str:
-        return (
-            f"(SELECT MAX(d.finished_at) FROM deployments d WHERE d.{column} = {key}{env} "
-            f"AND d.finished_at <= i.started_at{since})"
-        )
-
-    same_env = " AND d.env = i.env"
-    # DISTINCT (each row is already): PostgreSQL would otherwise look the latest up twice
-    inner = (
-        "SELECT DISTINCT i.id AS incident, i.started_at AS started, i.finished_at AS finished, "
-        "s.service AS svc, i.team AS team, i.env AS e, CASE "
-        "WHEN s.service IS NOT NULL AND i.env IS NOT NULL "
-        f"THEN {latest('service', 's.service', same_env)} "
-        f"WHEN s.service IS NOT NULL THEN {latest('service', 's.service', '')} "
-        f"WHEN i.env IS NOT NULL THEN {latest('team', 'i.team', same_env)} "
-        f"ELSE {latest('team', 'i.team', '')} END AS t "
-        "FROM incidents i LEFT JOIN incident_services s ON s.incident_id = i.id "
-        f"WHERE i.deployment_id IS NULL AND (s.service IS NOT NULL OR i.team IS NOT NULL) "
-        f"AND {incidents}"
-    )
-    return (
-        "SELECT x.incident, x.started, x.finished, d.id AS did, d.service AS dservice, "
-        "d.team AS dteam, d.env AS denv, d.finished_at AS dfin, 0 AS named "
-        f"FROM ({inner}) x JOIN deployments d ON d.finished_at = x.t "
-        "AND ((x.svc IS NOT NULL AND d.service = x.svc) OR (x.svc IS NULL AND d.team = x.team)) "
-        "AND (x.e IS NULL OR d.env = x.e)"
-    )
-
-
-def _linking_lateral(incidents: str, *, window: bool) -> str:
-    """``_linking``'s rows, each incident's latest deployment read whole by the seek that
-    finds it: the greatest (finish, id) in its history by an index holding both (m013),
-    so neither a second look-up nor a join of every deployment on its finish is needed.
-    Of the four ways an incident finds its history, one applies to each row: the others'
-    conditions on the incident alone are false, and PostgreSQL never runs them."""
-    since = " AND d.finished_at >= i.started_at - ?" if window else ""
-
-    def latest(applies: str, history: str) -> str:
-        return (
-            f"(SELECT {_PLACED} FROM deployments d WHERE {applies} AND {history} "
-            f"AND d.finished_at <= i.started_at{since} "
-            "ORDER BY d.finished_at DESC, d.id DESC LIMIT 1)"
-        )
-
-    service, team, env = "s.service IS NOT NULL", "s.service IS NULL", "i.env IS NOT NULL"
-    ways = " UNION ALL ".join(
-        (
-            latest(f"{service} AND {env}", "d.service = s.service AND d.env = i.env"),
-            latest(f"{service} AND i.env IS NULL", "d.service = s.service"),
-            latest(f"{team} AND {env}", "d.team = i.team AND d.env = i.env"),
-            latest(f"{team} AND i.env IS NULL", "d.team = i.team"),
-        )
-    )
-    return (
+    # no further than the window: the latest deployment is within it, or none is
+    window = "l.finished_at >= i.started_at - ? AND " if link_window is not None else ""
+    stored = (
         "SELECT i.id AS incident, i.started_at AS started, i.finished_at AS finished, "
-        "d.id AS did, d.service AS dservice, d.team AS dteam, d.env AS denv, "
-        "d.finished_at AS dfin, 0 AS named "
-        "FROM incidents i LEFT JOIN incident_services s ON s.incident_id = i.id "
-        f"CROSS JOIN LATERAL ({ways}) d "
-        "WHERE i.deployment_id IS NULL AND (s.service IS NOT NULL OR i.team IS NOT NULL) "
-        f"AND {incidents}"
+        "l.deployment_id AS did, l.service AS dservice, l.team AS dteam, l.env AS denv, "
+        "l.finished_at AS dfin, 0 AS named FROM incidents i "
+        f"JOIN incident_links l ON l.incident_id = i.id WHERE {window}{incidents}"
     )
+    gap = () if link_window is None else (int(link_window.total_seconds()) * 10**9,)
+    return [(named, () if every_named else tuple(params)), (stored, (*gap, *params))]
 
 
 def _add_marks(

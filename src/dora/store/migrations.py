@@ -349,6 +349,28 @@ def m013_link_latest(db: sqlite3.Connection) -> None:
     and a wider index would only make its writes slower."""
 
 
+#: m014 for both engines (``{id}``: the engine's text for ids; ``{time}``: its 64-bit
+#: integer): each incident's link to a deployment, kept as events are written
+#: (``store.links``), with the deployment's fields a report reads.
+M014_INCIDENT_LINKS = (
+    "CREATE TABLE incident_links ("
+    "incident_id {id} PRIMARY KEY REFERENCES incidents (id) ON DELETE CASCADE, "
+    "deployment_id {id} NOT NULL, service {id} NOT NULL, team {id}, env {id}, "
+    "finished_at {time} NOT NULL)",
+    "CREATE INDEX incident_links_deployment ON incident_links (deployment_id)",
+)
+
+
+def m014_incident_links(db: sqlite3.Connection) -> None:
+    """Each incident's link to the deployment it followed (``M014_INCIDENT_LINKS``), found
+    for the incidents stored so far (kept so by every write since: ``store.links``)."""
+    from dora.store import links
+
+    for statement in M014_INCIDENT_LINKS:
+        db.execute(statement.format(id="TEXT", time="INTEGER"))
+    links.relink_all(db, lateral=False)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     ("m001_initial", m001_initial),
     ("m002_outbox", m002_outbox),
@@ -363,6 +385,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("m011_commit_times", m011_commit_times),
     ("m012_commit_lead_times", m012_commit_lead_times),
     ("m013_link_latest", m013_link_latest),
+    ("m014_incident_links", m014_incident_links),
 )
 
 

@@ -25,7 +25,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import psycopg
@@ -34,7 +34,7 @@ from psycopg.rows import tuple_row
 
 from dora.errors import NotFound, StoreError, UsageError
 from dora.redact import scrub
-from dora.store import migrations
+from dora.store import links, migrations
 from dora.store.sql import Connection, Cursor, History, SQLStore
 
 log = logging.getLogger(__name__)
@@ -206,6 +206,10 @@ class PostgresStore(SQLStore):
     #: Sets of ids are one array parameter here, not an IN list: larger chunks make fewer
     #: round trips and fewer scratch tables (1.3 s of a 100,000-event import).
     CHUNK = 5000
+
+    def _lock_links(self, db: Connection) -> None:
+        # a key of its own: taken last, after any history's, by a writer about to relink
+        db.execute("SELECT pg_advisory_xact_lock(?, 2)", (migrations.APPLICATION_ID,))
 
     def _lock_histories(self, db: Connection, histories: Iterable[History]) -> None:
         # in one order (of the lock keys), so that two writers never wait for each other;
@@ -486,12 +490,19 @@ MIGRATIONS: tuple[tuple[str, tuple[_Step, ...]], ...] = (
         ),
     ),
     ("m013_link_latest", migrations.M013_LINK_LATEST),
+    (
+        "m014_incident_links",
+        (
+            *(step.format(id=_TEXT, time="BIGINT") for step in migrations.M014_INCIDENT_LINKS),
+            partial(links.relink_all, lateral=True),
+        ),
+    ),
 )
 
 #: The tables dora makes: found without ``dora_migrations``, they are someone else's.
 _TABLES = (
     "deployments", "incidents", "incident_services", "outbox", "deployment_commits",
-    "change_failures", "deployment_marks", "detection_settings",
+    "change_failures", "deployment_marks", "detection_settings", "incident_links",
 )  # fmt: skip
 
 

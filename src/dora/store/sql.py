@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from dora import failures, timeparse
 from dora.errors import StoreError
 from dora.events import Deliverable, Deployment, DeploymentMark, Event, Incident
-from dora.store import detection
+from dora.store import detection, links
 from dora.store.base import (
     Pending,
     PreviousCommit,
@@ -137,6 +137,16 @@ class SQLStore(Store):
         ends, where the engine lets several write at once: crediting commits once and
         finding change failures read the history they change."""
 
+    def _lock_links(self, db: Connection) -> None:
+        """Keep other writers from relinking incidents until the transaction ends, where the
+        engine lets several write at once: each must see what the others wrote (``links``)."""
+
+    def _relink(self, db: Connection, what: links.Relink) -> None:
+        """Find again the links of the incidents a write can have changed (``links``)."""
+        if what.incidents or what.since is not None:
+            self._lock_links(db)
+            links.relink(db, what, lateral=self.lateral, among=self._among, chunk=self.CHUNK)
+
     def _bulk(self) -> AbstractContextManager[object]:
         """Engine settings for writing many rows at once."""
         return nullcontext()
@@ -146,7 +156,9 @@ class SQLStore(Store):
     ) -> None:
         if not isinstance(event, Deployment):
             with self._write() as db:
-                self._write_events(db, [stored(event, commits)], time.time_ns())
+                relink = links.Relink()
+                self._write_events(db, [stored(event, commits)], time.time_ns(), relink=relink)
+                self._relink(db, relink)
                 self._queue_all(db, [(event.kind, event.id)], insert=queue)
             return
         for _ in range(_ATTEMPTS):
@@ -178,7 +190,9 @@ class SQLStore(Store):
                 f"SELECT {detection.FACTS} FROM deployments WHERE id = ?", (event.id,)
             ).fetchone()
             latest = facts is None and detection.is_latest(db, event)
-            self._write_events(db, [item], time.time_ns())
+            relink = links.Relink()
+            self._write_events(db, [item], time.time_ns(), relink=relink)
+            self._relink(db, relink)
             if latest:  # the common case: the effects of one deployment, at the end
                 detection.add(db, event, hotfix=hotfix)
             elif facts is None or tuple(facts) != _facts(event) or commits is not None:
@@ -220,10 +234,12 @@ class SQLStore(Store):
         now = time.time_ns()
         with self._bulk(), self._write(bulk=True) as db:
             histories: set[History] = set()
+            relink = links.Relink()
             for chunk in _chunks(items, self.CHUNK):
-                histories |= self._save_chunk(db, chunk, saved, queue=queue, now=now)
+                histories |= self._save_chunk(db, chunk, saved, queue=queue, now=now, relink=relink)
                 if progress is not None:
                     progress(saved.total)
+            self._relink(db, relink)
             stored_pattern = detection.stored_hotfix(db)
             hotfix = self._wanted(stored_pattern)
             if hotfix != stored_pattern:  # this transaction writes alone: find them all again
@@ -492,10 +508,18 @@ class SQLStore(Store):
         return [incident_from_row(r, json.loads(r["services"])) for r in self._read(sql, params)]
 
     def _save_chunk(
-        self, db: Connection, chunk: list[Stored], saved: Saved, *, queue: bool, now: int
+        self,
+        db: Connection,
+        chunk: list[Stored],
+        saved: Saved,
+        *,
+        queue: bool,
+        now: int,
+        relink: links.Relink,
     ) -> set[History]:
-        """Write the new and changed events of ``chunk``; return the deployment histories
-        they change, for finding change failures again."""
+        """Write the new and changed events of ``chunk`` (what can change links into
+        ``relink``); return the deployment histories they change, for finding change
+        failures again."""
         known: set[tuple[str, str]] = set()
         was: dict[str, History] = {}  # the history each deployment stored is in now
         for kind, table in (("deployment", "deployments"), ("incident", "incidents")):
@@ -540,7 +564,7 @@ class SQLStore(Store):
             for history in ((item.row["service"], item.row["env"]), was.get(item.id))
             if history is not None
         }
-        self._write_events(db, changed, now, known=known)
+        self._write_events(db, changed, now, known=known, relink=relink)
         self._queue_all(db, [(item.kind, item.id) for item in changed], insert=queue)
         return histories
 
@@ -551,9 +575,11 @@ class SQLStore(Store):
         recorded_at: int,
         *,
         known: Container[tuple[str, str]] | None = None,
+        relink: links.Relink,
     ) -> None:
         """Insert or replace the events (keeping when each was first recorded) and what goes
-        with them: an incident's services, a deployment's commits (None keeps those stored).
+        with them: an incident's services, a deployment's commits (None keeps those stored);
+        what can change incidents' links goes into ``relink``.
         ``known`` holds the (kind, id) of those that may be stored already (None: any may
         be); the others are inserted as they are, nothing of theirs looked for to be
         replaced. A deployment's commits are one per SHA (``stored``) and those it had are
@@ -564,6 +590,9 @@ class SQLStore(Store):
 
         deployments = [item for item in items if item.kind == "deployment"]
         incidents = [item for item in items if item.kind == "incident"]
+        relink.incidents.update(item.id for item in incidents)
+        for item in deployments:
+            relink.deployment(item.row, again=known is None or (item.kind, item.id) in known)
         for table, written in (("deployments", deployments), ("incidents", incidents)):
             if fresh := [
                 i.row for i in written if known is not None and (i.kind, i.id) not in known
