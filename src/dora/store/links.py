@@ -142,9 +142,9 @@ def relink(db: Connection, what: Relink, *, lateral: bool, among: Among, chunk: 
         # of a written deployment's service or team (a superset: from the earliest finish
         # of them all), and none of them when a deployment is recorded as it finishes
         services, service_params = among("s.service", sorted(what.services))
-        reach = (
-            f"EXISTS (SELECT 1 FROM incident_services s WHERE s.incident_id = i.id AND {services})"
-        )
+        # the incidents of those services found once (as a condition on each incident, the
+        # services of an import were looked for again for every incident: 0.25 s for 10,000)
+        reach = f"i.id IN (SELECT s.incident_id FROM incident_services s WHERE {services})"
         params: list[Any] = [what.since, *service_params]
         if what.teams:
             teams, team_params = among("i.team", sorted(what.teams))
