@@ -260,3 +260,68 @@ def test_writers_and_pattern_changes_at_once_leave_the_effects_of_the_kept_patte
     stored = {(r["failed_id"], r["cause_id"]) for r in rows(path, "SELECT * FROM change_failures")}
     assert stored == expected
     assert len(expected) == 4 * 13
+
+
+LINK_WRITER = """
+import sys, time
+from dora.events import Deployment, Incident, build
+from dora.store import open_store
+
+path, worker, n, start = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+while time.time() < start:
+    time.sleep(0.001)
+with open_store(path) as store:
+    for i in range(n):
+        # deployments and incidents of one service, interleaved in time, recorded at once
+        # by different writers in an order of their own (a backfill beside an on-call);
+        # writers 0 and 4, 2 and 6 record deployments that finish at the same instants
+        at = 1_790_000_000 + (i * 4 + worker % 4) * 60
+        if worker % 2:
+            store.save(build(Incident, {
+                "id": f"incident-l{worker:02d}-{i:05d}", "services": ["svc-shared"],
+                "env": "prod", "started_at": at + 30, "finished_at": at + 90,
+            }))
+        else:
+            store.save(build(Deployment, {
+                "id": f"deploy-l{worker:02d}-{i:05d}", "service": "svc-shared",
+                "env": "prod", "started_at": at - 10, "finished_at": at,
+            }))
+"""
+
+
+def test_writers_of_incidents_and_deployments_at_once_keep_every_link(store_db):
+    # each incident's link is kept by the writes: with writers of both at once, every
+    # incident ends linked to the latest deployment before it, as if written one by one
+    open_store(store_db).close()
+    workers, per_worker = 8, 40
+    start = time.time() + 1.0
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", LINK_WRITER, str(store_db), str(w), str(per_worker), str(start)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(workers)
+    ]
+    outcomes = [
+        (p.returncode, err) for p, (_, err) in ((p, p.communicate(timeout=120)) for p in procs)
+    ]
+
+    assert outcomes == [(0, "")] * workers
+    deployments = rows(store_db, "SELECT id, finished_at FROM deployments")
+    expected = {}
+    for incident in rows(store_db, "SELECT id, started_at FROM incidents"):
+        before = [
+            (d["finished_at"], d["id"])
+            for d in deployments
+            if d["finished_at"] <= incident["started_at"]
+        ]
+        if before:
+            expected[incident["id"]] = max(before)[1]
+    kept = {
+        r["incident_id"]: r["deployment_id"]
+        for r in rows(store_db, "SELECT incident_id, deployment_id FROM incident_links")
+    }
+    assert len(expected) == workers // 2 * per_worker  # a deployment before each
+    assert kept == expected
