@@ -33,21 +33,29 @@ with open_store(path) as store:
 """
 
 
-def test_writer_processes_lose_nothing_on_a_new_store(store_db):
-    path = store_db
-    workers, per_worker = 8, 60
-    start = time.time() + 1.0
+def at_once(path, runs, *, timeout: float = 120) -> list[tuple[int, str]]:
+    """Run each of ``runs`` (a script and its arguments after the store's path) as a
+    process of its own, all starting their work at one moment (their last argument); the
+    exit code and stderr of each."""
+    start = time.time() + 1.0  # time to start and connect
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(path), str(w), str(per_worker), str(start)],
+            [sys.executable, "-c", script, str(path), *map(str, args), str(start)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for w in range(workers)
+        for script, *args in runs
     ]
-    outputs = [p.communicate(timeout=120) for p in procs]
-    outcomes = [(p.returncode, err) for p, (_, err) in zip(procs, outputs, strict=True)]
+    return [
+        (p.returncode, err) for p, (_, err) in ((p, p.communicate(timeout=timeout)) for p in procs)
+    ]
+
+
+def test_writer_processes_lose_nothing_on_a_new_store(store_db):
+    path = store_db
+    workers, per_worker = 8, 60
+    outcomes = at_once(path, [(WRITER, w, per_worker) for w in range(workers)])
 
     assert outcomes == [(0, "")] * workers
     assert count(path, "deployments") == workers * per_worker
@@ -159,19 +167,7 @@ with open_store(path) as store:
 def test_writers_shipping_the_same_commits_at_once_credit_each_commit_once(store_db):
     open_store(store_db).close()
     workers = 8
-    start = time.time() + 1.0  # time to start and connect
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", SHIPPER, str(store_db), str(w), str(start)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for w in range(workers)
-    ]
-    outcomes = [
-        (p.returncode, err) for p, (_, err) in ((p, p.communicate(timeout=60)) for p in procs)
-    ]
+    outcomes = at_once(store_db, [(SHIPPER, w) for w in range(workers)], timeout=60)
 
     assert outcomes == [(0, "")] * workers
     credited = rows(
@@ -225,24 +221,12 @@ def test_writers_and_pattern_changes_at_once_leave_the_effects_of_the_kept_patte
 
     path = store_db
     open_store(path).close()
-    start = time.time() + 1.0
     scripts = [(PATTERN_WRITER, w, 40) for w in range(4)] + [
         (PATTERN_SWITCHER, w, 8) for w in (0, 1)
     ]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", script, str(path), str(w), str(n), str(start)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for script, w, n in scripts
-    ]
-    outputs = [p.communicate(timeout=120) for p in procs]
+    outcomes = at_once(path, scripts)
 
-    assert [(p.returncode, err) for p, (_, err) in zip(procs, outputs, strict=True)] == [
-        (0, "")
-    ] * len(scripts)
+    assert outcomes == [(0, "")] * len(scripts)
     [kept] = rows(path, "SELECT value FROM detection_settings")
     expected = set()
     for w in range(4):
@@ -294,19 +278,7 @@ def test_writers_of_incidents_and_deployments_at_once_keep_every_link(store_db):
     # incident ends linked to the latest deployment before it, as if written one by one
     open_store(store_db).close()
     workers, per_worker = 8, 40
-    start = time.time() + 1.0
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", LINK_WRITER, str(store_db), str(w), str(per_worker), str(start)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for w in range(workers)
-    ]
-    outcomes = [
-        (p.returncode, err) for p, (_, err) in ((p, p.communicate(timeout=120)) for p in procs)
-    ]
+    outcomes = at_once(store_db, [(LINK_WRITER, w, per_worker) for w in range(workers)])
 
     assert outcomes == [(0, "")] * workers
     deployments = rows(store_db, "SELECT id, finished_at FROM deployments")

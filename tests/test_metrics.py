@@ -625,19 +625,24 @@ def test_a_deployment_recorded_again_without_commits_moves_their_lead_times(stor
         assert got[0, moved_key] is not None  # the moved deployment has commits
 
 
-def test_a_store_from_before_stored_lead_times_has_them_filled_on_upgrade(store_db, monkeypatch):
-    # a store left at m011 kept each commit's time only: the upgrade gives every commit its
-    # deployment's fields and its lead time, and the medians are those of the rows by hand
+def make_store_at(store_db, monkeypatch, applied: int) -> None:
+    """An empty store made by a dora that knew its first ``applied`` migrations only."""
     from dora.store import migrations, postgres
 
     with monkeypatch.context() as patch:
-        patch.setattr(postgres, "MIGRATIONS", postgres.MIGRATIONS[:11])
-        patch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:11])
+        patch.setattr(postgres, "MIGRATIONS", postgres.MIGRATIONS[:applied])
+        patch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:applied])
         patch.setattr(
             migrations, "migrate",
-            functools.partial(migrations.migrate, migrations=migrations.MIGRATIONS[:11]),
+            functools.partial(migrations.migrate, migrations=migrations.MIGRATIONS[:applied]),
         )  # fmt: skip
         open_store(store_db).close()
+
+
+def test_a_store_from_before_stored_lead_times_has_them_filled_on_upgrade(store_db, monkeypatch):
+    # a store left at m011 kept each commit's time only: the upgrade gives every commit its
+    # deployment's fields and its lead time, and the medians are those of the rows by hand
+    make_store_at(store_db, monkeypatch, 11)
     start = to_ns(parse_timestamp("2026-11-03T00:00:00Z"))
     hour = 3600 * 10**9
     for n, (service, team, env) in enumerate([("api", "edge", "prod"), ("web", None, None)] * 3):
@@ -681,16 +686,8 @@ def test_a_store_from_before_kept_links_has_them_found_on_upgrade(store_db, monk
     # a store left at m013 found links at report time: the upgrade finds each incident's
     # link once (by service and env; by team, any env, for an incident with no service)
     from dora import verdicts
-    from dora.store import migrations, postgres
 
-    with monkeypatch.context() as patch:
-        patch.setattr(postgres, "MIGRATIONS", postgres.MIGRATIONS[:13])
-        patch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:13])
-        patch.setattr(
-            migrations, "migrate",
-            functools.partial(migrations.migrate, migrations=migrations.MIGRATIONS[:13]),
-        )  # fmt: skip
-        open_store(store_db).close()
+    make_store_at(store_db, monkeypatch, 13)
     hour = 3600 * 10**9
     noon = to_ns(parse_timestamp("2026-11-03T12:00:00Z"))
     for name, service, env, finished in (
