@@ -333,18 +333,11 @@ def links(
     """The deployment each incident matching the condition ``incidents`` (on ``i``, with
     ``params``), or naming its deployment when ``every_named``, is linked to; incidents
     linked to none are left out."""
-    best: dict[str, tuple[Linked, Placed]] = {}
-    for sql, part in _link_parts(incidents, params, link_window, every_named=every_named):
-        for row in store.rows(sql, part):
-            placed, named = Placed(*row[3:8]), bool(row[8])
-            known = best.get(row[0])
-            # several rows: one per service of the incident (and ties); the latest wins
-            if known is None or (placed.finished_at, placed.id) > (
-                known[1].finished_at,
-                known[1].id,
-            ):
-                best[row[0]] = (Linked(row[0], row[1], row[2], named), placed)
-    return dict(best.values())
+    return {
+        Linked(row[0], row[1], row[2], bool(row[8])): Placed(*row[3:8])
+        for sql, part in _link_parts(incidents, params, link_window, every_named=every_named)
+        for row in store.rows(sql, part)
+    }
 
 
 def _link_counts(
@@ -358,39 +351,20 @@ def _link_counts(
 ) -> Iterator[Sequence[Any]]:
     """What ``links`` finds, summed up per deployment that finished before ``before``: rows
     of (``Placed``'s fields, incidents linked, how many of them are resolved, the last
-    resolution). The link rows come ordered by incident, so that each incident's latest
-    deployment is picked as its rows stream by (a window function ranking them in the
-    database took 4 times as long), and what is kept is a row per failed deployment."""
-    parts = _link_parts(incidents, params, link_window, every_named=every_named)
-    union = " UNION ALL ".join(sql for sql, _ in parts)
+    resolution), a row kept per failed deployment as the links stream by."""
     counted: dict[str, list[Any]] = {}
-
-    def count(row: Sequence[Any]) -> None:
-        _, _, finished, *placed, _ = row
-        if placed[4] >= before:
-            return
-        found = counted.get(placed[0])
-        if found is None:
-            found = counted[placed[0]] = [*placed, 0, 0, None]
-        found[5] += 1
-        if finished is not None:
-            found[6] += 1
-            if found[7] is None or finished > found[7]:
-                found[7] = finished
-
-    best: Sequence[Any] | None = None
-    for row in store.rows(
-        f"SELECT * FROM ({union}) AS u ORDER BY u.incident",
-        [value for _, part in parts for value in part],
-    ):
-        if best is not None and row[0] != best[0]:
-            count(best)
-            best = None
-        # several rows: one per service of the incident (and ties); the latest wins
-        if best is None or (row[7], row[3]) > (best[7], best[3]):
-            best = row
-    if best is not None:
-        count(best)
+    for sql, part in _link_parts(incidents, params, link_window, every_named=every_named):
+        for _, _, finished, *placed, _ in store.rows(sql, part):
+            if placed[4] >= before:
+                continue
+            found = counted.get(placed[0])
+            if found is None:
+                found = counted[placed[0]] = [*placed, 0, 0, None]
+            found[5] += 1
+            if finished is not None:
+                found[6] += 1
+                if found[7] is None or finished > found[7]:
+                    found[7] = finished
     yield from counted.values()
 
 
@@ -403,7 +377,8 @@ def _link_parts(
 ) -> list[tuple[str, Sequence[Any]]]:
     """The queries that link incidents to deployments, with their parameters: those that
     name their deployment, then the others, whose links the store keeps (``store.links``).
-    Each row is (incident, started, finished, ``Placed``'s fields, named)."""
+    Each row is (incident, started, finished, ``Placed``'s fields, named), one per linked
+    incident."""
     named = (
         "SELECT i.id AS incident, i.started_at AS started, i.finished_at AS finished, "
         "d.id AS did, d.service AS dservice, d.team AS dteam, d.env AS denv, "

@@ -43,8 +43,9 @@ class Store(ABC):
     #: Whether the engine's SQL has ordered-set aggregates (``percentile_disc``), with which
     #: a median sorts each group on its own, groups and totals in one query.
     ordered_sets: bool = False
-    #: Whether the engine's SQL has ``LATERAL`` joins, with which each incident's latest
-    #: deployment is read whole in the seek that finds it (from m013's covering index).
+    #: Whether the engine's SQL has ``LATERAL`` joins, with which relinking reads each
+    #: incident's latest deployment whole in the seek that finds it (``store.links``, from
+    #: m013's covering index).
     lateral: bool = False
 
     @abstractmethod

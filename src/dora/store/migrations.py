@@ -335,7 +335,7 @@ def m012_commit_lead_times(db: sqlite3.Connection) -> None:
 
 #: m013 on PostgreSQL: the index of each (service, env) history by finish also holds each
 #: deployment's id and team, so that an incident's latest deployment (the greatest finish,
-#: then id) is read whole from the index by one seek (``verdicts._linking_lateral``).
+#: then id) is read whole from the index by one seek (``store.links``, relinking).
 M013_LINK_LATEST = (
     "DROP INDEX deployments_service_env_finished_at",
     "CREATE INDEX deployments_service_env_latest "
@@ -345,8 +345,8 @@ M013_LINK_LATEST = (
 
 def m013_link_latest(db: sqlite3.Connection) -> None:
     """Nothing on SQLite (``M013_LINK_LATEST`` is PostgreSQL's): with no ``LATERAL`` join
-    to read a seek's whole row, SQLite links incidents as before (``verdicts._linking``),
-    and a wider index would only make its writes slower."""
+    to read a seek's whole row, SQLite finds the latest finish, then the deployments that
+    finished then (``store.links``), and a wider index would only make its writes slower."""
 
 
 #: m014 for both engines (``{id}``: the engine's text for ids; ``{time}``: its 64-bit
