@@ -140,27 +140,31 @@ def relink(db: Connection, what: Relink, *, lateral: bool, among: Among, chunk: 
             )
     if what.since is not None:
         # of a written deployment's service or team (a superset: from the earliest finish
-        # of them all), and none of them when a deployment is recorded as it finishes
-        services, service_params = among("s.service", sorted(what.services))
-        # the incidents of those services found once (as a condition on each incident, the
+        # of them all), and none of them when a deployment is recorded as it finishes; the
+        # incidents of the services are found once (as a condition on each incident, the
         # services of an import were looked for again for every incident: 0.25 s for 10,000)
-        reach = f"i.id IN (SELECT s.incident_id FROM incident_services s WHERE {services})"
-        params: list[Any] = [what.since, *service_params]
-        if what.teams:
-            teams, team_params = among("i.team", sorted(what.teams))
-            reach = (
-                f"({reach} OR ({teams} AND NOT EXISTS (SELECT 1 FROM incident_services s "
-                "WHERE s.incident_id = i.id)))"
+        def since(reach: str, params: list[Any]) -> None:
+            affected.update(
+                incident
+                for (incident,) in db.execute(
+                    "SELECT i.id FROM incidents i WHERE i.started_at >= ? "
+                    f"AND i.deployment_id IS NULL AND {reach}",
+                    [what.since, *params],
+                )
             )
-            params += team_params
-        affected.update(
-            incident
-            for (incident,) in db.execute(
-                "SELECT i.id FROM incidents i WHERE i.started_at >= ? "
-                f"AND i.deployment_id IS NULL AND {reach}",
+
+        for part in _parts(sorted(what.services), chunk):
+            services, params = among("s.service", part)
+            since(
+                f"i.id IN (SELECT s.incident_id FROM incident_services s WHERE {services})", params
+            )
+        for part in _parts(sorted(what.teams), chunk):
+            teams, params = among("i.team", part)
+            since(
+                f"{teams} AND NOT EXISTS (SELECT 1 FROM incident_services s "
+                "WHERE s.incident_id = i.id)",
                 params,
             )
-        )
     for part in _parts(sorted(affected), chunk):
         condition, ids = among("incident_id", part)
         db.execute(f"DELETE FROM incident_links WHERE {condition}", ids)
