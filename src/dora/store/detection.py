@@ -63,7 +63,6 @@ def rescan_all(
     db: Connection,
     hotfix: str,
     *,
-    ordered_join: str,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Find the effects of every history again with ``hotfix``, and keep that pattern as the
@@ -79,7 +78,7 @@ def rescan_all(
     total: int = sum(int(n) for *_, n in histories)
     done = 0
     for service, env, n in sorted(histories, key=lambda h: (h[0], h[1] or "")):
-        rescan(db, [(service, env)], ordered_join=ordered_join, hotfix=hotfix)
+        rescan(db, [(service, env)], hotfix=hotfix)
         done += n
         if progress is not None:
             progress(done, total)
@@ -161,7 +160,6 @@ def rescan(
     db: Connection,
     histories: Iterable[History],
     *,
-    ordered_join: str,
     hotfix: str = failures.HOTFIX,
 ) -> None:
     """Find the effects of each of these histories again, from its first deployment, with
@@ -170,10 +168,12 @@ def rescan(
         condition, params = same_env("d.env", env)
         where = f"WHERE d.service = ? AND {condition}"
         shipped: dict[str, list[failures.Shipped]] = {}
+        # from the commits' own service and env (m012): never a look per deployment
+        shipped_here, _ = same_env("c.env", env)
         for deployment_id, sha, subject, reverts in db.execute(
-            f"SELECT c.deployment_id, c.sha, c.subject, c.reverts FROM deployments d "
-            f"{ordered_join} deployment_commits c ON c.deployment_id = d.id {where} "
-            f"AND {_candidates(hotfix)} ORDER BY c.deployment_id, c.committed_at DESC, c.sha",
+            f"SELECT c.deployment_id, c.sha, c.subject, c.reverts FROM deployment_commits c "
+            f"WHERE c.service = ? AND {shipped_here} AND {_candidates(hotfix)} "
+            "ORDER BY c.deployment_id, c.committed_at DESC, c.sha",
             (service, *params),
         ):
             shipped.setdefault(deployment_id, []).append(failures.Shipped(sha, subject, reverts))

@@ -196,7 +196,7 @@ class SQLStore(Store):
             if latest:  # the common case: the effects of one deployment, at the end
                 detection.add(db, event, hotfix=hotfix)
             elif facts is None or tuple(facts) != _facts(event) or commits is not None:
-                detection.rescan(db, histories, ordered_join=self.ORDERED_JOIN, hotfix=hotfix)
+                detection.rescan(db, histories, hotfix=hotfix)
             self._queue_all(db, [(event.kind, event.id)], insert=queue)
 
     def use_hotfix(
@@ -212,9 +212,7 @@ class SQLStore(Store):
             previous = detection.stored_hotfix(db)  # again: another process may have done it
             if previous == pattern:
                 return None
-            scanned = detection.rescan_all(
-                db, pattern, ordered_join=self.ORDERED_JOIN, progress=progress
-            )
+            scanned = detection.rescan_all(db, pattern, progress=progress)
         return Redetected(previous, scanned)
 
     def _wanted(self, stored: str | None) -> str:
@@ -243,9 +241,9 @@ class SQLStore(Store):
             stored_pattern = detection.stored_hotfix(db)
             hotfix = self._wanted(stored_pattern)
             if hotfix != stored_pattern:  # this transaction writes alone: find them all again
-                detection.rescan_all(db, hotfix, ordered_join=self.ORDERED_JOIN)
+                detection.rescan_all(db, hotfix)
             else:
-                detection.rescan(db, histories, ordered_join=self.ORDERED_JOIN, hotfix=hotfix)
+                detection.rescan(db, histories, hotfix=hotfix)
         return saved
 
     def previous_commit(self, deployment: Deployment) -> PreviousCommit | None:
