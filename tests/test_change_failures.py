@@ -722,3 +722,83 @@ def test_commits_listed_again_give_the_same_verdicts_in_any_arrival_order(tmp_pa
         found.append((total, fates))
 
     assert found[0] == found[1]
+
+
+# --- deleting events --------------------------------------------------------------------
+
+
+def _without(deployments, incidents, marks, gone: set[str]):
+    """The events as if those of ``gone`` had never been recorded: each deleted deployment's
+    commits shipped by the next one of its history that stays (none if none does), marks on
+    it dropped, incidents that named it naming none."""
+    kept = []
+    carried: dict[tuple, list[Commit]] = {}
+    for event, commits in sorted(deployments, key=lambda d: (d[0].finished_at, d[0].id)):
+        history = (event.service, event.env)
+        if event.id in gone:
+            carried.setdefault(history, []).extend(commits)
+        else:
+            kept.append((event, [*commits, *carried.pop(history, [])]))
+    staying = [
+        incident.model_copy(update={"deployment_id": None})
+        if incident.deployment_id in gone
+        else incident
+        for incident in incidents
+        if incident.id not in gone
+    ]
+    return kept, staying, [m for m in marks if m[0] not in gone]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_deleting_events_leaves_the_store_as_if_they_had_never_been_recorded(store_db, seed):
+    deployments, incidents, marks = random_events(seed)
+    rng = random.Random(seed)
+    gone = {e.id for e, _ in rng.sample(deployments, len(deployments) // 3)}
+    gone |= {i.id for i in rng.sample(incidents, len(incidents) // 4)}
+    window = rng.choice([None, timedelta(hours=12)])
+
+    def seen(store: Store) -> tuple:
+        report = metrics.report(
+            store, SINCE, UNTIL, group_by=("service", "env"), interval="day", link_window=window
+        )
+        fates = {
+            event.id: verdicts.outcome(store, event.id, link_window=window)
+            for event, _ in deployments
+            if event.id not in gone
+        }
+        lead = sorted(
+            store.rows("SELECT deployment_id, sha, finished_at, lead_time FROM deployment_commits")
+        )
+        named = sorted(store.rows("SELECT id, deployment_id FROM incidents"))
+        return report.total, [(r.key, r.figures) for r in report.groups], fates, lead, named
+
+    with open_store(store_db) as store:
+        for event, commits in rng.sample(deployments, len(deployments)):
+            store.save(event, commits=commits)
+        for event in incidents:
+            store.save(event)
+        for deployment_id, failed, by_id, by_version in marks:
+            mark(store, deployment_id, failed, by_id, by_version)
+        in_order = [e.id for e, _ in deployments if e.id in gone]
+        deleted = store.delete("deployment", [*in_order, "never-recorded-0001"])
+        assert deleted.ids == in_order
+        assert store.delete("incident", sorted(i.id for i in incidents if i.id in gone)).ids
+        after = seen(store)
+        left = [tuple(row) for row in store.rows("SELECT id FROM deployments ORDER BY id")]
+
+    reference_db = Path(str(store_db)) if isinstance(store_db, Path) else None
+    kept, staying, kept_marks = _without(deployments, incidents, marks, gone)
+    with open_store(reference_db.with_name("reference.db") if reference_db else store_db) as ref:
+        if reference_db is None:  # the same PostgreSQL schema, emptied
+            ref.delete("deployment", [e.id for e, _ in deployments])
+            ref.delete("incident", [i.id for i in incidents])
+        for event, commits in kept:
+            ref.save(event, commits=commits)
+        for event in staying:
+            ref.save(event)
+        for deployment_id, failed, by_id, by_version in kept_marks:
+            mark(ref, deployment_id, failed, by_id, by_version)
+        expected = seen(ref)
+
+    assert left == sorted((e.id,) for e, _ in kept)
+    assert after == expected

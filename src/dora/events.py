@@ -374,8 +374,41 @@ class DeploymentMark:
         }
 
 
+#: The outbox kinds of deletions, by the kind of event deleted.
+DELETION_KINDS = {"deployment": "deployment_deletion", "incident": "incident_deletion"}
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """An event deleted from the store, for Datadog to delete as well: ``DELETE
+    /api/v2/dora/deployment/{id}`` or ``/api/v2/dora/failure/{id}`` (singular, as Datadog
+    spells them), which need an application key. In the outbox under the event's id with
+    kind ``deployment_deletion`` or ``incident_deletion``."""
+
+    api_method: ClassVar[str] = "DELETE"
+
+    kind: str
+    id: str
+
+    @property
+    def of(self) -> str:
+        """The kind of event deleted: ``deployment`` or ``incident``."""
+        return self.kind.removesuffix("_deletion")
+
+    @property
+    def api_path(self) -> str:
+        return f"/api/v2/dora/{'deployment' if self.of == 'deployment' else 'failure'}/{self.id}"
+
+    def api_body(self) -> None:
+        """A deletion has no body."""
+
+    @classmethod
+    def of_event(cls, kind: str, event_id: str) -> Deletion:
+        return cls(DELETION_KINDS[kind], event_id)
+
+
 #: What the outbox holds and a backend sends.
-Deliverable = Event | DeploymentMark
+Deliverable = Event | DeploymentMark | Deletion
 
 
 def build(model: type[E], data: dict[str, Any]) -> E:

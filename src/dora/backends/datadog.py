@@ -185,8 +185,9 @@ class DatadogBackend:
 
     def send(self, event: Deliverable) -> int:
         """Post ``event`` (patch a mark); return the 2xx status, or raise ``DeliveryError``."""
-        body = json.dumps(event.api_body()).encode()
-        headers = {"Content-Type": "application/json"}
+        payload = event.api_body()
+        body = None if payload is None else json.dumps(payload).encode()
+        headers = {} if body is None else {"Content-Type": "application/json"}
         if event.api_method != "POST" and self.endpoint.app_key:
             # only the requests that need it carry it
             headers["DD-APPLICATION-KEY"] = self.endpoint.app_key
@@ -213,6 +214,8 @@ class DatadogBackend:
             if exc.asked is not None:
                 message += f"; it asked to wait {exc.asked:g}s, past the retry budget"
             raise DeliveryError(message, retryable=True, status=exc.status) from None
+        if response.status_code == 404 and event.api_method == "DELETE":
+            return response.status_code  # not there: deleted before, or never sent
         if not response.is_success:
             problem = self._http.hide(_answer(response))
             raise DeliveryError(
@@ -250,6 +253,12 @@ def _final_message(event: Deliverable, url: str, response: httpx.Response, probl
             if key := response.request.headers.get(header):
                 target = target.replace(key, "***")
         return f"{url} redirects to {target} ({problem}); set DORA_API_URL to where it points"
+    if status in (401, 403) and event.api_method == "DELETE":
+        return (
+            f"Datadog refused the keys ({problem}); check DD_API_KEY and DD_APP_KEY (an "
+            "application key with the dora_metrics_write permission), and that "
+            "DATADOG_SITE is your account's site"
+        )
     if status in (401, 403) and event.kind == "mark":
         return (
             f"Datadog refused the keys ({problem}); check DD_API_KEY and DD_APP_KEY (an "

@@ -8,7 +8,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -89,6 +89,19 @@ class Store(ABC):
         ``progress(n)`` hears how many events are written so far, after each chunk of them
         (the transaction commits after the last).
         """
+
+    @abstractmethod
+    def delete(self, kind: str, ids: Sequence[str]) -> Deleted:
+        """Delete these events of ``kind`` (``deployment`` or ``incident``), and what is
+        theirs alone, in one transaction; an id not stored is left out of the answer.
+
+        A deleted deployment's commits go to the next deployment of its service and env (it
+        shipped them, since the deleted one never happened), or nowhere if none came after;
+        its marks and change failures go, and those of its history are found again; the
+        incidents linked to it are linked again, and one that named it as its cause names
+        none. Of each event the outbox has sent (or tried to), a deletion is queued for
+        Datadog in the same transaction; one still waiting to be sent for the first time
+        is simply never sent."""
 
     @abstractmethod
     def previous_commit(self, deployment: Deployment) -> PreviousCommit | None:
@@ -257,6 +270,15 @@ class Saved:
     @property
     def total(self) -> int:
         return self.new + self.updated + self.unchanged
+
+
+@dataclass
+class Deleted:
+    """What ``delete`` did: the ids deleted, in the order given, and those of them whose
+    deletion is queued for Datadog (they had been sent to it)."""
+
+    ids: list[str] = field(default_factory=list)
+    queued: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

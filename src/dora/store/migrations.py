@@ -207,12 +207,17 @@ M008_OUTBOX_KINDS = "kind IN ('deployment', 'incident', 'mark')"
 
 
 def m008_outbox_marks(db: sqlite3.Connection) -> None:
-    """Marks go through the outbox too (kind ``mark``, keyed by the deployment's id). SQLite
-    cannot alter a CHECK: the table is made again under its name, rows and index kept."""
+    """Marks go through the outbox too (kind ``mark``, keyed by the deployment's id)."""
+    _outbox_kinds(db, M008_OUTBOX_KINDS)
+
+
+def _outbox_kinds(db: sqlite3.Connection, kinds: str) -> None:
+    """The outbox with the CHECK ``kinds`` on its kinds. SQLite cannot alter a CHECK: the
+    table is made again under its name, rows and index kept."""
     db.execute(
         f"""
-        CREATE TABLE outbox_m008 (
-            kind TEXT NOT NULL CHECK ({M008_OUTBOX_KINDS}),
+        CREATE TABLE outbox_new (
+            kind TEXT NOT NULL CHECK ({kinds}),
             event_id TEXT NOT NULL,
             state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
             attempts INTEGER NOT NULL DEFAULT 0,
@@ -225,9 +230,9 @@ def m008_outbox_marks(db: sqlite3.Connection) -> None:
         """
     )
     columns = "kind, event_id, state, attempts, last_error, queued_at, delivered_at, claimed_until"
-    db.execute(f"INSERT INTO outbox_m008 ({columns}) SELECT {columns} FROM outbox")
+    db.execute(f"INSERT INTO outbox_new ({columns}) SELECT {columns} FROM outbox")
     db.execute("DROP TABLE outbox")
-    db.execute("ALTER TABLE outbox_m008 RENAME TO outbox")
+    db.execute("ALTER TABLE outbox_new RENAME TO outbox")
     db.execute("CREATE INDEX outbox_undelivered ON outbox (state, queued_at)")
 
 
@@ -371,6 +376,18 @@ def m014_incident_links(db: sqlite3.Connection) -> None:
     links.relink_all(db, lateral=False)
 
 
+#: The outbox's kinds from m015 on: deletions (``dora deployment delete``, ``dora incident
+#: delete``) are sent as well, under the deleted event's id.
+M015_OUTBOX_KINDS = (
+    "kind IN ('deployment', 'incident', 'mark', 'deployment_deletion', 'incident_deletion')"
+)
+
+
+def m015_outbox_deletions(db: sqlite3.Connection) -> None:
+    """Deletions go through the outbox too (``M015_OUTBOX_KINDS``)."""
+    _outbox_kinds(db, M015_OUTBOX_KINDS)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     ("m001_initial", m001_initial),
     ("m002_outbox", m002_outbox),
@@ -386,6 +403,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("m012_commit_lead_times", m012_commit_lead_times),
     ("m013_link_latest", m013_link_latest),
     ("m014_incident_links", m014_incident_links),
+    ("m015_outbox_deletions", m015_outbox_deletions),
 )
 
 

@@ -498,6 +498,14 @@ MIGRATIONS: tuple[tuple[str, tuple[_Step, ...]], ...] = (
             partial(links.relink_all, lateral=True),
         ),
     ),
+    (
+        "m015_outbox_deletions",
+        (
+            "ALTER TABLE outbox DROP CONSTRAINT outbox_kind_check",
+            f"ALTER TABLE outbox ADD CONSTRAINT outbox_kind_check "
+            f"CHECK ({migrations.M015_OUTBOX_KINDS})",
+        ),
+    ),
 )
 
 #: The tables dora makes: found without ``dora_migrations``, they are someone else's.

@@ -20,9 +20,18 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from dora import failures, timeparse
 from dora.errors import StoreError
-from dora.events import Deliverable, Deployment, DeploymentMark, Event, Incident
+from dora.events import (
+    DELETION_KINDS,
+    Deletion,
+    Deliverable,
+    Deployment,
+    DeploymentMark,
+    Event,
+    Incident,
+)
 from dora.store import detection, links
 from dora.store.base import (
+    Deleted,
     Pending,
     PreviousCommit,
     Redetected,
@@ -143,7 +152,7 @@ class SQLStore(Store):
 
     def _relink(self, db: Connection, what: links.Relink) -> None:
         """Find again the links of the incidents a write can have changed (``links``)."""
-        if what.incidents or what.since is not None:
+        if what.incidents or what.moved or what.since is not None:
             self._lock_links(db)
             links.relink(db, what, lateral=self.lateral, among=self._among, chunk=self.CHUNK)
 
@@ -245,6 +254,125 @@ class SQLStore(Store):
             else:
                 detection.rescan(db, histories, hotfix=hotfix)
         return saved
+
+    def delete(self, kind: str, ids: Sequence[str]) -> Deleted:
+        table = {"deployment": "deployments", "incident": "incidents"}[kind]
+        wanted = list(dict.fromkeys(ids))
+        deleted = Deleted()
+        with self._write() as db:
+            if kind == "deployment":
+                # the histories are locked before they are read for good (PostgreSQL)
+                self._lock_histories(
+                    db, {(service, env) for service, env, _ in self._placed(db, wanted).values()}
+                )
+            placed = self._placed(db, wanted) if kind == "deployment" else {}
+            present = set(placed) if kind == "deployment" else self._present(db, table, wanted)
+            deleted.ids = [event_id for event_id in wanted if event_id in present]
+            if not deleted.ids:
+                return deleted
+            deleted.queued = self._queue_deletions(db, kind, deleted.ids)
+            relink = links.Relink()
+            if kind == "deployment":
+                self._hand_on_commits(db, placed)
+                for part in _parts(deleted.ids):
+                    among, params = self._among("deployment_id", part)
+                    relink.incidents.update(
+                        incident
+                        for (incident,) in db.execute(
+                            f"SELECT id FROM incidents WHERE {among}", params
+                        )
+                    )
+                    db.execute(f"UPDATE incidents SET deployment_id = NULL WHERE {among}", params)
+                relink.moved.update(deleted.ids)
+            for part in _parts(deleted.ids):
+                among, params = self._among("id", part)
+                db.execute(f"DELETE FROM {table} WHERE {among}", params)
+            if kind == "deployment":
+                histories = {(service, env) for service, env, _ in placed.values()}
+                stored_pattern = detection.stored_hotfix(db)
+                hotfix = self._wanted(stored_pattern)
+                if hotfix != stored_pattern:  # this transaction writes alone: find them all
+                    detection.rescan_all(db, hotfix)
+                else:
+                    detection.rescan(db, histories, hotfix=hotfix)
+                self._relink(db, relink)
+        return deleted
+
+    def _placed(self, db: Connection, ids: Sequence[str]) -> dict[str, tuple[str, Any, int]]:
+        """The (service, env, finish) of each of these deployments that is stored."""
+        placed = {}
+        for part in _parts(ids):
+            among, params = self._among("id", part)
+            for event_id, service, env, finished in db.execute(
+                f"SELECT id, service, env, finished_at FROM deployments WHERE {among}", params
+            ):
+                placed[event_id] = (service, env, finished)
+        return placed
+
+    def _present(self, db: Connection, table: str, ids: Sequence[str]) -> set[str]:
+        present: set[str] = set()
+        for part in _parts(ids):
+            among, params = self._among("id", part)
+            present.update(
+                row[0] for row in db.execute(f"SELECT id FROM {table} WHERE {among}", params)
+            )
+        return present
+
+    def _queue_deletions(self, db: Connection, kind: str, ids: Sequence[str]) -> list[str]:
+        """Take the events (and a deployment's mark) out of the outbox, and queue the
+        deletion of those it has sent, or tried to; return their ids."""
+        sent: list[str] = []
+        for part in _parts(ids):
+            among, params = self._among("event_id", part)
+            sent += [
+                event_id
+                for (event_id,) in db.execute(
+                    f"SELECT event_id FROM outbox WHERE kind = ? AND {among} "
+                    "AND (state = 'delivered' OR attempts > 0)",
+                    (kind, *params),
+                )
+            ]
+            kinds = ("deployment", "mark") if kind == "deployment" else (kind,)
+            for each in kinds:
+                db.execute(f"DELETE FROM outbox WHERE kind = ? AND {among}", (each, *params))
+        sent.sort(key={event_id: n for n, event_id in enumerate(ids)}.__getitem__)
+        now = time.time_ns()
+        db.executemany(
+            "INSERT INTO outbox (kind, event_id, state, queued_at) VALUES (?, ?, 'pending', ?) "
+            "ON CONFLICT (kind, event_id) DO UPDATE SET state = 'pending', attempts = 0, "
+            "last_error = NULL, queued_at = excluded.queued_at, delivered_at = NULL, "
+            "claimed_until = NULL",
+            [(DELETION_KINDS[kind], event_id, now + n) for n, event_id in enumerate(sent)],
+        )
+        return sent
+
+    def _hand_on_commits(self, db: Connection, placed: Mapping[str, tuple[str, Any, int]]) -> None:
+        """Give the commits of each deployment about to be deleted to the next deployment of
+        its history that stays, with that deployment's team, finish and lead times; a SHA
+        that one has already stays its own. Oldest first, so that the commits of deleted
+        deployments in a row all reach the one after them."""
+        for event_id in sorted(placed, key=lambda i: (placed[i][2], i)):
+            service, env, finished = placed[event_id]
+            same, params = detection.same_env("env", env)
+            after = None
+            for row in db.execute(
+                "SELECT id, team, finished_at FROM deployments WHERE service = ? AND "
+                f"{same} AND (finished_at, id) > (?, ?) ORDER BY finished_at, id LIMIT ?",
+                (service, *params, finished, event_id, len(placed) + 1),
+            ):
+                if row[0] not in placed:
+                    after = row
+                    break
+            if after is None:
+                continue  # shipped by nothing now: they go with it
+            next_id, team, next_finished = after
+            db.execute(
+                "UPDATE deployment_commits SET deployment_id = ?, team = ?, finished_at = ?, "
+                "lead_time = CASE WHEN ? > committed_at THEN ? - committed_at ELSE 0 END "
+                "WHERE deployment_id = ? AND sha NOT IN "
+                "(SELECT sha FROM deployment_commits WHERE deployment_id = ?)",
+                (next_id, team, next_finished, next_finished, next_finished, event_id, next_id),
+            )
 
     def previous_commit(self, deployment: Deployment) -> PreviousCommit | None:
         env, params = _same_env("env", deployment.env)
@@ -389,6 +517,11 @@ class SQLStore(Store):
             for incident in self._incidents(f"WHERE i.id IN ({waiting})", ("incident",))
         )
         events.update((("mark", mark.id), mark) for mark in self._marks(waiting, ("mark",)))
+        events.update(
+            ((row["kind"], row["event_id"]), Deletion(row["kind"], row["event_id"]))
+            for row in outbox
+            if row["kind"] in _DELETIONS
+        )
         return [
             Pending(
                 event,
@@ -436,6 +569,8 @@ class SQLStore(Store):
             )
 
     def get(self, kind: str, event_id: str) -> Deliverable | None:
+        if kind in _DELETIONS:
+            return Deletion(kind, event_id)
         if kind == "mark":
             marks = self._marks("?", (event_id,))
             return marks[0] if marks else None
@@ -735,6 +870,14 @@ class SQLStore(Store):
             return
         now = time.time_ns()
         if insert:
+            # an event sent again after its deletion was queued: it is sent, not deleted
+            for kind, deletion in DELETION_KINDS.items():
+                for part in _parts([i for each, i in keys if each == kind]):
+                    among, ids = self._among("event_id", part)
+                    db.execute(
+                        f"DELETE FROM outbox WHERE kind = ? AND {among} AND state != 'delivered'",
+                        (deletion, *ids),
+                    )
             db.executemany(
                 "INSERT INTO outbox (kind, event_id, state, queued_at) "
                 "VALUES (?, ?, 'pending', ?) ON CONFLICT (kind, event_id) DO UPDATE SET "
@@ -814,6 +957,16 @@ _Compared = tuple[dict[str, Any], list[str], list[tuple[Any, ...]] | None]
 def _as_stored(item: Stored) -> _Compared:
     shipped = None if item.commits is None else sorted(item.commits)
     return item.row, item.services, shipped
+
+
+#: The outbox kinds of deletions.
+_DELETIONS = frozenset(DELETION_KINDS.values())
+
+
+def _parts(values: Sequence[str]) -> Iterator[Sequence[str]]:
+    """``values`` a ``CHUNK`` at a time, for ``IN`` lists."""
+    for start in range(0, len(values), CHUNK):
+        yield values[start : start + CHUNK]
 
 
 def _queue_new(db: Connection, keys: Sequence[tuple[str, str]], now: int) -> None:
