@@ -661,20 +661,28 @@ def send(store: Store, event: Event, backend: DatadogBackend) -> None:
 def deliver_one(store: Store, backend: DatadogBackend, event: Deliverable, kept: str) -> None:
     """Deliver one event of the outbox with ``backend`` (open), and say so; a failure, or
     Ctrl-C, says ``kept`` (what is left in the store for 'dora push')."""
+    code = deliver_or_keep(store, backend, event, kept)
+    if code is None:
+        status(f"A 'dora push' running now is sending {event.kind} {event.id}.")
+    else:
+        status(f"Sent {event.kind} {event.id} to {backend.url(event)} ({code})")
+
+
+def deliver_or_keep(
+    store: Store, backend: DatadogBackend, event: Deliverable, kept: str
+) -> int | None:
+    """``outbox.deliver``: the status Datadog answered (None: another sender has it); a
+    failure, or Ctrl-C, says ``kept`` (what is left in the store for 'dora push')."""
     from dora.backends.datadog import DeliveryError
     from dora.backends.outbox import deliver
 
     try:
-        code = deliver(store, backend, event)
+        return deliver(store, backend, event)
     except (DeliveryError, StoreError) as exc:
         raise DoraError(f"{exc.message}\n{kept}") from exc
     except KeyboardInterrupt:
         status(kept)
         raise
-    if code is None:
-        status(f"A 'dora push' running now is sending {event.kind} {event.id}.")
-    else:
-        status(f"Sent {event.kind} {event.id} to {backend.url(event)} ({code})")
 
 
 def no_key(kept: str, it: str, store: Store) -> str:

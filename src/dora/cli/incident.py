@@ -15,7 +15,7 @@ from dora.cli._runtime import Progress, note, print_help, status, terminal_width
 from dora.config import Settings
 from dora.errors import UsageError
 
-app = Typer(name="incident")
+app = Typer(name="incident", lazy={"delete": "dora.cli.delete:incident"})
 
 
 @app.callback(invoke_without_command=True)

@@ -23,8 +23,9 @@ def push(
     """Send every pending or failed event to the Datadog DORA API, oldest first.
 
     Events recorded with the datadog backend wait in the store until Datadog accepts them.
-    Each is sent once, by its id. Marks ('dora deployment mark') go after the events, and
-    only with an application key (DD_APP_KEY); without one they wait. Exits 1 if any it
+    Each is sent once, by its id. Marks ('dora deployment mark') go after the events;
+    marks and deletions ('dora deployment delete', 'dora incident delete') only with an
+    application key (DD_APP_KEY): without one they wait. Exits 1 if any it
     was to send remain; events that another 'dora push' running at the same time
     delivered, or is sending, are its own.
 
@@ -63,10 +64,13 @@ def push(
         # only now is an API key needed
         with opt.connect(settings, checks.datadog_endpoint(settings)) as backend:
             only = None
-            if not backend.has_app_key:  # marks wait for one; the events need none
-                only = {(i.event.kind, i.event.id) for i in waiting if i.event.kind != "mark"}
+            if not backend.has_app_key:  # marks and deletions wait for one; events need none
+                only = {(i.event.kind, i.event.id) for i in waiting if i.event.api_method == "POST"}
             report = outbox.push(store, backend, only=only)
-            unkeyed = 0 if only is None else len(waiting) - len(only)
+            kept = (
+                [] if only is None else [i.event for i in waiting if i.event.api_method != "POST"]
+            )
+            marks = sum(event.kind == "mark" for event in kept)
         for event, code in report.delivered:
             status(f"Sent {event.kind} {event.id} ({code})")
         for event, exc in report.failed:
@@ -74,8 +78,12 @@ def push(
     sent = len(report.delivered)
     if line := opt.others_line(report):
         status(line)
-    if unkeyed:
-        left = f"{unkeyed} mark{'s' * (unkeyed != 1)}"
+    if kept:
+        left = " and ".join(
+            f"{n} {name}{'s' * (n != 1)}"
+            for n, name in ((marks, "mark"), (len(kept) - marks, "deletion"))
+            if n
+        )
         if report.remaining:
             left += f" and {report.remaining} other events"
         raise DoraError(

@@ -18,6 +18,7 @@ app = Typer(
         "list": "dora.cli.deployment.view:list_",
         "show": "dora.cli.deployment.view:show",
         "mark": "dora.cli.deployment.mark:mark",
+        "delete": "dora.cli.delete:deployment",
     },
 )
 
