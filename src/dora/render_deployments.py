@@ -1,5 +1,5 @@
-"""``dora deployment list`` and ``show`` output: a table or text for people, JSON for
-scripts. Plain words say what failed (never colour alone)."""
+"""``dora deployment list`` and ``show`` output, and ``dora incident show``'s: a table or
+text for people, JSON for scripts. Plain words say what failed (never colour alone)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
-from dora import layout, timeparse
+from dora import layout, rerecord, timeparse
 from dora.deployments import Detail, Listed
 from dora.text import visible
 
 if TYPE_CHECKING:
     from rich.text import Text
+
+    from dora.events import Incident
 
 #: Columns a narrow terminal drops first, in this order (--format json has them all).
 _DROPPABLE = ("VERSION", "ENV", "FINISHED (UTC)")
@@ -131,6 +133,7 @@ def _detail_data(item: Detail) -> dict[str, Any]:
                 else None
             ),
             "recovery_time_seconds": recovery / 1e9 if recovery is not None else None,
+            "record_command": rerecord.command(item.deployment),
             "commits": [
                 {
                     "sha": c.sha,
@@ -208,7 +211,64 @@ def deployment_text(item: Detail, out: IO[str], width: int | None = 80) -> str |
             at = _moment(timeparse.from_ns(recovered))
             field("recovery", f"{_duration_ns(recovery)} (recovered {at})")
     field("remediates", ", ".join(item.remediates) or "none")
+    lines += ["", "To correct it, change a field in this command and run it:"]
+    lines += rerecord.lines(d, width)
     out.writelines(line + "\n" for line in lines)
     if not cut:
         return None
     return layout.note(layout.Fitted(cut=["commit subjects"]))
+
+
+def incident_json(incident: Incident, link: tuple[str, bool] | None, out: IO[str]) -> None:
+    """``dora incident show --format json``: the event's fields, the deployment it is
+    linked to (None: none) and whether it names it, and the command that records it
+    again."""
+    from dora.render import event_json
+
+    data = event_json(incident)
+    data["linked_deployment"] = link[0] if link else None
+    data["names_its_deployment"] = bool(link and link[1])
+    data["record_command"] = rerecord.command(incident)
+    json.dump(data, out, indent=2)
+    out.write("\n")
+
+
+def incident_text(
+    incident: Incident, link: tuple[str, bool] | None, out: IO[str], width: int | None = 80
+) -> None:
+    """``dora incident show``: the fields, the deployment the incident is linked to (the
+    one it names, else the latest before it), and the command that records it again; in
+    ``width`` columns (None: no limit)."""
+    git = incident.git
+    lines: list[str] = []
+
+    def field(label: str, value: str) -> None:
+        lead = f"{label + ':':<12}"
+        lines.extend(layout.wrap(visible(value) or "-", width, lead, " " * len(lead)))
+
+    lasted = timeparse.format_duration(
+        (incident.finished_at or timeparse.now()) - incident.started_at
+    )
+    field("incident", incident.id)
+    field("name", incident.name or "")
+    field("severity", incident.severity or "")
+    field("services", ", ".join(incident.services))
+    field("team", incident.team or "")
+    field("env", incident.env or "")
+    field("version", incident.version or "")
+    field("started", _moment(incident.started_at))
+    if incident.finished_at is None:
+        field("finished", f"still open ({lasted} so far)")
+    else:
+        field("finished", f"{_moment(incident.finished_at)} ({lasted})")
+    if link is None:
+        field("deployment", "none linked")
+    else:
+        field("deployment", f"{link[0]} ({'named' if link[1] else 'the latest before it'})")
+    field("commit", (git.commit_sha or "") if git else "")
+    field("repository", (git.repository_url or "") if git else "")
+    if incident.custom_tags:
+        field("tags", ", ".join(incident.custom_tags))
+    lines += ["", "To correct it, change a field in this command and run it:"]
+    lines += rerecord.lines(incident, width)
+    out.writelines(line + "\n" for line in lines)

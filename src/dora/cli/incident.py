@@ -1,5 +1,5 @@
-"""``dora incident open | resolve | list | import-pagerduty``: record when something broke,
-and when it was fixed."""
+"""``dora incident open | resolve | show | list | import-pagerduty``: record when something
+broke, and when it was fixed (``delete`` is ``dora.cli.delete``'s)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ def _incident(ctx: typer.Context) -> None:
         dora incident open --service api --env prod --name "checkout 500s"
         dora incident list --open
         dora incident resolve 01M86639QTJ6ND0C40
+        dora incident show 01M86639QTJ6
         dora incident import-pagerduty --since 90d
     """
     if ctx.invoked_subcommand is None:
@@ -205,6 +206,57 @@ def resolve(
         )
         if sender is not None:
             opt.send(store, incident, sender)
+
+
+class ShowFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+@app.command()
+def show(
+    incident_id: Annotated[
+        str,
+        typer.Argument(
+            metavar="ID", help="The incident's id, or a prefix of it that matches only one."
+        ),
+    ],
+    format: Annotated[
+        ShowFormat, typer.Option("--format", help="Output format.", case_sensitive=False)
+    ] = ShowFormat.text,
+    link_window: opt.LinkWindow = None,
+    db: opt.Db = None,
+    verbose: opt.Verbose = False,
+) -> None:
+    """Show an incident: its fields, the deployment it is linked to, and the command that
+    records it again, to correct a field.
+
+    The deployment is the one the incident names (--deployment), else the latest of its
+    services (or team) and env that finished before it started, as 'dora metrics' links
+    them (within --link-window, if one is set).
+
+    Examples:
+
+        dora incident show 01JDQ3ZK5R8W
+        dora incident show 01JDQ3ZK5R8W --format json | jq -r .record_command
+    """
+    from dora import checks, verdicts
+    from dora import render_deployments as render
+    from dora.store import open_store
+
+    settings = Settings({"db": db, "link_window": link_window})
+    window = checks.link_window(settings)
+    with (
+        open_store(settings.get("db") or "", create=False) as store,
+        opt.naming_fields({"id": "ID"}),
+    ):
+        incident = store.find_incident(incident_id)
+        found = verdicts.links(store, "i.id = ?", (incident.id,), link_window=window)
+    link = next(((placed.id, linked.named) for linked, placed in found.items()), None)
+    if format is ShowFormat.json:
+        render.incident_json(incident, link, sys.stdout)
+    else:
+        render.incident_text(incident, link, sys.stdout, terminal_width())
 
 
 class ListFormat(str, Enum):
