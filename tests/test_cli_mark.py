@@ -448,3 +448,128 @@ def test_the_app_key_is_masked_where_the_api_key_is(respx_router, dora, db_path,
     assert "app_key" in config.stdout
     assert APP_KEY not in result.stdout + result.stderr + config.stdout + config.stderr
     assert APP_KEY not in everything(db_path)
+
+
+# --- by service, env and version ---------------------------------------------------------
+
+
+def test_by_version_the_latest_of_that_version_is_marked_and_datadog_told_by_version(
+    respx_router, dora, db_path, history, datadog
+):
+    respx_router.post(f"{API}/api/v2/dora/deployment").mock(return_value=httpx.Response(202))
+    patch = respx_router.patch(f"{API}/api/v2/dora/deployments").mock(
+        return_value=httpx.Response(202, json={"data": None})
+    )
+
+    result = dora(
+        "deployment", "mark", "--service", "api", "--env", "prod", "--version", "v1",
+        "--failed", "--remediation-version", "v2", "--remediation-type", "rollforward",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == f"{C}\n"  # A is v1 too, but C finished last
+    assert rows(db_path, "SELECT deployment_id, by_version FROM deployment_marks") == [
+        {"deployment_id": C, "by_version": 1}
+    ]
+    [call] = patch.calls
+    assert call.request.headers["DD-APPLICATION-KEY"] == APP_KEY
+    assert json.loads(call.request.content) == {
+        "data": {
+            "type": "dora_deployment_patch_request",
+            "attributes": {
+                "change_failure": True,
+                "remediation": {"version": "v2", "type": "rollforward"},
+                "service": "api",
+                "env": "prod",
+                "version": "v1",
+            },
+        }
+    }
+    assert rows(db_path, "SELECT state FROM outbox WHERE kind = 'mark'") == [{"state": "delivered"}]
+
+
+def test_the_body_by_version_is_what_datadogs_own_client_models_accept():
+    from datadog_api_client.model_utils import validate_and_convert_types
+    from datadog_api_client.v2.api.dora_metrics_api import DORAMetricsApi
+    from datadog_api_client.v2.model.dora_deployment_patch_by_version_request import (
+        DORADeploymentPatchByVersionRequest,
+    )
+
+    from dora.events import DeploymentMark
+
+    for mark in (
+        DeploymentMark(C, False, by_version=("api", "prod", "v1")),
+        DeploymentMark(C, True, A, None, "rollback", ("api", "prod", "v1")),
+    ):
+        body = mark.api_body()
+        model = validate_and_convert_types(
+            body, (DORADeploymentPatchByVersionRequest,), ["body"], True, True, None
+        )
+        assert model.to_dict() == body
+        endpoint = DORAMetricsApi()._patch_dora_deployment_by_version_endpoint
+        assert endpoint.settings["http_method"] == mark.api_method
+        assert endpoint.settings["endpoint_path"] == mark.api_path
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("--version", "v1", "--service", "api", "--env", "prod", A),
+            "--version: cannot be given with ID",
+        ),
+        (("--service", "api", A), "--service: names a deployment only with --version"),
+        (
+            ("--version", "v1", "--service", "api"),
+            "--env: required with --version (Datadog marks by all three)",
+        ),
+        ((), "ID: required, or --service, --env and --version"),
+    ],
+)
+def test_naming_by_version_is_all_three_and_no_id(dora, db_path, history, args, message):
+    result = dora("deployment", "mark", *args, "--failed")
+
+    assert (result.exit_code, result.stderr) == (2, f"dora: error: {message}\n")
+    assert count(db_path, "deployment_marks") == 0
+
+
+def test_a_version_not_recorded_marks_nothing(dora, db_path, history, monkeypatch):
+    monkeypatch.setenv("DD_SERVICE", "api")
+    monkeypatch.setenv("DD_ENV", "prod")
+
+    result = dora("deployment", "mark", "--version", "v9", "--stable")
+
+    assert (result.exit_code, result.stderr) == (
+        1,
+        f"dora: error: no deployment of api in env prod with version v9 in {db_path}\n",
+    )
+    assert count(db_path, "deployment_marks") == 0
+
+
+def test_push_sends_a_mark_made_by_version_by_version(
+    respx_router, dora, db_path, history, datadog, monkeypatch
+):
+    monkeypatch.setenv("DD_SERVICE", "api")
+    monkeypatch.setenv("DD_ENV", "prod")
+    marked = dora("deployment", "mark", "--version", "v2", "--stable", "--backend", "local")
+    respx_router.post(f"{API}/api/v2/dora/deployment").mock(return_value=httpx.Response(202))
+    patch = respx_router.patch(f"{API}/api/v2/dora/deployments").mock(
+        return_value=httpx.Response(202)
+    )
+    execute(
+        db_path,
+        "INSERT INTO outbox (kind, event_id, state, queued_at) VALUES ('mark', ?, 'pending', 1)",
+        (B,),
+    )
+
+    pushed = dora("push")
+
+    assert marked.stdout == f"{B}\n"
+    assert pushed.exit_code == 0, pushed.stderr
+    [call] = patch.calls
+    assert json.loads(call.request.content)["data"]["attributes"] == {
+        "change_failure": False,
+        "service": "api",
+        "env": "prod",
+        "version": "v2",
+    }

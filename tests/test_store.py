@@ -55,6 +55,7 @@ def test_a_new_store_is_created_with_its_directories_in_wal_mode(tmp_path):
             ("m013_link_latest",),
             ("m014_incident_links",),
             ("m015_outbox_deletions",),
+            ("m016_mark_by_version",),
         ]
 
 

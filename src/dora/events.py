@@ -347,9 +347,14 @@ class DeploymentMark:
     remediation_id: str | None = None
     remediation_version: str | None = None
     remediation_type: str | None = None
+    #: (service, env, version): sent by them, not by id (``PATCH /api/v2/dora/deployments``,
+    #: ``DORADeploymentPatchByVersionRequest``, in preview at Datadog)
+    by_version: tuple[str, str, str] | None = None
 
     @property
     def api_path(self) -> str:
+        if self.by_version is not None:
+            return "/api/v2/dora/deployments"
         return f"/api/v2/dora/deployments/{self.id}"
 
     def api_body(self) -> dict[str, Any]:
@@ -365,6 +370,10 @@ class DeploymentMark:
             if self.remediation_type is not None:
                 remediation["type"] = self.remediation_type
             attributes["remediation"] = remediation
+        if self.by_version is not None:
+            service, env, version = self.by_version
+            attributes.update(service=service, env=env, version=version)
+            return {"data": {"type": "dora_deployment_patch_request", "attributes": attributes}}
         return {
             "data": {
                 "id": self.id,

@@ -66,6 +66,9 @@ class Mark:
     remediation_id: str | None = None
     remediation_version: str | None = None
     remediation_type: str | None = None
+    #: made by the deployment's service, env and version: Datadog is told so too (``PATCH
+    #: /api/v2/dora/deployments``), and marks the one of them that finished last
+    by_version: bool = False
 
 
 @dataclass(frozen=True)

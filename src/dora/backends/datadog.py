@@ -265,6 +265,12 @@ def _final_message(event: Deliverable, url: str, response: httpx.Response, probl
             "application key with the DORA write permission), and that DATADOG_SITE is "
             "your account's site"
         )
+    if status == 404 and (named := getattr(event, "by_version", None)) is not None:
+        service, env, version = named
+        return (
+            f"Datadog has no deployment of {service} in env {env} with version {version} "
+            f"({problem}); send it first ('dora push'), or check DORA_API_URL or DATADOG_SITE"
+        )
     if status == 404 and event.kind == "mark":
         return (
             f"Datadog has no deployment {event.id} at {url} ({problem}); "

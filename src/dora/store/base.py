@@ -175,6 +175,11 @@ class Store(ABC):
         one deployed (its commit SHA, else its version), else a rollforward."""
 
     @abstractmethod
+    def latest_of_version(self, service: str, env: str, version: str) -> Deployment | None:
+        """The deployment of ``service`` in ``env`` with ``version`` that finished last (then
+        the greatest id), as Datadog picks the one a mark by version marks; None if none."""
+
+    @abstractmethod
     def undelivered(self) -> list[Pending]:
         """Events in the outbox that are pending or failed, oldest queued first; marks
         after every event (Datadog must have a deployment before it can be marked)."""

@@ -388,6 +388,18 @@ def m015_outbox_deletions(db: sqlite3.Connection) -> None:
     _outbox_kinds(db, M015_OUTBOX_KINDS)
 
 
+#: m016 for both engines: a mark made by service, env and version says so, and is sent so.
+M016_MARK_BY_VERSION = (
+    "ALTER TABLE deployment_marks ADD COLUMN by_version INTEGER NOT NULL DEFAULT 0",
+)
+
+
+def m016_mark_by_version(db: sqlite3.Connection) -> None:
+    """Marks made by version (``M016_MARK_BY_VERSION``); those before were made by id."""
+    for statement in M016_MARK_BY_VERSION:
+        db.execute(statement)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     ("m001_initial", m001_initial),
     ("m002_outbox", m002_outbox),
@@ -404,6 +416,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ("m013_link_latest", m013_link_latest),
     ("m014_incident_links", m014_incident_links),
     ("m015_outbox_deletions", m015_outbox_deletions),
+    ("m016_mark_by_version", m016_mark_by_version),
 )
 
 

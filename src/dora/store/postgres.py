@@ -506,6 +506,7 @@ MIGRATIONS: tuple[tuple[str, tuple[_Step, ...]], ...] = (
             f"CHECK ({migrations.M015_OUTBOX_KINDS})",
         ),
     ),
+    ("m016_mark_by_version", migrations.M016_MARK_BY_VERSION),
 )
 
 #: The tables dora makes: found without ``dora_migrations``, they are someone else's.

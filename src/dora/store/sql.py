@@ -408,11 +408,13 @@ class SQLStore(Store):
         with self._write() as db:
             db.execute(
                 "INSERT INTO deployment_marks (deployment_id, failed, remediation_id, "
-                "remediation_version, remediation_type, marked_at) VALUES (?, ?, ?, ?, ?, ?) "
+                "remediation_version, remediation_type, marked_at, by_version) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (deployment_id) DO UPDATE SET failed = excluded.failed, "
                 "remediation_id = excluded.remediation_id, "
                 "remediation_version = excluded.remediation_version, "
-                "remediation_type = excluded.remediation_type, marked_at = excluded.marked_at",
+                "remediation_type = excluded.remediation_type, marked_at = excluded.marked_at, "
+                "by_version = excluded.by_version",
                 (
                     deployment_id,
                     int(mark.failed),
@@ -420,6 +422,7 @@ class SQLStore(Store):
                     mark.remediation_version,
                     mark.remediation_type,
                     now,
+                    int(mark.by_version),
                 ),
             )
             if queue:
@@ -427,15 +430,30 @@ class SQLStore(Store):
             self._queue_all(db, [("mark", deployment_id)], insert=queue)
 
     def mark_request(self, deployment_id: str, mark: failures.Mark) -> DeploymentMark:
+        by_version = None
+        if mark.by_version:
+            found = self._read(
+                "SELECT service, env, version FROM deployments WHERE id = ?", (deployment_id,)
+            )
+            if found and found[0]["env"] is not None and found[0]["version"] is not None:
+                by_version = (found[0]["service"], found[0]["env"], found[0]["version"])
         if not mark.failed:
-            return DeploymentMark(deployment_id, failed=False)
+            return DeploymentMark(deployment_id, failed=False, by_version=by_version)
         kind = mark.remediation_type
         if kind is None and (mark.remediation_id or mark.remediation_version) is not None:
             back = self._rolls_back(deployment_id, mark)
             kind = failures.ROLLBACK if back else failures.ROLLFORWARD
         return DeploymentMark(
-            deployment_id, True, mark.remediation_id, mark.remediation_version, kind
+            deployment_id, True, mark.remediation_id, mark.remediation_version, kind, by_version
         )
+
+    def latest_of_version(self, service: str, env: str, version: str) -> Deployment | None:
+        found = self._read(
+            "SELECT * FROM deployments WHERE service = ? AND env = ? AND version = ? "
+            "ORDER BY finished_at DESC, id DESC LIMIT 1",
+            (service, env, version),
+        )
+        return deployment_from_row(found[0]) if found else None
 
     def _rolls_back(self, deployment_id: str, mark: failures.Mark) -> bool:
         """Whether the remediation a mark names deploys what a deployment before the marked
@@ -488,11 +506,13 @@ class SQLStore(Store):
                     row["remediation_id"],
                     row["remediation_version"],
                     row["remediation_type"],
+                    bool(row["by_version"]),
                 ),
             )
             for row in self._read(
                 "SELECT deployment_id, failed, remediation_id, remediation_version, "
-                f"remediation_type FROM deployment_marks WHERE deployment_id IN ({ids})",
+                "remediation_type, by_version FROM deployment_marks "
+                f"WHERE deployment_id IN ({ids})",
                 params,
             )
         ]

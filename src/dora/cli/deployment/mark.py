@@ -27,13 +27,42 @@ class RemediationType(str, Enum):
 
 def mark(
     deployment_id: Annotated[
-        str,
+        str | None,
         typer.Argument(
-            metavar="ID",
-            help="The deployment's id, or a prefix of it that matches only one.",
+            metavar="[ID]",
+            help="The deployment's id, or a prefix of it that matches only one; or name it "
+            "by --service, --env and --version.",
             show_default=False,
         ),
-    ],
+    ] = None,
+    service: Annotated[
+        str | None,
+        typer.Option(
+            "--service",
+            metavar="NAME",
+            help="With --version, instead of ID: the deployment's service (env DD_SERVICE).",
+            show_default=False,
+        ),
+    ] = None,
+    env: Annotated[
+        str | None,
+        typer.Option(
+            "--env",
+            metavar="ENV",
+            help="With --version, instead of ID: the deployment's environment (env DD_ENV).",
+            show_default=False,
+        ),
+    ] = None,
+    version: Annotated[
+        str | None,
+        typer.Option(
+            "--version",
+            metavar="VERSION",
+            help="Instead of ID: the deployment of --service and --env with this version "
+            "that finished last; sent to Datadog by version (in preview at Datadog).",
+            show_default=False,
+        ),
+    ] = None,
     failed: Annotated[
         bool, typer.Option("--failed", help="It failed: it needed remediation.")
     ] = False,
@@ -89,24 +118,37 @@ def mark(
     is sent to Datadog as well (PATCH /api/v2/dora/deployments/ID), which needs an
     application key in DD_APP_KEY besides the API key. Prints the deployment's id.
 
+    The deployment may be named by --service, --env and --version instead of ID: the one
+    of that version that finished last, here and at Datadog, which is told by version
+    (PATCH /api/v2/dora/deployments, in preview at Datadog: it may change), so that a
+    deployment Datadog has under another id (sent by datadog-ci) is marked there too.
+
     Examples:
 
         dora deployment mark 01JDQ3ZK --failed --remediation-id 01JDQ4A2
         dora deployment mark 01JDQ3ZK --failed --remediation-version v1.4
         dora deployment mark 01JDQ3ZK --stable
+        dora deployment mark --service api --env prod --version v1.3 --failed
     """
     from dora.failures import Mark
     from dora.store import open_store
 
     given = _check(failed, stable, remediation_id, remediation_version, remediation_type)
-    settings = Settings({"db": db, "backend": backend})
+    settings = Settings({"db": db, "backend": backend, "service": service, "env": env})
+    named = _named(deployment_id, settings, service, env, version)
     endpoint, sender = opt.prepare(settings, dry_run=dry_run)
     with open_store(settings.get("db") or "", create=False) as store:
-        with opt.naming_fields({"id": "ID"}):
-            deployment = store.find_deployment(deployment_id)
+        if named is not None:
+            deployment = _of_version(store, *named)
+        else:
+            assert deployment_id is not None  # noqa: S101 - _named checked
+            with opt.naming_fields({"id": "ID"}):
+                deployment = store.find_deployment(deployment_id)
         if remediation_id is not None:
             remediation_id = _remediation(store, remediation_id, deployment.id)
-        the_mark = Mark(failed, remediation_id, remediation_version, given)
+        the_mark = Mark(
+            failed, remediation_id, remediation_version, given, by_version=named is not None
+        )
         request = store.mark_request(deployment.id, the_mark)
         if dry_run:
             from dora import checks
@@ -163,6 +205,40 @@ def _check(
             {"version": "--remediation-version"},
         )
     return remediation_type.value if remediation_type is not None else None
+
+
+def _named(
+    deployment_id: str | None,
+    settings: Settings,
+    service: str | None,
+    env: str | None,
+    version: str | None,
+) -> tuple[str, str, str] | None:
+    """(service, env, version) when the deployment is named by them (None: by ID)."""
+    if version is None:
+        if service is not None or env is not None:
+            flag = "--service" if service is not None else "--env"
+            raise UsageError(f"{flag}: names a deployment only with --version")
+        if deployment_id is None:
+            raise UsageError("ID: required, or --service, --env and --version")
+        return None
+    if deployment_id is not None:
+        raise UsageError("--version: cannot be given with ID")
+    found = settings.get("service"), settings.get("env")
+    for flag, value in zip(("--service", "--env"), found, strict=True):
+        if not value:
+            raise UsageError(f"{flag}: required with --version (Datadog marks by all three)")
+    return str(found[0]), str(found[1]), version
+
+
+def _of_version(store: Store, service: str, env: str, version: str) -> Deployment:
+    """The deployment a mark by version marks: the latest of them, as Datadog picks it."""
+    found = store.latest_of_version(service, env, version)
+    if found is None:
+        raise NotFound(
+            f"no deployment of {service} in env {env} with version {version} in {store.location}"
+        )
+    return found
 
 
 def _remediation(store: Store, ref: str, marked: str) -> str:
