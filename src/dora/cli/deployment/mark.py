@@ -29,7 +29,7 @@ def mark(
     deployment_id: Annotated[
         str | None,
         typer.Argument(
-            metavar="[ID]",
+            metavar="ID",
             help="The deployment's id, or a prefix of it that matches only one; or name it "
             "by --service, --env and --version.",
             show_default=False,
