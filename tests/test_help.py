@@ -66,6 +66,7 @@ def test_every_command_that_takes_a_time_is_checked():
         "metrics",
         "report",
         "export",
+        "fetch datadog",
     }
 
 

@@ -58,6 +58,13 @@ NO_APP_KEY = "no Datadog application key is set (DD_APP_KEY, DATADOG_APP_KEY or 
 
 _KEY = re.compile(r"[!-~]+")
 _MAX_ANSWER = 64 * 1024  # bytes of an answer worth reading: Datadog's errors are short
+#: bytes of a page of events read (``list_events``): 1,000 events of the largest fields
+_MAX_PAGE = 64 * 1024 * 1024
+#: the list endpoints' paths and request types, by the kind of event
+_LISTS = {
+    "deployment": ("/api/v2/dora/deployments", "dora_deployments_list_request"),
+    "incident": ("/api/v2/dora/failures", "dora_failures_list_request"),
+}
 
 
 class DeliveryError(DoraError):
@@ -145,23 +152,88 @@ class DatadogBackend:
         headers = {"Accept": "application/json"}
         if where.api_key:
             headers["DD-API-KEY"] = where.api_key
-        self._http = http.Client(
-            where.base_url,
-            headers,
-            self.policy,
-            describe=_answer,
-            secret=(where.api_key, where.app_key),
-            max_answer=_MAX_ANSWER,
-            sleep=sleep,
-            clock=clock,
-            jitter=random.uniform,  # read here, so that a test can pin the jitter
-        )
+
+        def client(max_answer: int) -> http.Client:
+            return http.Client(
+                where.base_url,
+                headers,
+                self.policy,
+                describe=_answer,
+                secret=(where.api_key, where.app_key),
+                max_answer=max_answer,
+                sleep=sleep,
+                clock=clock,
+                jitter=random.uniform,  # read here, so that a test can pin the jitter
+            )
+
+        self._http = client(_MAX_ANSWER)
+        self._reader: http.Client | None = None
+        self._client = client
 
     def __enter__(self) -> DatadogBackend:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self._http.close()
+        if self._reader is not None:
+            self._reader.close()
+
+    def list_events(
+        self, kind: str, start: str, end: str, *, query: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """One answer of Datadog's list of ``kind`` events (``deployment`` or ``incident``)
+        from ``start`` to ``end`` (ISO 8601), at most ``limit``: ``POST
+        /api/v2/dora/deployments`` or ``/failures``, with both keys, within a retry budget
+        of its own. The items of its ``data``; raise ``DeliveryError`` for any failure."""
+        path, request_type = _LISTS[kind]
+        attributes: dict[str, Any] = {"from": start, "to": end, "limit": limit}
+        if query:
+            attributes["query"] = query
+        body = {"data": {"type": request_type, "attributes": attributes}}
+        if self._reader is None:
+            self._reader = self._client(_MAX_PAGE)
+        self._reader.renew_budget()
+        url = f"{self.endpoint.base_url}{path}"
+        headers = {"Content-Type": "application/json"}
+        if self.endpoint.app_key:
+            headers["DD-APPLICATION-KEY"] = self.endpoint.app_key
+        try:
+            response = self._reader.request(
+                "POST", path, content=json.dumps(body).encode(), headers=headers
+            )
+        except http.OutOfTime:
+            raise DeliveryError(
+                f"no time left to read {url} (retry budget of {self.policy.budget:g}s used up)",
+                retryable=True,
+            ) from None
+        except http.GaveUp as exc:
+            what = "could not reach" if exc.status is None else "Datadog did not answer"
+            message = f"{what} {url} after {exc.tries}: {exc.problem}"
+            if exc.asked is not None:
+                message += f"; it asked to wait {exc.asked:g}s, past the retry budget"
+            raise DeliveryError(message, retryable=True, status=exc.status) from None
+        if not response.is_success:
+            problem = self._reader.hide(_answer(response))
+            status = response.status_code
+            if status in (401, 403):
+                message = (
+                    f"Datadog refused the keys ({problem}); check DD_API_KEY and DD_APP_KEY "
+                    "(an application key with the dora_metrics_read permission), and that "
+                    "DATADOG_SITE is your account's site"
+                )
+            else:
+                message = f"Datadog did not list the {kind}s ({problem}) at {url}"
+            raise DeliveryError(message, retryable=False, status=status)
+        data = http.json_body(response)
+        items = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise DeliveryError(
+                f"{url} answered {response.status_code} with no list of events "
+                "(is DORA_API_URL Datadog's API?)",
+                retryable=False,
+                status=response.status_code,
+            )
+        return items
 
     @property
     def has_key(self) -> bool:

@@ -23,6 +23,7 @@ app = Typer(
         "push": "dora.cli.push:push",
         "import": "dora.cli.interchange:import_",
         "export": "dora.cli.interchange:export",
+        "fetch": "dora.cli.fetch:app",
         "config": "dora.cli.config:config",
     },
     epilog="Docs: README.md. Exit status: 0 ok, 1 failure, 2 bad usage, 130 interrupted.",

@@ -76,6 +76,7 @@ class Store(ABC):
         items: Iterable[Stored],
         *,
         queue: bool = False,
+        sent: bool = False,
         progress: Callable[[int], None] | None = None,
     ) -> Saved:
         """Save many events in one transaction: all of them, or none if anything fails.
@@ -85,7 +86,10 @@ class Store(ABC):
         again), so saving the same events twice leaves the store as after once. With
         ``queue``, the new and changed events go to the outbox as pending, and so do
         unchanged ones that were never in it (recorded before a backend was set up); one
-        already delivered is not sent again.
+        already delivered is not sent again. With ``sent`` the events come from the backend
+        (``dora fetch datadog``): each is recorded in the outbox as delivered, so that a
+        change or a deletion made here later is sent; one whose own change waits in the
+        outbox is left as it is (``Saved.waiting``), so that nothing made here is lost.
         ``progress(n)`` hears how many events are written so far, after each chunk of them
         (the transaction commits after the last).
         """
@@ -271,10 +275,12 @@ class Saved:
     new: int = 0
     updated: int = 0
     unchanged: int = 0
+    #: events fetched from the backend left as stored: a change made here waits to be sent
+    waiting: int = 0
 
     @property
     def total(self) -> int:
-        return self.new + self.updated + self.unchanged
+        return self.new + self.updated + self.unchanged + self.waiting
 
 
 @dataclass

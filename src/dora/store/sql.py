@@ -235,6 +235,7 @@ class SQLStore(Store):
         items: Iterable[Stored],
         *,
         queue: bool = False,
+        sent: bool = False,
         progress: Callable[[int], None] | None = None,
     ) -> Saved:
         saved = Saved()
@@ -243,7 +244,11 @@ class SQLStore(Store):
             histories: set[History] = set()
             relink = links.Relink()
             for chunk in _chunks(items, self.CHUNK):
+                if sent:
+                    chunk = self._not_waiting(db, chunk, saved)
                 histories |= self._save_chunk(db, chunk, saved, queue=queue, now=now, relink=relink)
+                if sent:
+                    _delivered(db, [(item.kind, item.id) for item in chunk], now)
                 if progress is not None:
                     progress(saved.total)
             self._relink(db, relink)
@@ -660,6 +665,24 @@ class SQLStore(Store):
         )
         return [incident_from_row(r, json.loads(r["services"])) for r in self._read(sql, params)]
 
+    def _not_waiting(self, db: Connection, chunk: list[Stored], saved: Saved) -> list[Stored]:
+        """The events of ``chunk`` with no change of their own waiting in the outbox; the
+        others are counted in ``saved.waiting``."""
+        waiting: set[tuple[str, str]] = set()
+        for kind in ("deployment", "incident"):
+            if ids := [item.id for item in chunk if item.kind == kind]:
+                among, params = self._among("event_id", ids)
+                waiting.update(
+                    (kind, event_id)
+                    for (event_id,) in db.execute(
+                        f"SELECT event_id FROM outbox WHERE kind = ? AND {among} "
+                        "AND state != 'delivered'",
+                        (kind, *params),
+                    )
+                )
+        saved.waiting += len(waiting)
+        return [item for item in chunk if (item.kind, item.id) not in waiting]
+
     def _save_chunk(
         self,
         db: Connection,
@@ -987,6 +1010,18 @@ def _parts(values: Sequence[str]) -> Iterator[Sequence[str]]:
     """``values`` a ``CHUNK`` at a time, for ``IN`` lists."""
     for start in range(0, len(values), CHUNK):
         yield values[start : start + CHUNK]
+
+
+def _delivered(db: Connection, keys: Sequence[tuple[str, str]], now: int) -> None:
+    """Record events (kind, id) as delivered: the backend has them as they are stored."""
+    if keys:
+        db.executemany(
+            "INSERT INTO outbox (kind, event_id, state, queued_at, delivered_at) "
+            "VALUES (?, ?, 'delivered', ?, ?) ON CONFLICT (kind, event_id) DO UPDATE SET "
+            "state = 'delivered', last_error = NULL, delivered_at = excluded.delivered_at, "
+            "claimed_until = NULL",
+            [(kind, event_id, now, now) for kind, event_id in keys],
+        )
 
 
 def _queue_new(db: Connection, keys: Sequence[tuple[str, str]], now: int) -> None:
