@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -17,6 +18,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from conftest import everything, rows
+from dora.errors import DoraError
+from dora.timeparse import to_ns
 from test_e2e import dora_command
 
 API_KEY = "dd-api-key-5ecr3t-0123456789"
@@ -353,3 +356,42 @@ def test_the_keys_are_in_no_output_and_no_store_file(fake, db_path):
     for key in (API_KEY, APP_KEY):
         assert key not in result.stdout + result.stderr + refused.stdout + refused.stderr
         assert key not in everything(db_path)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_splitting_windows_finds_every_event_of_any_window_and_ends(seed):
+    import random
+
+    from dora import fetch_datadog
+
+    rng = random.Random(seed)
+    base = T0 + timedelta(microseconds=rng.randrange(1000))  # not on a millisecond
+    at = [base + timedelta(milliseconds=rng.randrange(50)) for _ in range(rng.randrange(60))]
+    events = [deployment(n, moment) for n, moment in enumerate(at)]
+    for n, event in enumerate(events):
+        event["attributes"]["finished_at"] = at[n].isoformat().replace("+00:00", "Z")
+    page = rng.choice([2, 3, 7, 1000])
+    asked = []
+
+    class Backend:
+        def list_events(self, kind, start, end, *, query, limit):
+            asked.append((start, end))
+            low, high = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (start, end))
+            if kind == "incident":
+                return []
+            found = [e for e, m in zip(events, at, strict=True) if low <= m <= high]
+            return rng.sample(found, min(limit, len(found)))  # in any order
+
+    until = base + timedelta(milliseconds=50)
+    per_ms = Counter(to_ns(m) // 10**6 for m in at)
+    crowded = max((per_ms[ms] + per_ms[ms + 1] for ms in per_ms), default=0)
+    try:
+        fetched = fetch_datadog.fetch(Backend(), base, until, page=page)
+    except DoraError:
+        # a window of one millisecond, both ends included, still filled a page
+        assert crowded >= page
+        return
+
+    assert max(per_ms.values(), default=0) < page
+    assert sorted(r["id"] for r in fetched.records["deployment"]) == sorted(e["id"] for e in events)
+    assert fetched.requests == len(asked) < 1000
