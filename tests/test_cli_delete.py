@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -315,3 +316,104 @@ def test_a_store_from_before_deletions_keeps_its_outbox_and_takes_them(store_db,
     assert rows(store_db, "SELECT kind, event_id, state FROM outbox") == [
         {"kind": "deployment_deletion", "event_id": A, "state": "pending"}
     ]
+
+
+# --- the outbox when sends, deletions and fetches meet -------------------------------------
+
+
+def _stored_deployment(event_id: str, finished: str = "2026-11-24T09:10:00Z"):
+    from dora.events import Deployment, build
+    from dora.store.base import stored
+
+    return stored(
+        build(
+            Deployment,
+            {"id": event_id, "service": "api", "env": "prod", "started_at": finished,
+             "finished_at": finished},
+        )
+    )  # fmt: skip
+
+
+def test_an_event_being_sent_for_the_first_time_gets_its_deletion_queued(store_db, frozen_now):
+    from dora.store import open_store
+
+    with open_store(store_db) as store:
+        store.save_many([_stored_deployment(A)], queue=True)
+        [pending] = store.undelivered()
+        assert store.claim(pending.event, 30)  # a push is sending it now
+        deleted = store.delete("deployment", [A])
+
+    assert deleted.queued == [A]
+    assert rows(store_db, "SELECT kind, state FROM outbox") == [
+        {"kind": "deployment_deletion", "state": "pending"}
+    ]
+
+
+def test_a_deletion_being_sent_is_not_cancelled_by_sending_the_event_again(store_db, frozen_now):
+    from dora.store import open_store
+
+    with open_store(store_db) as store:
+        store.save_many([_stored_deployment(A)], sent_at=0)  # Datadog has it
+        store.delete("deployment", [A])
+        [deletion] = store.undelivered()
+        assert store.claim(deletion.event, 30)  # a push is deleting it now
+        store.save_many([_stored_deployment(A)], queue=True)  # recorded again, to be sent
+        waiting = [(item.event.kind, item.state) for item in store.undelivered()]
+
+    # the deletion goes first, then the event: Datadog ends with the event
+    assert waiting == [("deployment_deletion", "pending"), ("deployment", "pending")]
+
+
+def test_a_fetch_leaves_an_event_deleted_here_deleted(store_db, frozen_now):
+    from dora.store import open_store
+
+    with open_store(store_db) as store:
+        store.save_many([_stored_deployment(A)], sent_at=0)
+        store.delete("deployment", [A])
+        again = store.save_many([_stored_deployment(A)], sent_at=1)  # Datadog still lists it
+
+    assert (again.new, again.waiting) == (0, 1)
+    assert count(store_db, "deployments") == 0
+    assert rows(store_db, "SELECT kind, state FROM outbox") == [
+        {"kind": "deployment_deletion", "state": "pending"}
+    ]
+
+
+def test_a_fetch_leaves_an_event_sent_since_it_began_as_it_is(store_db, frozen_now):
+    from dora.store import open_store
+
+    began = time.time_ns()
+    with open_store(store_db) as store:
+        store.save_many([_stored_deployment(A)], sent_at=0)
+        store.save_many([_stored_deployment(A, "2026-11-24T09:20:00Z")], queue=True)  # corrected
+        [pending] = store.undelivered()
+        store.mark_delivered(pending.event)  # and sent, while the fetch was reading
+        stale = store.save_many([_stored_deployment(A)], sent_at=began)
+
+    assert stale.waiting == 1
+    assert rows(store_db, "SELECT finished_at FROM deployments") == [
+        {"finished_at": 1795512000000000000}  # 09:20, the correction
+    ]
+
+
+def test_a_fetch_keeps_the_deployment_an_incident_names(store_db, frozen_now):
+    from dora.events import Incident, build
+    from dora.store import open_store
+    from dora.store.base import stored
+
+    def incident(**named):
+        return stored(
+            build(
+                Incident,
+                {"id": I, "services": ["api"], "started_at": "2026-11-24T10:20:00Z", **named},
+            )
+        )
+
+    with open_store(store_db) as store:
+        store.save_many([_stored_deployment(A), incident(deployment_id=A)], queue=True)
+        for item in store.undelivered():
+            store.mark_delivered(item.event)
+        fetched = store.save_many([incident()], sent_at=time.time_ns())  # no such field
+
+    assert (fetched.updated, fetched.unchanged) == (0, 1)
+    assert rows(store_db, "SELECT deployment_id FROM incidents") == [{"deployment_id": A}]

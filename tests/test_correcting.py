@@ -4,6 +4,7 @@ that records it again, and running it (changed or not) is an upsert by id."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
 
 import pytest
@@ -138,3 +139,26 @@ def test_on_a_terminal_the_command_is_wrapped_to_fit_and_still_one_command(
     joined = " ".join(line.removesuffix(" \\").strip() for line in wrapped)
     shown = json.loads(dora("incident", "show", I, "--format", "json").stdout)
     assert shlex.split(joined) == shlex.split(shown["record_command"])
+
+
+def test_an_incident_naming_a_deployment_not_recorded_says_so(dora, frozen_now):
+    from dora.events import Incident, build
+    from dora.store import open_store
+    from dora.store.base import stored
+
+    with open_store(os.environ["DORA_DB"]) as store:  # as an import of it would
+        event = build(
+            Incident,
+            {"id": I, "services": ["api"], "started_at": "2026-11-24T10:00:00Z",
+             "deployment_id": D},
+        )  # fmt: skip
+        store.save_many([stored(event)])
+
+    result = dora("incident", "show", I)
+
+    assert result.exit_code == 0, result.stderr
+    assert f"deployment: {D} (named, not recorded here)" in result.stdout.splitlines()
+    assert result.stdout.splitlines()[-1] == (
+        "(--deployment names a deployment not recorded here: record or fetch it first, or "
+        "the command refuses it)"
+    )

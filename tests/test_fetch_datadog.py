@@ -264,8 +264,8 @@ def test_a_change_made_here_and_not_pushed_is_not_overwritten(fake, db_path):
 
     assert again.returncode == 0, again.stderr
     assert again.stderr.splitlines()[-1] == (
-        f"Stored in {db_path}: 0 new, 0 updated, 0 unchanged; 1 left as they are here, with a "
-        "change 'dora push' has not sent yet."
+        f"Stored in {db_path}: 0 new, 0 updated, 0 unchanged; 1 left as they are here, "
+        "changed or deleted here since Datadog had them."
     )
     assert rows(db_path, "SELECT finished_at IS NOT NULL AS resolved FROM incidents") in (
         [{"resolved": 1}],

@@ -32,6 +32,7 @@ CASES = {
     "incident-list": ("incident", "list"),
     "deployment-list": ("deployment", "list", "--limit", "0"),
     "deployment-show": ("deployment", "show", "deploy-checkout-2"),
+    "incident-show": ("incident", "show", "incident-checkout-1"),
     "config": ("config",),
 }
 

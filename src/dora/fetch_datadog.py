@@ -4,8 +4,9 @@ Datadog's list endpoints (``POST /api/v2/dora/deployments`` and ``/failures``) a
 most ``limit`` events (1,000 at most) of a window, with no cursor to the rest. A window
 whose answer is full is split in two and each half asked for again, down to a
 millisecond; so every event is read whatever the endpoint's order or the timestamp its
-window is on, and events that share a timestamp are not lost (1,000 or more in one
-millisecond are an error, never a silent cut). An event on the boundary of two windows
+window is on, and events that share a timestamp are not lost (1,000 or more in the last
+window, a millisecond or two as Datadog's window ends are read, are an error, never a
+silent cut). An event on the boundary of two windows
 comes twice and is kept once, by its id.
 
 Each event becomes a record in ``dora import``'s form under Datadog's own id, so that a
@@ -63,9 +64,7 @@ def search_query(
     parts = []
     for name, values in (("service", services), ("env", envs), ("team", teams)):
         if values:
-            quoted = [
-                v if _BARE.fullmatch(v) else '"' + v.replace('"', '\\"') + '"' for v in values
-            ]
+            quoted = [v if _BARE.fullmatch(v) else _quoted(v) for v in values]
             parts.append(
                 f"{name}:{quoted[0]}" if len(quoted) == 1 else f"{name}:({' OR '.join(quoted)})"
             )
@@ -109,9 +108,9 @@ def fetch(
                 continue
             for item in items:
                 record = record_of(kind, item)
-                if record["id"] not in found:
-                    total += 1
-                found[record["id"]] = record
+                key = record["id"] if isinstance(record["id"], str) else f"#{len(found)}"
+                total += key not in found
+                found[key] = record  # an event updated between two answers: the later
             if progress is not None:
                 progress(total)
         fetched.records[kind] = list(found.values())
@@ -139,6 +138,11 @@ def record_of(kind: str, item: dict[str, Any]) -> dict[str, Any]:
         if shown := {k: v for k, v in shown.items() if v is not None}:
             record["git"] = shown
     return record
+
+
+def _quoted(value: str) -> str:
+    """A value in double quotes, as Datadog's search syntax reads it."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _iso(ms: int) -> str:

@@ -261,7 +261,10 @@ def incident_text(
         field("finished", f"still open ({lasted} so far)")
     else:
         field("finished", f"{_moment(incident.finished_at)} ({lasted})")
-    if link is None:
+    unrecorded = incident.deployment_id is not None and link is None
+    if unrecorded:
+        field("deployment", f"{incident.deployment_id} (named, not recorded here)")
+    elif link is None:
         field("deployment", "none linked")
     else:
         field("deployment", f"{link[0]} ({'named' if link[1] else 'the latest before it'})")
@@ -271,4 +274,10 @@ def incident_text(
         field("tags", ", ".join(incident.custom_tags))
     lines += ["", "To correct it, change a field in this command and run it:"]
     lines += rerecord.lines(incident, width)
+    if unrecorded:
+        lines += layout.wrap(
+            "(--deployment names a deployment not recorded here: record or fetch it first, "
+            "or the command refuses it)",
+            width,
+        )
     out.writelines(line + "\n" for line in lines)

@@ -178,6 +178,25 @@ class DatadogBackend:
         if self._reader is not None:
             self._reader.close()
 
+    def _unanswered(
+        self, exc: http.OutOfTime | http.GaveUp, url: str, *, doing: str, refused: str
+    ) -> DeliveryError:
+        """The error of a request the retry budget ran out on: ``doing`` says what was
+        tried (``send the deployment to``), ``refused`` what a server that answered did not
+        do (``accept the deployment``)."""
+        if isinstance(exc, http.OutOfTime):
+            return DeliveryError(
+                f"no time left to {doing} {url} (retry budget of {self.policy.budget:g}s used up)",
+                retryable=True,
+            )
+        if exc.status is None:  # never an answer: the network, a proxy or the server
+            message = f"could not reach {url} after {exc.tries}: {exc.problem}"
+        else:
+            message = f"Datadog did not {refused} after {exc.tries}: {exc.problem}"
+        if exc.asked is not None:
+            message += f"; it asked to wait {exc.asked:g}s, past the retry budget"
+        return DeliveryError(message, retryable=True, status=exc.status)
+
     def list_events(
         self, kind: str, start: str, end: str, *, query: str | None, limit: int
     ) -> list[dict[str, Any]]:
@@ -201,17 +220,8 @@ class DatadogBackend:
             response = self._reader.request(
                 "POST", path, content=json.dumps(body).encode(), headers=headers
             )
-        except http.OutOfTime:
-            raise DeliveryError(
-                f"no time left to read {url} (retry budget of {self.policy.budget:g}s used up)",
-                retryable=True,
-            ) from None
-        except http.GaveUp as exc:
-            what = "could not reach" if exc.status is None else "Datadog did not answer"
-            message = f"{what} {url} after {exc.tries}: {exc.problem}"
-            if exc.asked is not None:
-                message += f"; it asked to wait {exc.asked:g}s, past the retry budget"
-            raise DeliveryError(message, retryable=True, status=exc.status) from None
+        except (http.OutOfTime, http.GaveUp) as exc:
+            raise self._unanswered(exc, url, doing="read", refused=f"list the {kind}s") from None
         if not response.is_success:
             problem = self._reader.hide(_answer(response))
             status = response.status_code
@@ -271,21 +281,13 @@ class DatadogBackend:
                 headers=headers,
                 status_decides=True,  # a 2xx is a delivery, whatever its body does after
             )
-        except http.OutOfTime:
-            raise DeliveryError(
-                f"no time left to send the {event.kind} to {self.url(event)} "
-                f"(retry budget of {self.policy.budget:g}s used up)",
-                retryable=True,
+        except (http.OutOfTime, http.GaveUp) as exc:
+            raise self._unanswered(
+                exc,
+                self.url(event),
+                doing=f"send the {event.kind} to",
+                refused=f"accept the {event.kind}",
             ) from None
-        except http.GaveUp as exc:
-            tries, problem = exc.tries, exc.problem
-            if exc.status is None:  # never an answer: the network, a proxy or the server
-                message = f"could not reach {self.url(event)} after {tries}: {problem}"
-            else:
-                message = f"Datadog did not accept the {event.kind} after {tries}: {problem}"
-            if exc.asked is not None:
-                message += f"; it asked to wait {exc.asked:g}s, past the retry budget"
-            raise DeliveryError(message, retryable=True, status=exc.status) from None
         if response.status_code == 404 and event.api_method == "DELETE":
             return response.status_code  # not there: deleted before, or never sent
         if not response.is_success:

@@ -3,14 +3,14 @@ the store and, when they were sent there, from Datadog."""
 
 from __future__ import annotations
 
-import os
+import contextlib
 import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from dora.cli import _common as opt
-from dora.cli._runtime import status
+from dora.cli._runtime import shows_progress, status
 from dora.config import Settings
 from dora.errors import UsageError
 
@@ -97,14 +97,22 @@ def incident(
 
 
 def _delete(kind: str, refs: list[str], *, yes: bool, backend: str | None, db: str | None) -> None:
-    from dora.store import open_store
-
     settings = Settings({"db": db, "backend": backend})
     if not yes and not _interactive():
         raise UsageError("--yes: required when not on a terminal (nothing was deleted)")
     _, sender = opt.prepare(settings, dry_run=False)
-    if sender is not None:
-        _need_keys(sender)
+    with contextlib.ExitStack() as stack:
+        if sender is not None:
+            stack.enter_context(sender)
+            _need_keys(sender)
+        _delete_in(kind, refs, yes=yes, settings=settings, sender=sender)
+
+
+def _delete_in(
+    kind: str, refs: list[str], *, yes: bool, settings: Settings, sender: DatadogBackend | None
+) -> None:
+    from dora.store import open_store
+
     with open_store(settings.get("db") or "", create=False) as store:
         find = store.find_deployment if kind == "deployment" else store.find_incident
         found: dict[str, Event] = {}
@@ -126,7 +134,9 @@ def _delete(kind: str, refs: list[str], *, yes: bool, backend: str | None, db: s
 
 
 def _interactive() -> bool:
-    return sys.stdin.isatty() and sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+    """Whether a person can answer: a terminal on both sides, not in CI (some CI services
+    give their jobs a terminal, with no one at it)."""
+    return sys.stdin.isatty() and shows_progress()
 
 
 def _confirm(kind: str, events: list[Event]) -> bool:
@@ -181,18 +191,17 @@ def _deliver(store: Store, kind: str, ids: list[str], sender: DatadogBackend | N
             f"{'them' if len(ids) != 1 else 'it'} (or delete with --backend datadog)"
         )
         return
-    with sender:
-        for n, event_id in enumerate(ids):
-            deletion = Deletion.of_event(kind, event_id)
-            left = len(ids) - n
-            kept = (
-                f"{left} deletion{'s' * (left != 1)} for Datadog kept in {store.location}; "
-                f"'dora push' will send {'them' if left != 1 else 'it'}"
-            )
-            code = opt.deliver_or_keep(store, sender, deletion, kept)
-            if code is None:
-                status(f"A 'dora push' running now is deleting {kind} {event_id} on Datadog.")
-            elif code == 404:
-                status(f"Datadog has no {kind} {event_id}: nothing to delete there (404)")
-            else:
-                status(f"Deleted {kind} {event_id} on Datadog ({code})")
+    for n, event_id in enumerate(ids):
+        deletion = Deletion.of_event(kind, event_id)
+        left = len(ids) - n
+        kept = (
+            f"{left} deletion{'s' * (left != 1)} for Datadog kept in {store.location}; "
+            f"'dora push' will send {'them' if left != 1 else 'it'}"
+        )
+        code = opt.deliver_or_keep(store, sender, deletion, kept)
+        if code is None:
+            status(f"A 'dora push' running now is deleting {kind} {event_id} on Datadog.")
+        elif code == 404:
+            status(f"Datadog has no {kind} {event_id}: nothing to delete there (404)")
+        else:
+            status(f"Deleted {kind} {event_id} on Datadog ({code})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import Annotated
 
 import typer
@@ -106,6 +107,7 @@ def datadog(
     if not dry_run:
         check_target(settings.get("db") or "")
     search = fetch_datadog.search_query(services, envs, teams, query)
+    began = time.time_ns()  # what is sent from here on may be newer than what is read
     with (
         opt.connect(settings, endpoint) as backend,
         Progress("Fetching", counting="events") as bar,
@@ -147,13 +149,14 @@ def datadog(
         open_store(settings.get("db") or "") as store,
         Progress("Writing", len(items)) as bar,
     ):
-        saved = store.save_many(items, sent=True, progress=bar.update)
+        saved = store.save_many(items, sent_at=began, progress=bar.update)
     summary = (
         f"Stored in {store.location}: {saved.new:,} new, {saved.updated:,} updated, "
         f"{saved.unchanged:,} unchanged"
     )
     if saved.waiting:
         summary += (
-            f"; {saved.waiting:,} left as they are here, with a change 'dora push' has not sent yet"
+            f"; {saved.waiting:,} left as they are here, changed or deleted here since "
+            "Datadog had them"
         )
     status(summary + ".")

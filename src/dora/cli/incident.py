@@ -12,6 +12,7 @@ import typer
 from dora.cli import _common as opt
 from dora.cli._help import Typer
 from dora.cli._runtime import Progress, note, print_help, status, terminal_width
+from dora.cli.deployment.view import ShowFormat
 from dora.config import Settings
 from dora.errors import UsageError
 
@@ -206,11 +207,6 @@ def resolve(
         )
         if sender is not None:
             opt.send(store, incident, sender)
-
-
-class ShowFormat(str, Enum):
-    text = "text"
-    json = "json"
 
 
 @app.command()

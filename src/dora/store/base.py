@@ -76,7 +76,7 @@ class Store(ABC):
         items: Iterable[Stored],
         *,
         queue: bool = False,
-        sent: bool = False,
+        sent_at: int | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> Saved:
         """Save many events in one transaction: all of them, or none if anything fails.
@@ -86,10 +86,12 @@ class Store(ABC):
         again), so saving the same events twice leaves the store as after once. With
         ``queue``, the new and changed events go to the outbox as pending, and so do
         unchanged ones that were never in it (recorded before a backend was set up); one
-        already delivered is not sent again. With ``sent`` the events come from the backend
-        (``dora fetch datadog``): each is recorded in the outbox as delivered, so that a
-        change or a deletion made here later is sent; one whose own change waits in the
-        outbox is left as it is (``Saved.waiting``), so that nothing made here is lost.
+        already delivered is not sent again. With ``sent_at`` the events come from the
+        backend, read from that time (ns) on (``dora fetch datadog``): each is recorded in
+        the outbox as delivered, so that a change or a deletion made here later is sent; one
+        with a change or deletion made here waiting in the outbox, or sent since
+        ``sent_at``, is left as it is (``Saved.waiting``), so that nothing made here is
+        lost; an incident keeps the deployment it names (the backend has no such field).
         ``progress(n)`` hears how many events are written so far, after each chunk of them
         (the transaction commits after the last).
         """

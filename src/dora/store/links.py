@@ -130,7 +130,7 @@ def relink(db: Connection, what: Relink, *, lateral: bool, among: Among, chunk: 
     """Find again the links of every incident ``what`` can have changed."""
     affected = set(what.incidents)
     if what.moved:
-        for part in _parts(sorted(what.moved), chunk):
+        for part in parts(sorted(what.moved), chunk):
             condition, ids = among("deployment_id", part)
             affected.update(
                 incident
@@ -153,19 +153,19 @@ def relink(db: Connection, what: Relink, *, lateral: bool, among: Among, chunk: 
                 )
             )
 
-        for part in _parts(sorted(what.services), chunk):
+        for part in parts(sorted(what.services), chunk):
             services, params = among("s.service", part)
             since(
                 f"i.id IN (SELECT s.incident_id FROM incident_services s WHERE {services})", params
             )
-        for part in _parts(sorted(what.teams), chunk):
+        for part in parts(sorted(what.teams), chunk):
             teams, params = among("i.team", part)
             since(
                 f"{teams} AND NOT EXISTS (SELECT 1 FROM incident_services s "
                 "WHERE s.incident_id = i.id)",
                 params,
             )
-    for part in _parts(sorted(affected), chunk):
+    for part in parts(sorted(affected), chunk):
         condition, ids = among("incident_id", part)
         db.execute(f"DELETE FROM incident_links WHERE {condition}", ids)
         condition, ids = among("i.id", part)
@@ -202,6 +202,7 @@ def _latest(rows: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
     return list(best.values())
 
 
-def _parts(values: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+def parts(values: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    """``values`` ``size`` at a time (for ``IN`` lists)."""
     for start in range(0, len(values), size):
         yield values[start : start + size]

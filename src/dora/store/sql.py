@@ -235,7 +235,7 @@ class SQLStore(Store):
         items: Iterable[Stored],
         *,
         queue: bool = False,
-        sent: bool = False,
+        sent_at: int | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> Saved:
         saved = Saved()
@@ -244,10 +244,10 @@ class SQLStore(Store):
             histories: set[History] = set()
             relink = links.Relink()
             for chunk in _chunks(items, self.CHUNK):
-                if sent:
-                    chunk = self._not_waiting(db, chunk, saved)
+                if sent_at is not None:
+                    chunk = self._as_fetched(db, chunk, saved, sent_at)
                 histories |= self._save_chunk(db, chunk, saved, queue=queue, now=now, relink=relink)
-                if sent:
+                if sent_at is not None:
                     _delivered(db, [(item.kind, item.id) for item in chunk], now)
                 if progress is not None:
                     progress(saved.total)
@@ -261,10 +261,28 @@ class SQLStore(Store):
         return saved
 
     def delete(self, kind: str, ids: Sequence[str]) -> Deleted:
+        for _ in range(_ATTEMPTS):
+            try:
+                return self._delete(kind, ids)
+            except _OtherPattern as other:
+                # found again by a write of its own that keeps the others out; then again
+                following = self.hotfix
+                self.use_hotfix(other.wanted)
+                self.hotfix = following
+        raise StoreError(
+            f"cannot write to the store at {self.location}: other writers keep changing its "
+            "hotfix pattern; give them all the same one (hotfix_pattern in a config file)"
+        )
+
+    def _delete(self, kind: str, ids: Sequence[str]) -> Deleted:
         table = {"deployment": "deployments", "incident": "incidents"}[kind]
         wanted = list(dict.fromkeys(ids))
         deleted = Deleted()
         with self._write() as db:
+            stored_pattern = detection.stored_hotfix(db)
+            hotfix = self._wanted(stored_pattern)
+            if kind == "deployment" and hotfix != stored_pattern:
+                raise _OtherPattern(hotfix)
             if kind == "deployment":
                 # the histories are locked before they are read for good (PostgreSQL)
                 self._lock_histories(
@@ -294,12 +312,7 @@ class SQLStore(Store):
                 db.execute(f"DELETE FROM {table} WHERE {among}", params)
             if kind == "deployment":
                 histories = {(service, env) for service, env, _ in placed.values()}
-                stored_pattern = detection.stored_hotfix(db)
-                hotfix = self._wanted(stored_pattern)
-                if hotfix != stored_pattern:  # this transaction writes alone: find them all
-                    detection.rescan_all(db, hotfix)
-                else:
-                    detection.rescan(db, histories, hotfix=hotfix)
+                detection.rescan(db, histories, hotfix=hotfix)
                 self._relink(db, relink)
         return deleted
 
@@ -325,7 +338,7 @@ class SQLStore(Store):
 
     def _queue_deletions(self, db: Connection, kind: str, ids: Sequence[str]) -> list[str]:
         """Take the events (and a deployment's mark) out of the outbox, and queue the
-        deletion of those it has sent, or tried to; return their ids."""
+        deletion of those it has sent, tried to, or is sending now; return their ids."""
         sent: list[str] = []
         for part in _parts(ids):
             among, params = self._among("event_id", part)
@@ -333,7 +346,7 @@ class SQLStore(Store):
                 event_id
                 for (event_id,) in db.execute(
                     f"SELECT event_id FROM outbox WHERE kind = ? AND {among} "
-                    "AND (state = 'delivered' OR attempts > 0)",
+                    "AND (state = 'delivered' OR attempts > 0 OR claimed_until IS NOT NULL)",
                     (kind, *params),
                 )
             ]
@@ -665,23 +678,44 @@ class SQLStore(Store):
         )
         return [incident_from_row(r, json.loads(r["services"])) for r in self._read(sql, params)]
 
-    def _not_waiting(self, db: Connection, chunk: list[Stored], saved: Saved) -> list[Stored]:
-        """The events of ``chunk`` with no change of their own waiting in the outbox; the
-        others are counted in ``saved.waiting``."""
-        waiting: set[tuple[str, str]] = set()
+    def _as_fetched(
+        self, db: Connection, chunk: list[Stored], saved: Saved, sent_at: int
+    ) -> list[Stored]:
+        """The events of ``chunk`` (read from the backend from ``sent_at`` on) to write: not
+        those with a change or a deletion made here waiting in the outbox, nor those sent
+        again since ``sent_at`` (the backend's copy may be older), which are counted in
+        ``saved.waiting``; an incident keeps the deployment it names, which the backend's
+        read model has no place for."""
+        skip: set[tuple[str, str]] = set()
+        named: dict[str, str] = {}
         for kind in ("deployment", "incident"):
-            if ids := [item.id for item in chunk if item.kind == kind]:
-                among, params = self._among("event_id", ids)
-                waiting.update(
-                    (kind, event_id)
-                    for (event_id,) in db.execute(
-                        f"SELECT event_id FROM outbox WHERE kind = ? AND {among} "
-                        "AND state != 'delivered'",
-                        (kind, *params),
-                    )
+            if not (ids := [item.id for item in chunk if item.kind == kind]):
+                continue
+            among, params = self._among("event_id", ids)
+            skip.update(
+                (kind, event_id)
+                for (event_id,) in db.execute(
+                    f"SELECT event_id FROM outbox WHERE kind IN (?, ?) AND {among} "
+                    "AND (state != 'delivered' OR delivered_at >= ?)",
+                    (kind, DELETION_KINDS[kind], *params, sent_at),
                 )
-        saved.waiting += len(waiting)
-        return [item for item in chunk if (item.kind, item.id) not in waiting]
+            )
+            if kind == "incident":
+                among, params = self._among("id", ids)
+                for event_id, deployment_id in db.execute(
+                    f"SELECT id, deployment_id FROM incidents WHERE {among} "
+                    "AND deployment_id IS NOT NULL",
+                    params,
+                ):
+                    named[event_id] = deployment_id
+        saved.waiting += len(skip)
+        return [
+            item._replace(row={**item.row, "deployment_id": named[item.id]})
+            if item.kind == "incident" and item.id in named
+            else item
+            for item in chunk
+            if (item.kind, item.id) not in skip
+        ]
 
     def _save_chunk(
         self,
@@ -914,12 +948,14 @@ class SQLStore(Store):
         now = time.time_ns()
         if insert:
             # an event sent again after its deletion was queued: it is sent, not deleted
+            # (a deletion being sent now goes first: the event is queued after it)
             for kind, deletion in DELETION_KINDS.items():
                 for part in _parts([i for each, i in keys if each == kind]):
                     among, ids = self._among("event_id", part)
                     db.execute(
-                        f"DELETE FROM outbox WHERE kind = ? AND {among} AND state != 'delivered'",
-                        (deletion, *ids),
+                        f"DELETE FROM outbox WHERE kind = ? AND {among} AND state != 'delivered' "
+                        "AND (claimed_until IS NULL OR claimed_until < ?)",
+                        (deletion, *ids, now),
                     )
             db.executemany(
                 "INSERT INTO outbox (kind, event_id, state, queued_at) "
@@ -1007,9 +1043,7 @@ _DELETIONS = frozenset(DELETION_KINDS.values())
 
 
 def _parts(values: Sequence[str]) -> Iterator[Sequence[str]]:
-    """``values`` a ``CHUNK`` at a time, for ``IN`` lists."""
-    for start in range(0, len(values), CHUNK):
-        yield values[start : start + CHUNK]
+    return links.parts(values, CHUNK)
 
 
 def _delivered(db: Connection, keys: Sequence[tuple[str, str]], now: int) -> None:
