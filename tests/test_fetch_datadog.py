@@ -137,6 +137,47 @@ def fake() -> Iterator[FakeDatadog]:
         def log_message(self, *args: object) -> None:
             pass
 
+        def do_DELETE(self) -> None:
+            # DELETE /api/v2/dora/deployment/{id} or /failure/{id}: 202, no body
+            kind, _, event_id = self.path.removeprefix("/api/v2/dora/").partition("/")
+            fake.requests.append(
+                {
+                    "method": "DELETE",
+                    "path": self.path,
+                    "api_key": self.headers.get("DD-API-KEY"),
+                    "app_key": self.headers.get("DD-APPLICATION-KEY"),
+                }
+            )
+            events = fake.deployments if kind == "deployment" else fake.failures
+            events[:] = [e for e in events if e["id"] != event_id]
+            self.send_response(202)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_PATCH(self) -> None:
+            from datadog_api_client.model_utils import validate_and_convert_types
+            from datadog_api_client.v2.model.dora_deployment_patch_by_version_request import (
+                DORADeploymentPatchByVersionRequest,
+            )
+
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            validate_and_convert_types(
+                body, (DORADeploymentPatchByVersionRequest,), ["body"], True, True, None
+            )
+            fake.requests.append(
+                {
+                    "method": "PATCH",
+                    "path": self.path,
+                    "body": body,
+                    "app_key": self.headers.get("DD-APPLICATION-KEY"),
+                }
+            )
+            data = b'{"data":null}'
+            self.send_response(202)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     fake.url = f"http://127.0.0.1:{server.server_address[1]}"
@@ -395,3 +436,56 @@ def test_splitting_windows_finds_every_event_of_any_window_and_ends(seed):
     assert max(per_ms.values(), default=0) < page
     assert sorted(r["id"] for r in fetched.records["deployment"]) == sorted(e["id"] for e in events)
     assert fetched.requests == len(asked) < 1000
+
+
+def dora(fake: FakeDatadog, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "DORA_API_URL": fake.url,
+        "DD_API_KEY": API_KEY,
+        "DD_APP_KEY": APP_KEY,
+        "NO_PROXY": "127.0.0.1",
+    }
+    return subprocess.run(
+        [*dora_command(), *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_fetched_events_are_marked_by_version_and_deleted_on_datadog(fake, db_path):
+    # what datadog-ci sent: two deployments of one version; dora never saw them
+    fake.deployments = [
+        deployment(1, T0 + timedelta(days=1), version="v1.0"),
+        deployment(2, T0 + timedelta(days=2), version="v1.0"),
+    ]
+    assert fetch(fake).returncode == 0
+
+    marked = dora(
+        fake, "deployment", "mark", "--service", "shopist", "--env", "production",
+        "--version", "v1.0", "--failed", "--backend", "datadog",
+    )  # fmt: skip
+    deleted = dora(fake, "deployment", "delete", f"{1:016x}", "--yes", "--backend", "datadog")
+    again = fetch(fake)
+
+    assert marked.returncode == 0, marked.stderr
+    assert marked.stdout == f"{2:016x}\n"  # the one that finished last, as Datadog picks
+    [patch] = [r for r in fake.requests if r.get("method") == "PATCH"]
+    assert patch["path"] == "/api/v2/dora/deployments"
+    assert patch["body"]["data"]["attributes"] == {
+        "change_failure": True,
+        "service": "shopist",
+        "env": "production",
+        "version": "v1.0",
+    }
+    assert deleted.returncode == 0, deleted.stderr
+    [gone] = [r for r in fake.requests if r.get("method") == "DELETE"]
+    assert (gone["path"], gone["api_key"], gone["app_key"]) == (
+        f"/api/v2/dora/deployment/{1:016x}",
+        API_KEY,
+        APP_KEY,
+    )
+    assert again.stderr.splitlines()[-1] == (f"Stored in {db_path}: 0 new, 0 updated, 1 unchanged.")
+    assert rows(db_path, "SELECT id FROM deployments") == [{"id": f"{2:016x}"}]
+    assert rows(db_path, "SELECT deployment_id, failed FROM deployment_marks") in (
+        [{"deployment_id": f"{2:016x}", "failed": 1}],
+        [{"deployment_id": f"{2:016x}", "failed": True}],
+    )
