@@ -295,7 +295,7 @@ def test_the_body_is_what_datadogs_own_client_models_accept(attributes):
     assert {"apiKeyAuth", "appKeyAuth"} <= set(endpoint.settings["auth"])
 
 
-def test_without_an_app_key_the_mark_is_kept_until_push_has_one(
+def test_without_an_app_key_nothing_is_marked_and_push_keeps_marks_for_one(
     respx_router, dora, db_path, history, datadog, monkeypatch
 ):
     monkeypatch.delenv("DD_APP_KEY")
@@ -308,18 +308,23 @@ def test_without_an_app_key_the_mark_is_kept_until_push_has_one(
 
     result = dora("deployment", "mark", B, "--failed")
 
-    assert result.exit_code == 1
-    assert result.stdout == f"{B}\n"
-    assert result.stderr.splitlines() == [
-        f"Marked deployment {B} failed (api, env prod) in {db_path}",
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        2,
+        "",
         "dora: error: no Datadog application key is set (DD_APP_KEY, DATADOG_APP_KEY or "
-        f"DD_APPLICATION_KEY): the mark is kept in {db_path}; 'dora push' will send it once "
-        "DD_APP_KEY is set",
-    ]
-    assert rows(db_path, "SELECT failed FROM deployment_marks") == [{"failed": 1}]
+        "DD_APPLICATION_KEY): Datadog needs one to mark deployments\n",
+    )
+    assert count(db_path, "deployment_marks") == 0
     assert not respx_router.calls
 
-    pushed = dora("push")  # the deployment goes; the mark waits for the key
+    # a mark queued without an API key (a CI job given no secrets) waits in the outbox;
+    # a push without the application key sends the deployment, and the mark waits
+    monkeypatch.setenv("DD_APP_KEY", APP_KEY)
+    monkeypatch.delenv("DATADOG_API_KEY")
+    assert dora("deployment", "mark", B, "--failed").exit_code == 1
+    monkeypatch.setenv("DATADOG_API_KEY", KEY)
+    monkeypatch.delenv("DD_APP_KEY")
+    pushed = dora("push")
     assert pushed.exit_code == 1
     assert pushed.stderr.splitlines() == [
         f"Sent deployment {B} (202)",

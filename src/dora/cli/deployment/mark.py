@@ -116,7 +116,8 @@ def mark(
     A mark is kept with the deployment and wins over what the rules and linked incidents
     found, in 'dora metrics'; marking again replaces the mark. With the datadog backend it
     is sent to Datadog as well (PATCH /api/v2/dora/deployments/ID), which needs an
-    application key in DD_APP_KEY besides the API key. Prints the deployment's id.
+    application key in DD_APP_KEY besides the API key (without one, nothing is marked:
+    exit 2). Prints the deployment's id.
 
     The deployment may be named by --service, --env and --version instead of ID: the one
     of that version that finished last, here and at Datadog, which is told by version
@@ -137,6 +138,10 @@ def mark(
     settings = Settings({"db": db, "backend": backend, "service": service, "env": env})
     named = _named(deployment_id, settings, service, env, version)
     endpoint, sender = opt.prepare(settings, dry_run=dry_run)
+    if sender is not None and not sender.has_app_key:
+        from dora.backends.datadog import NO_APP_KEY
+
+        raise UsageError(f"{NO_APP_KEY}: Datadog needs one to mark deployments")
     with open_store(settings.get("db") or "", create=False) as store:
         if named is not None:
             deployment = _of_version(store, *named)
@@ -286,8 +291,6 @@ def send(store: Store, request: DeploymentMark, backend: DatadogBackend) -> None
     with backend:
         if not backend.has_key:
             raise DoraError(opt.no_key("the mark is", "it", store))
-        if not backend.has_app_key:
-            raise DoraError(no_app_key("the mark is", "it", store))
         waiting = {(item.event.kind, item.event.id): item.event for item in store.undelivered()}
         todo: list[Deliverable] = [
             event for key in (("deployment", request.id),) if (event := waiting.get(key))
@@ -295,13 +298,3 @@ def send(store: Store, request: DeploymentMark, backend: DatadogBackend) -> None
         todo.append(waiting.get(("mark", request.id), request))
         for event in todo:
             opt.deliver_one(store, backend, event, kept)
-
-
-def no_app_key(kept: str, it: str, store: Store) -> str:
-    """One line for marks kept and queued but not sent, for want of an application key."""
-    from dora.backends.datadog import NO_APP_KEY
-
-    return (
-        f"{NO_APP_KEY}: {kept} kept in {store.location}; "
-        f"'dora push' will send {it} once DD_APP_KEY is set"
-    )
