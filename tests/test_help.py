@@ -26,7 +26,9 @@ def all_commands() -> list[tuple[list[str], typer.core.TyperCommand]]:
         if isinstance(command, TyperGroup):  # loaded as the CLI loads them, when asked
             ctx = _click.Context(command)
             for name in command.list_commands(ctx):
-                yield from walk(command.get_command(ctx, name), [*path, name])
+                sub = command.get_command(ctx, name)
+                if not sub.hidden:  # an old name, kept working (tested where it is used)
+                    yield from walk(sub, [*path, name])
 
     return list(walk(root, []))
 
@@ -62,7 +64,7 @@ def test_every_command_that_takes_a_time_is_checked():
         "incident open",
         "incident resolve",
         "incident list",
-        "incident import-pagerduty",
+        "fetch pagerduty",
         "metrics",
         "report",
         "export",

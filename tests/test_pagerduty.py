@@ -1,11 +1,12 @@
-"""dora incident import-pagerduty: what is asked of PagerDuty, how its incidents are mapped,
-what lands in the store, and what is said when PagerDuty refuses or fails.
+"""dora fetch pagerduty (once dora incident import-pagerduty): what is asked of PagerDuty,
+how its incidents are mapped, what lands in the store, and what is said when PagerDuty
+refuses or fails.
 
 PagerDuty is played by ``FakePagerDuty``, a respx side effect that answers ``GET
 /incidents`` as PagerDuty's REST API v2 does: the incidents created in [since, until),
 ``offset``/``limit`` pages with ``more``, ``total`` only when asked for, and no page past
-the 10,000th result. The clock is pinned at FIXED_NOW, so the default window is
-2026-10-25T12:00:00Z to 2026-11-24T12:00:00Z.
+the 10,000th result. The clock is pinned at FIXED_NOW, so the default window (90 days)
+is 2026-08-26T12:00:00Z to 2026-11-24T12:00:00Z.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.usefixtures("frozen_now")
 
 API = "https://api.pagerduty.com"
 TOKEN = "y_NbAkKc66ryYTWUXYEu"  # the shape of a PagerDuty REST API key
-WINDOW = {"since": "2026-10-25T12:00:00Z", "until": "2026-11-24T12:00:00Z"}
+WINDOW = {"since": "2026-08-26T12:00:00Z", "until": "2026-11-24T12:00:00Z"}
 
 
 def incident(
@@ -165,7 +166,18 @@ def stored(db: Path) -> dict[str, Incident]:
 
 
 def run(dora, *args: str):
-    return dora("incident", "import-pagerduty", *args)
+    return dora("fetch", "pagerduty", *args)
+
+
+def test_the_old_name_still_works_and_is_no_longer_listed(fake, dora, db_path):
+    fake.incidents = [incident("PINC001")]
+
+    old = dora("incident", "import-pagerduty")
+    listed = dora("incident", "--help")
+
+    assert old.exit_code == 0, old.stderr
+    assert list(stored(db_path)) == ["pagerduty-PINC001"]
+    assert "import-pagerduty" not in listed.stdout
 
 
 # --- what is asked of PagerDuty -------------------------------------------------------------
@@ -289,7 +301,7 @@ def test_a_range_whose_total_passes_10000_is_split_before_paging(fake, dora, db_
         for n in range(500)
     ]
 
-    result = run(dora)
+    result = run(dora, "--since", "30d")
 
     assert result.exit_code == 0, result.stderr
     asked = [(p["since"], p["until"], p["offset"]) for p in fake.params()]

@@ -14,7 +14,10 @@ from dora.cli._runtime import Progress, print_help, status
 from dora.config import Settings
 from dora.errors import UsageError
 
-app = Typer(name="fetch")
+app = Typer(
+    name="fetch",
+    lazy={"datadog": "dora.cli.fetch:datadog", "pagerduty": "dora.cli.incident:import_pagerduty"},
+)
 
 
 @app.callback(invoke_without_command=True)
@@ -24,6 +27,7 @@ def _fetch(ctx: typer.Context) -> None:
     Examples:
 
         dora fetch datadog --since 90d
+        dora fetch pagerduty --env prod
     """
     if ctx.invoked_subcommand is None:
         print_help(ctx)
@@ -35,7 +39,6 @@ DEFAULT_SINCE = "90d"
 _MAX_WARNINGS = 20
 
 
-@app.command()
 def datadog(
     since: Annotated[
         str | None,

@@ -1,5 +1,6 @@
-"""``dora incident open | resolve | show | list | import-pagerduty``: record when something
-broke, and when it was fixed (``delete`` is ``dora.cli.delete``'s)."""
+"""``dora incident open | resolve | show | list``: record when something broke, and when it
+was fixed (``delete`` is ``dora.cli.delete``'s). ``import-pagerduty`` is here, and is
+``dora fetch pagerduty`` too (its name since the fetch family)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,6 @@ def _incident(ctx: typer.Context) -> None:
         dora incident list --open
         dora incident resolve 01M86639QTJ6ND0C40
         dora incident show 01M86639QTJ6
-        dora incident import-pagerduty --since 90d
     """
     if ctx.invoked_subcommand is None:
         print_help(ctx)
@@ -334,13 +334,13 @@ def list_(
         status(f"Showing the newest {limit}; --limit 0 shows all.")
 
 
-@app.command("import-pagerduty")
+@app.command("import-pagerduty", hidden=True)  # the name before 'dora fetch pagerduty'
 def import_pagerduty(
     since: Annotated[
         str | None,
         opt.since_option(
             "Import the incidents created from then: a length before --until such as "
-            f"90d, 12w (default 30d), or a time: {opt.WINDOW_TIME_FORMS}."
+            f"30d, 12w (default 90d), or a time: {opt.WINDOW_TIME_FORMS}."
         ),
     ] = None,
     until: Annotated[
@@ -410,15 +410,15 @@ def import_pagerduty(
 
     Examples:
 
-        dora incident import-pagerduty --since 90d
-        dora incident import-pagerduty --since 2026-01-01 --until 2026-04-01
-        dora incident import-pagerduty --env prod --service-map "Web=web"
-        dora incident import-pagerduty --team-from-pagerduty --team sre
+        dora fetch pagerduty
+        dora fetch pagerduty --since 2026-01-01 --until 2026-04-01
+        dora fetch pagerduty --env prod --service-map "Web=web"
+        dora fetch pagerduty --team-from-pagerduty --team sre
     """
     from dora import pagerduty
     from dora.store.base import stored
 
-    window = opt.window(since, until)
+    window = opt.window(since or "90d", until)
     mapping = _service_map(service_map or [])
     env, team = _every_incident(env, team)
     settings = Settings({"db": db, "backend": backend})
