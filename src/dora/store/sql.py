@@ -16,7 +16,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from dora import failures, timeparse
 from dora.errors import StoreError
@@ -76,6 +76,8 @@ CHUNK = 500
 
 #: Tries of a deployment's write while other writers change the store's hotfix pattern.
 _ATTEMPTS = 5
+
+_T = TypeVar("_T")
 
 
 class _OtherPattern(Exception):
@@ -170,12 +172,16 @@ class SQLStore(Store):
                 self._relink(db, relink)
                 self._queue_all(db, [(event.kind, event.id)], insert=queue)
             return
+        self._with_pattern(lambda: self._save_deployment(event, queue=queue, commits=commits))
+
+    def _with_pattern(self, write: Callable[[], _T]) -> _T:
+        """``write()``; when it finds the store's change failures found with another hotfix
+        pattern than its own (``_OtherPattern``), they are found again by a write of its own
+        that keeps the others out, then ``write()`` again."""
         for _ in range(_ATTEMPTS):
             try:
-                self._save_deployment(event, queue=queue, commits=commits)
-                return
+                return write()
             except _OtherPattern as other:
-                # found again by a write of its own that keeps the others out; then again
                 following = self.hotfix
                 self.use_hotfix(other.wanted)
                 self.hotfix = following
@@ -261,18 +267,7 @@ class SQLStore(Store):
         return saved
 
     def delete(self, kind: str, ids: Sequence[str]) -> Deleted:
-        for _ in range(_ATTEMPTS):
-            try:
-                return self._delete(kind, ids)
-            except _OtherPattern as other:
-                # found again by a write of its own that keeps the others out; then again
-                following = self.hotfix
-                self.use_hotfix(other.wanted)
-                self.hotfix = following
-        raise StoreError(
-            f"cannot write to the store at {self.location}: other writers keep changing its "
-            "hotfix pattern; give them all the same one (hotfix_pattern in a config file)"
-        )
+        return self._with_pattern(lambda: self._delete(kind, ids))
 
     def _delete(self, kind: str, ids: Sequence[str]) -> Deleted:
         table = {"deployment": "deployments", "incident": "incidents"}[kind]
