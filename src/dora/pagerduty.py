@@ -44,9 +44,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from dora import text, timeparse
+from dora import timeparse
 from dora.backends import http
 from dora.errors import DoraError, InvalidEvent, UsageError
+from dora.fetching import line as _line
 
 if TYPE_CHECKING:
     import httpx
@@ -68,7 +69,6 @@ MAX_RESULTS = 10_000
 ID_PREFIX = "pagerduty-"
 
 _TOKEN = re.compile(r"[!-~]+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _MAX_ANSWER = 32 * 1024 * 1024  # a page of 100 incidents is a few hundred KB
 
 
@@ -506,14 +506,6 @@ def _summary(reference: Any) -> str | None:
         return None
     value = _line(reference.get("summary"))
     return value if isinstance(value, str) else None
-
-
-def _line(value: Any) -> Any:
-    """Text as one line without hidden characters (``dora.text.plain``), None when empty;
-    anything else as it is, for the checks to refuse."""
-    if not isinstance(value, str):
-        return value
-    return text.plain(" ".join(_CONTROL.sub(" ", value).split())) or None
 
 
 def _name(incident: Mapping[str, Any]) -> str:

@@ -91,7 +91,10 @@ class Client:
 
     ``describe`` turns a failed answer into one line (``503 Service Unavailable: ...``) in
     the service's terms; ``secret`` (or each of several) is masked in every line made from
-    an answer; ``max_answer`` is how many bytes of an answer are kept.
+    an answer; ``max_answer`` is how many bytes of an answer are kept. ``limited`` tells a
+    rate limit in the service's terms: the seconds to wait before asking again when a
+    failed answer is one (GitHub's 403 with ``X-RateLimit-Remaining: 0``, say), else None;
+    a rate limit is waited for as a 429 with that ``Retry-After`` would be.
     """
 
     def __init__(
@@ -103,6 +106,7 @@ class Client:
         describe: Callable[[httpx.Response], str],
         secret: str | Sequence[str | None] | None = None,
         max_answer: int = 64 * 1024,
+        limited: Callable[[httpx.Response], float | None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[float, float], float] = random.uniform,
@@ -113,7 +117,7 @@ class Client:
         self.policy = policy
         given = [secret] if secret is None or isinstance(secret, str) else secret
         self._secrets = tuple(s for s in given if s)
-        self._describe, self._max_answer = describe, max_answer
+        self._describe, self._max_answer, self._limited = describe, max_answer, limited
         self._sleep, self._clock, self._jitter = sleep, clock, jitter
         self.renew_budget()
         self._client = httpx.Client(
@@ -172,12 +176,17 @@ class Client:
             except httpx.HTTPError as exc:  # connection, protocol, decoding...
                 problem, status, wait = self.hide(_transport_problem(exc)), None, None
             else:
-                if response.is_success or not retryable(response.status_code):
+                limit = None
+                if self._limited is not None and not response.is_success:
+                    limit = self._limited(response)
+                if response.is_success or (not retryable(response.status_code) and limit is None):
                     log.debug("%s %s attempt %d: %s", method, url, attempts, response.status_code)
                     return response
                 status = response.status_code
                 problem = self.hide(self._describe(response))
                 wait = _retry_after(response)
+                if limit is not None:
+                    wait = max(wait or 0.0, limit)
             # Retry-After is the least to wait; backing off still applies, so that a
             # server answering "0" again and again is not hammered
             delay = max(wait or 0.0, self._backoff(attempts))
@@ -288,6 +297,21 @@ def _transport_problem(exc: Exception) -> str:
     name = type(exc).__name__
     detail = " ".join(str(exc).split())
     return f"{name}: {detail}" if detail else name
+
+
+def until_reset(
+    response: httpx.Response, remaining: str, reset: str, *, now: Callable[[], float] = time.time
+) -> float | None:
+    """Seconds until a spent rate limit resets, from the header ``remaining`` saying 0 and
+    the header ``reset`` holding the moment it resets in Unix seconds (GitHub's
+    ``X-RateLimit-*``, GitLab's ``RateLimit-*``); None when the answer says no such thing."""
+    if response.headers.get(remaining, "").strip() != "0":
+        return None
+    try:
+        moment = float(response.headers.get(reset, ""))
+    except ValueError:
+        return None
+    return max(0.0, moment - now())
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # the event models load pydantic: only commands that record p
     from dora.backends.outbox import PushReport
     from dora.config import Settings
     from dora.events import Deliverable, Event
+    from dora.fetching import ApiClient
     from dora.gitmeta import Commit
     from dora.pagerduty import PagerDutyClient
     from dora.store import Store
@@ -427,6 +428,26 @@ def connect_pagerduty(settings: Settings) -> PagerDutyClient:
             f"cannot use {where.base_url} as configured ({exc}); "
             "check PAGERDUTY_API_URL and the proxy variables"
         ) from None
+
+
+def connect_source(settings: Settings, source: Any) -> ApiClient:
+    """The client of a fetch source (``dora.github``...), from its variables and with the
+    retry budget of the settings; a bad value is a usage error before anything is asked."""
+    import os
+
+    import httpx
+
+    from dora import checks, fetching
+
+    where = fetching.account(source.API, os.environ)
+    try:
+        client: ApiClient = source.client(os.environ, policy=checks.retry_policy(settings))
+    except (ValueError, ImportError, httpx.InvalidURL) as exc:
+        raise UsageError(
+            f"cannot use {where.base_url} as configured ({exc}); "
+            f"check {source.API.url_variable} and the proxy variables"
+        ) from None
+    return client
 
 
 def record(

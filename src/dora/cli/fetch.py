@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -14,9 +14,17 @@ from dora.cli._runtime import Progress, print_help, status
 from dora.config import Settings
 from dora.errors import UsageError
 
+if TYPE_CHECKING:
+    from dora.backends.datadog import DatadogBackend
+    from dora.fetching import Fetched
+
 app = Typer(
     name="fetch",
-    lazy={"datadog": "dora.cli.fetch:datadog", "pagerduty": "dora.cli.incident:import_pagerduty"},
+    lazy={
+        "datadog": "dora.cli.fetch:datadog",
+        "github": "dora.cli.fetch:github",
+        "pagerduty": "dora.cli.incident:import_pagerduty",
+    },
 )
 
 
@@ -27,6 +35,7 @@ def _fetch(ctx: typer.Context) -> None:
     Examples:
 
         dora fetch datadog --since 90d
+        dora fetch github --repo octo-org/api --environment production
         dora fetch pagerduty --env prod
     """
     if ctx.invoked_subcommand is None:
@@ -163,3 +172,245 @@ def datadog(
             "Datadog had them"
         )
     status(summary + ".")
+
+
+DryRun = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Print the events that would be stored, as NDJSON records ('dora import' "
+        "reads them); write nothing.",
+    ),
+]
+Until = Annotated[
+    str | None,
+    opt.time_option(
+        "--until", f"End of the window, excluded (default: now). Same forms; {opt.NAIVE_UTC}."
+    ),
+]
+Team = Annotated[
+    str | None,
+    typer.Option(
+        "--team", metavar="TEAM", help="Set this team on every event.", show_default=False
+    ),
+]
+
+
+def _since(what: str) -> object:
+    return opt.since_option(
+        f"Fetch the {what} created from then: a length before --until such as 30d "
+        f"(default {DEFAULT_SINCE}), or a time: {opt.WINDOW_TIME_FORMS}."
+    )
+
+
+def _map_option(flag: str, metavar: str, help: str) -> object:
+    return typer.Option(flag, metavar=metavar, help=help, show_default=False)
+
+
+def github(
+    repo: Annotated[
+        list[str],
+        typer.Option(
+            "--repo",
+            metavar="OWNER/NAME",
+            help="The repository to read; repeat for several.",
+            show_default=False,
+        ),
+    ],
+    since: Annotated[str | None, _since("deployments and issues")] = None,
+    until: Until = None,
+    environment: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--environment",
+            metavar="NAME",
+            help="Only the deployments to this GitHub environment; repeatable (default: "
+            "every environment).",
+            show_default=False,
+        ),
+    ] = None,
+    workflow: Annotated[
+        str | None,
+        typer.Option(
+            "--workflow",
+            metavar="FILE",
+            help="Count the runs of this workflow (deploy.yml) that succeeded on the default "
+            "branch as deployments, instead of GitHub's deployments.",
+            show_default=False,
+        ),
+    ] = None,
+    incident_label: Annotated[
+        str,
+        typer.Option(
+            "--incident-label",
+            metavar="LABEL",
+            help="Issues with this label are incidents.",
+        ),
+    ] = "incident",
+    service: Annotated[
+        str | None,
+        typer.Option(
+            "--service",
+            metavar="NAME",
+            help="The service of every event (default: the repository's name).",
+            show_default=False,
+        ),
+    ] = None,
+    service_map: Annotated[
+        list[str] | None,
+        _map_option(
+            "--service-map",
+            "'OWNER/NAME=SERVICE'",
+            "Record the events of repository OWNER/NAME under SERVICE; repeatable.",
+        ),
+    ] = None,
+    env_map: Annotated[
+        list[str] | None,
+        _map_option(
+            "--env-map",
+            "'ENVIRONMENT=ENV'",
+            "Record the deployments to GitHub environment ENVIRONMENT under the env ENV "
+            "(production=prod); repeatable. Others keep their name.",
+        ),
+    ] = None,
+    env: Annotated[
+        str | None,
+        typer.Option(
+            "--env",
+            metavar="ENV",
+            help="The env of incidents, and of workflow runs (GitHub gives them none).",
+            show_default=False,
+        ),
+    ] = None,
+    team: Team = None,
+    dry_run: DryRun = False,
+    backend: opt.Backend = None,
+    db: opt.Db = None,
+    verbose: opt.Verbose = False,
+) -> None:
+    """Fetch the deployments and incidents of GitHub repositories: history for a first
+    report.
+
+    A deployment is one of GitHub's deployments (the Deployments API, which Actions
+    environments, Heroku, Vercel and others create) created in the window that reached
+    the success state: it starts when it was created and finishes at its first success
+    status. Deployments that never succeeded are not counted. With --workflow, each run of
+    that workflow that succeeded on the default branch is a deployment instead. Each
+    deployment ships the commits between it and the one before it in its environment
+    (GitHub's compare), merges skipped, for lead time and for the revert and hotfix rules.
+    Issues labelled --incident-label are incidents: opened, then closed (a reopened issue
+    is open again).
+
+    Reads GitHub's REST API with the token in GITHUB_TOKEN; GITHUB_API_URL replaces
+    https://api.github.com (GitHub Enterprise Server: https://HOST/api/v3). Each event
+    gets an id from GitHub's (github-deployment-ID, github-run-ID, github-issue-ID), so
+    fetching again updates what changed and duplicates nothing. An event that fails
+    dora's checks is skipped with a warning; nothing is stored unless everything could be
+    read. With the datadog backend, new and changed events are sent after they are stored.
+
+    Examples:
+
+        dora fetch github --repo octo-org/api
+        dora fetch github --repo octo-org/api --environment production --env-map production=prod
+        dora fetch github --repo octo-org/web --workflow deploy.yml --env prod
+        dora fetch github --repo octo-org/api --since 2026-01-01 --dry-run | jq -c .
+    """
+    from dora import fetching, github
+
+    repos = [github.repository(value) for value in repo]
+    options = github.Options(
+        repos=repos,
+        since=(window := opt.window(since or DEFAULT_SINCE, until))[0],
+        until=window[1],
+        environments=list(opt.filters(environment=environment)[0]),
+        workflow=github.workflow(workflow) if workflow is not None else None,
+        incident_label=_label(incident_label),
+        service=_name("--service", service),
+        service_map=fetching.name_map("--service-map", service_map or [], "OWNER/NAME=SERVICE"),
+        env_map=fetching.name_map("--env-map", env_map or [], "ENVIRONMENT=ENV"),
+        env=_name("--env", env),
+        team=_name("--team", team),
+    )
+    settings = Settings({"db": db, "backend": backend})
+    _, sender = opt.prepare(settings, dry_run=dry_run)
+    with (
+        opt.connect_source(settings, github) as client,
+        Progress("Fetching", counting="events") as bar,
+    ):
+        fetched = github.fetch(client, options, progress=bar.count)
+    _keep(fetched, "GitHub", settings, dry_run=dry_run, sender=sender)
+
+
+def _label(value: str) -> str:
+    if not value.strip():
+        raise UsageError("--incident-label: must not be empty")
+    return value
+
+
+def _name(flag: str, value: str | None) -> str | None:
+    """A name set on every event, checked as the recording commands check it."""
+    if value is None:
+        return None
+    from dora.events import Incident
+
+    field = {"--service": "services", "--env": "env", "--team": "team"}[flag]
+    given = [value] if field == "services" else value
+    data = {"services": ["-"], "started_at": "now", field: given}
+    probe = opt.build_event(Incident, data, {field: flag})
+    checked = getattr(probe, field)
+    return str(checked[0] if field == "services" else checked)
+
+
+def _keep(
+    fetched: Fetched,
+    source: str,
+    settings: Settings,
+    *,
+    dry_run: bool,
+    sender: DatadogBackend | None,
+) -> None:
+    """Check each record as 'dora import' does (one that fails is skipped with a
+    warning), say what was fetched, then print the records (a dry run) or store them all
+    at once and send them with a backend."""
+    from dora import interchange
+    from dora.errors import InvalidEvent
+    from dora.store.base import stored
+
+    for warning in fetched.warnings[:_MAX_WARNINGS]:
+        opt.log.warning("%s", warning)
+    if len(fetched.warnings) > _MAX_WARNINGS:
+        opt.log.warning("... and %d more warnings", len(fetched.warnings) - _MAX_WARNINGS)
+    items, valid, skipped = [], [], 0
+    for record in fetched.records:
+        try:
+            event, commits = interchange.event_of(record)
+        except InvalidEvent as exc:
+            skipped += 1
+            if skipped <= _MAX_WARNINGS:
+                opt.log.warning(
+                    "skipped %s %s %s: %s: %s",
+                    source,
+                    record["type"],
+                    record["id"],
+                    exc.field,
+                    exc.problem,
+                )
+            continue
+        items.append(stored(event, commits))
+        valid.append(record)
+    if skipped > _MAX_WARNINGS:
+        opt.log.warning("... and %d more skipped", skipped - _MAX_WARNINGS)
+    deployments, incidents = fetched.count("deployment"), fetched.count("incident")
+    line = (
+        f"Fetched {deployments:,} deployment{'s' * (deployments != 1)} and {incidents:,} "
+        f"incident{'s' * (incidents != 1)} from {source} in {fetched.requests:,} "
+        f"request{'s' * (fetched.requests != 1)}"
+    )
+    if skipped:
+        line += f"; skipped {skipped:,} that fail dora's checks"
+    status(line + ".")
+    if dry_run:
+        interchange.write_ndjson(valid, sys.stdout)
+        status("Dry run: nothing was written.")
+        return
+    opt.save_all(settings, iter(items), source=source, backend=sender, total=len(items))

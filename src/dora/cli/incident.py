@@ -15,7 +15,6 @@ from dora.cli._help import Typer
 from dora.cli._runtime import Progress, note, print_help, status, terminal_width
 from dora.cli.deployment.view import ShowFormat
 from dora.config import Settings
-from dora.errors import UsageError
 
 app = Typer(name="incident", lazy={"delete": "dora.cli.delete:incident"})
 
@@ -477,14 +476,7 @@ def _every_incident(env: str | None, team: str | None) -> tuple[str | None, str 
 
 
 def _service_map(values: list[str]) -> dict[str, str]:
-    """--service-map values as {PagerDuty name: dora name}, split at the last '=' (a
-    PagerDuty name may hold one)."""
-    mapping: dict[str, str] = {}
-    for value in values:
-        name, equals, service = (part.strip() for part in value.rpartition("="))
-        if not equals or not name or not service:
-            raise UsageError(f"--service-map: '{value}' is not 'PagerDuty name=service'")
-        if mapping.get(name, service) != service:
-            raise UsageError(f"--service-map: '{name}' is mapped twice")
-        mapping[name] = service
-    return mapping
+    """--service-map values as {PagerDuty name: dora name}."""
+    from dora.fetching import name_map
+
+    return name_map("--service-map", values, "PagerDuty name=service")
