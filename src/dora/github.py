@@ -73,7 +73,7 @@ def describe(response: httpx.Response) -> str:
     data = http.json_body(response)
     message = data.get("message") if isinstance(data, dict) else None
     detail = str(message) if message else response.text
-    return http.status_line(response, http.one_line(detail))
+    return http.status_line(response, http.one_line(detail).rstrip("."))
 
 
 def limited(response: httpx.Response) -> float | None:
@@ -182,7 +182,7 @@ class _Repository:
         else:
             deployments = self._deployments()
         self._commits(deployments)
-        for deployment in deployments:
+        for deployment in sorted(deployments, key=lambda d: d.finished):
             if deployment.record is not None:
                 self._add(deployment.record)
         if self.options.incident_label:
