@@ -987,3 +987,41 @@ def test_hidden_characters_in_pagerduty_names_are_dropped_not_a_reason_to_skip(f
     assert result.exit_code == 0, result.stderr
     assert rows(db_path, "SELECT name FROM incidents") == [{"name": "Checkout down again"}]
     assert rows(db_path, "SELECT service FROM incident_services") == [{"service": "Web"}]
+
+
+def test_a_dry_run_prints_the_records_import_reads_and_writes_nothing(fake, dora, db_path):
+    fake.incidents = [
+        incident("PINC001", priority="P1", teams=("SRE",)),
+        incident("PINC002", status="acknowledged", resolved=None, created="2026-11-21T08:00:00Z"),
+    ]
+
+    result = run(dora, "--dry-run", "--env", "prod", "--service-map", "Checkout API=checkout")
+
+    assert result.exit_code == 0, result.stderr
+    assert [json.loads(line) for line in result.stdout.splitlines()] == [
+        {
+            "type": "incident",
+            "id": "pagerduty-PINC001",
+            "services": ["checkout"],
+            "name": "The server is on fire.",
+            "severity": "P1",
+            "env": "prod",
+            "started_at": "2026-11-20T09:00:00Z",
+            "finished_at": "2026-11-20T10:30:00Z",
+        },
+        {
+            "type": "incident",
+            "id": "pagerduty-PINC002",
+            "services": ["checkout"],
+            "name": "The server is on fire.",
+            "severity": "high",
+            "env": "prod",
+            "started_at": "2026-11-21T08:00:00Z",
+        },
+    ]
+    assert "Dry run: nothing was written." in result.stderr
+    assert not db_path.exists()
+    # what it prints, 'dora import' reads as the fetch would have stored it
+    (db_path.parent / "dry.ndjson").write_text(result.stdout)
+    assert dora("import", str(db_path.parent / "dry.ndjson")).exit_code == 0
+    assert stored(db_path)["pagerduty-PINC001"].services == ["checkout"]

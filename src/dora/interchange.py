@@ -610,6 +610,31 @@ def _grouped(rows: Iterator[Sequence[Any]]) -> Callable[[str], list[tuple[Any, .
     return of
 
 
+def record_of(event: Event) -> dict[str, Any]:
+    """The record of an event, as ``dora export`` writes it (without commits)."""
+    git = event.git
+    row = (
+        event.id,
+        None,
+        event.env,
+        event.version,
+        event.team,
+        timeparse.to_ns(event.started_at),
+        timeparse.to_ns(event.finished_at) if event.finished_at is not None else None,
+        git.repository_url if git else None,
+        git.commit_sha if git else None,
+        json.dumps(event.custom_tags),
+    )
+    fields = {
+        name: getattr(event, name)
+        for name in ("service", "services", "name", "severity", "deployment_id")
+        if getattr(event, name, None) is not None
+    }
+    record = _record(event.kind, row, **fields)
+    del record["started_at_ns"]
+    return record
+
+
 def _record(kind: str, row: Sequence[Any], **fields: Any) -> dict[str, Any]:
     """A record from ``row`` (id, -, env, version, team, started_at, finished_at,
     repository_url, commit_sha, custom_tags) and the kind's own ``fields``, empty ones

@@ -385,6 +385,14 @@ def import_pagerduty(
             show_default=False,
         ),
     ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the incidents that would be stored, as NDJSON records ('dora "
+            "import' reads them); write nothing.",
+        ),
+    ] = False,
     backend: opt.Backend = None,
     db: opt.Db = None,
     verbose: opt.Verbose = False,
@@ -413,6 +421,7 @@ def import_pagerduty(
         dora fetch pagerduty --since 2026-01-01 --until 2026-04-01
         dora fetch pagerduty --env prod --service-map "Web=web"
         dora fetch pagerduty --team-from-pagerduty --team sre
+        dora fetch pagerduty --since 30d --dry-run | jq -r .name
     """
     from dora import pagerduty
     from dora.store.base import stored
@@ -421,7 +430,7 @@ def import_pagerduty(
     mapping = _service_map(service_map or [])
     env, team = _every_incident(env, team)
     settings = Settings({"db": db, "backend": backend})
-    _, sender = opt.prepare(settings, dry_run=False)
+    _, sender = opt.prepare(settings, dry_run=dry_run)
     with opt.connect_pagerduty(settings) as client, Progress("Fetching") as bar:
         imported = pagerduty.import_incidents(
             client,
@@ -444,6 +453,14 @@ def import_pagerduty(
     if skipped := fetched - len(imported.incidents):
         line += f"; skipped {skipped:,} that fail dora's checks"
     status(line + ".")
+    if dry_run:
+        import sys
+
+        from dora import interchange
+
+        interchange.write_ndjson(map(interchange.record_of, imported.incidents), sys.stdout)
+        status("Dry run: nothing was written.")
+        return
     opt.save_all(
         settings,
         map(stored, imported.incidents),
