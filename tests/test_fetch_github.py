@@ -470,3 +470,26 @@ def test_without_a_token_nothing_is_asked(github, db_path):
     assert result.returncode == 2
     assert "GITHUB_TOKEN is not set" in result.stderr
     assert github.seen == 0
+
+
+def test_deployments_recorded_here_too_are_warned_about(github, db_path):
+    history(github)
+    recorded = dora(
+        github,
+        "deployment",
+        "--service", "api",
+        "--env", "prod",
+        "--started-at", "2026-10-01T23:58:00Z",
+        "--finished-at", "2026-10-02T00:03:00Z",
+        "--git-repository-url", "https://github.com/octo-org/api",
+        "--git-commit-sha", sha(5),
+        "--skip-git",
+    )  # fmt: skip
+    assert recorded.returncode == 0, recorded.stderr
+    result = fetch(github, "--env-map", "production=prod")
+    assert result.returncode == 0, result.stderr
+    assert (
+        "1 of the deployments from GitHub look like deployments recorded here otherwise"
+        in result.stderr
+    )
+    assert "look like" not in fetch(github, "--env-map", "production=staging").stderr

@@ -69,6 +69,10 @@ def test_every_command_that_takes_a_time_is_checked():
         "report",
         "export",
         "fetch datadog",
+        "fetch github",
+        "fetch gitlab",
+        "fetch opsgenie",
+        "fetch incident-io",
     }
 
 
@@ -147,7 +151,8 @@ def test_flags_show_no_value_and_values_show_words(dora, monkeypatch, path, comm
             assert param.help.startswith(shown.split(" [")[0])  # the help: no value
         else:
             word = shown.split(" [")[0]  # without a number range
-            assert re.fullmatch(r"[A-Z][A-Z:|]*(\.\.\.)?|'[A-Z =]+'|[a-z]+(\|[a-z]+)+", word), (
+            # words, as gh writes them: ID, TIME|DURATION, OWNER/NAME, 'FROM=TO'
+            assert re.fullmatch(r"[A-Z][A-Z:|/]*(\.\.\.)?|'[A-Z =/]+'|[a-z]+(\|[a-z]+)+", word), (
                 param.opts,
                 word,
             )

@@ -39,7 +39,12 @@ _NEXT = re.compile(r'<([^>]*)>\s*;[^,]*\brel="?next"?', re.IGNORECASE)
 
 
 class FetchError(DoraError):
-    """A service refused or failed a request, or answered with something unexpected."""
+    """A service refused or failed a request, or answered with something unexpected;
+    ``status`` is the HTTP status of a refusal (None: no answer, or not one of those)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -173,7 +178,7 @@ class ApiClient:
                 message += f"; it asked to wait {exc.asked:g}s, past the retry budget"
             raise FetchError(message) from None
         if not response.is_success:
-            raise FetchError(self._refused(response, what, check))
+            raise FetchError(self._refused(response, what, check), response.status_code)
         data = http.json_body(response)
         if data is None:
             kind = response.headers.get("Content-Type", "no content type")

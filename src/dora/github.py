@@ -384,7 +384,7 @@ class _Repository:
         try:
             data, response = self.client.get(path, params, what=what, check="--repo")
         except FetchError as exc:
-            if "found nothing" not in str(exc):
+            if exc.status != 404:
                 raise
             self.fetched.warnings.append(
                 f"GitHub cannot compare {base[:12]}...{head[:12]} of {self.full} (a commit "

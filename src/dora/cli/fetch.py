@@ -23,7 +23,10 @@ app = Typer(
     lazy={
         "datadog": "dora.cli.fetch:datadog",
         "github": "dora.cli.fetch:github",
+        "gitlab": "dora.cli.fetch:gitlab",
         "pagerduty": "dora.cli.incident:import_pagerduty",
+        "opsgenie": "dora.cli.fetch:opsgenie",
+        "incident-io": "dora.cli.fetch:incident_io",
     },
 )
 
@@ -36,7 +39,10 @@ def _fetch(ctx: typer.Context) -> None:
 
         dora fetch datadog --since 90d
         dora fetch github --repo octo-org/api --environment production
+        dora fetch gitlab --project acme/platform/api --environment production
         dora fetch pagerduty --env prod
+        dora fetch opsgenie --env prod --service-map "Checkout API=api"
+        dora fetch incident-io --env prod
     """
     if ctx.invoked_subcommand is None:
         print_help(ctx)
@@ -311,7 +317,7 @@ def github(
     Examples:
 
         dora fetch github --repo octo-org/api
-        dora fetch github --repo octo-org/api --environment production --env-map production=prod
+        dora fetch github --repo octo-org/api --env-map production=prod --env prod
         dora fetch github --repo octo-org/web --workflow deploy.yml --env prod
         dora fetch github --repo octo-org/api --since 2026-01-01 --dry-run | jq -c .
     """
@@ -339,6 +345,124 @@ def github(
     ):
         fetched = github.fetch(client, options, progress=bar.count)
     _keep(fetched, "GitHub", settings, dry_run=dry_run, sender=sender)
+
+
+def gitlab(
+    project: Annotated[
+        list[str],
+        typer.Option(
+            "--project",
+            metavar="ID|PATH",
+            help="The project to read, by id (42) or path (group/sub/project); repeat for several.",
+            show_default=False,
+        ),
+    ],
+    since: Annotated[
+        str | None,
+        opt.since_option(
+            "Fetch the deployments that finished and the incidents opened from then: a "
+            f"length before --until such as 30d (default {DEFAULT_SINCE}), or a time: "
+            f"{opt.WINDOW_TIME_FORMS}."
+        ),
+    ] = None,
+    until: Until = None,
+    environment: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--environment",
+            metavar="NAME",
+            help="Only the deployments to this GitLab environment; repeatable (default: "
+            "every environment).",
+            show_default=False,
+        ),
+    ] = None,
+    service: Annotated[
+        str | None,
+        typer.Option(
+            "--service",
+            metavar="NAME",
+            help="The service of every event (default: the last part of the project's path).",
+            show_default=False,
+        ),
+    ] = None,
+    service_map: Annotated[
+        list[str] | None,
+        _map_option(
+            "--service-map",
+            "'PATH=SERVICE'",
+            "Record the events of the project at PATH (group/sub/project) under SERVICE; "
+            "repeatable.",
+        ),
+    ] = None,
+    env_map: Annotated[
+        list[str] | None,
+        _map_option(
+            "--env-map",
+            "'ENVIRONMENT=ENV'",
+            "Record the deployments to GitLab environment ENVIRONMENT under the env ENV "
+            "(production=prod); repeatable. Others keep their name.",
+        ),
+    ] = None,
+    env: Annotated[
+        str | None,
+        typer.Option(
+            "--env",
+            metavar="ENV",
+            help="The env of incidents (GitLab gives them none).",
+            show_default=False,
+        ),
+    ] = None,
+    team: Team = None,
+    dry_run: DryRun = False,
+    backend: opt.Backend = None,
+    db: opt.Db = None,
+    verbose: opt.Verbose = False,
+) -> None:
+    """Fetch the deployments and incidents of GitLab projects: history for a first report.
+
+    A deployment is one of GitLab's deployments to an environment (a CI/CD job with
+    'environment:') that succeeded and finished in the window: it starts when its job
+    started and finishes when its job finished. Failed and canceled deployments are not
+    counted. Each deployment ships the commits between it and the one before it in its
+    environment (GitLab's compare), merges skipped, for lead time and for the revert and
+    hotfix rules. Incident issues opened in the window are incidents: opened, then
+    closed (a reopened incident is open again), with GitLab's severity.
+
+    Reads GitLab's REST API with the token in GITLAB_TOKEN (read_api scope); GITLAB_URL
+    replaces https://gitlab.com (a self-managed instance: https://HOST). Each event gets
+    an id from GitLab's (gitlab-deployment-ID, gitlab-issue-ID), so fetching again
+    updates what changed and duplicates nothing. An event that fails dora's checks is
+    skipped with a warning; nothing is stored unless everything could be read. With the
+    datadog backend, new and changed events are sent after they are stored.
+
+    Examples:
+
+        dora fetch gitlab --project acme/api
+        dora fetch gitlab --project 42 --env-map production=prod
+        dora fetch gitlab --project acme/api --project acme/web --env prod
+        dora fetch gitlab --project acme/api --since 2026-01-01 --dry-run | jq -c .
+    """
+    from dora import fetching, gitlab
+
+    options = gitlab.Options(
+        projects=list(dict.fromkeys(gitlab.project(value) for value in project)),
+        since=(window := opt.window(since or DEFAULT_SINCE, until))[0],
+        until=window[1],
+        environments=list(dict.fromkeys(opt.filters(environment=environment)[0])),
+        service=_name("--service", service),
+        service_map=fetching.name_map("--service-map", service_map or [], "PATH=SERVICE"),
+        env_map=fetching.name_map("--env-map", env_map or [], "ENVIRONMENT=ENV"),
+        env=_name("--env", env),
+        team=_name("--team", team),
+    )
+    settings = Settings({"db": db, "backend": backend})
+    _, sender = opt.prepare(settings, dry_run=dry_run)
+    with (
+        opt.connect_source(settings, gitlab) as client,
+        Progress("Fetching", counting="events") as bar,
+    ):
+        fetched = gitlab.fetch(client, options, progress=bar.count)
+    _keep(fetched, "GitLab", settings, dry_run=dry_run, sender=sender)
 
 
 def _label(value: str) -> str:
@@ -414,3 +538,199 @@ def _keep(
         status("Dry run: nothing was written.")
         return
     opt.save_all(settings, iter(items), source=source, backend=sender, total=len(items))
+    prefixes = {r["id"].partition("-")[0] + "-" for r in valid if r["type"] == "deployment"}
+    for prefix in sorted(prefixes):
+        _warn_twice(settings, prefix, source)
+
+
+#: Deployments of one service, env and commit finished this close are one deployment.
+_SAME_DEPLOYMENT_NS = 3600 * 10**9
+
+
+def _warn_twice(settings: Settings, prefix: str, source: str) -> None:
+    """Warn when fetched deployments (ids starting with ``prefix``) look like deployments
+    recorded here otherwise (by 'dora deployment' in CI, say): the same service, env and
+    commit, finished within an hour. Both count, so the figures would count it twice."""
+    from dora.store import open_store
+
+    with open_store(settings.get("db") or "", create=False) as store:
+        [(twice,)] = store.aggregate(
+            "SELECT count(*) FROM deployments d WHERE substr(d.id, 1, ?) = ? "
+            "AND d.commit_sha IS NOT NULL AND EXISTS (SELECT 1 FROM deployments o "
+            "WHERE o.service = d.service AND o.commit_sha = d.commit_sha "
+            "AND (o.env = d.env OR (o.env IS NULL AND d.env IS NULL)) "
+            "AND substr(o.id, 1, ?) != ? AND o.finished_at BETWEEN ? + d.finished_at "
+            "AND d.finished_at + ?)",
+            (len(prefix), prefix, len(prefix), prefix, -_SAME_DEPLOYMENT_NS, _SAME_DEPLOYMENT_NS),
+        )
+    if twice:
+        opt.log.warning(
+            "%s of the deployments from %s look like deployments recorded here otherwise "
+            "(the same service, env and commit, finished within an hour), so reports "
+            "count them twice; delete one of each ('dora deployment delete'), or fetch "
+            "with --until before dora began recording",
+            f"{twice:,}",
+            source,
+        )
+
+
+IncidentEnv = Annotated[
+    str | None,
+    typer.Option(
+        "--env",
+        metavar="ENV",
+        help="Set this environment on every incident, e.g. prod (the source has none; "
+        "'dora metrics --env' keeps only incidents that have it).",
+        show_default=False,
+    ),
+]
+IncidentTeam = Annotated[
+    str | None,
+    typer.Option(
+        "--team",
+        metavar="TEAM",
+        help="Set this team on every incident (one without a service needs it).",
+        show_default=False,
+    ),
+]
+
+
+def _service_map(source: str) -> object:
+    return _map_option(
+        "--service-map",
+        "'NAME=SERVICE'",
+        f"Record the incidents of {source} service NAME under SERVICE; repeatable. Others "
+        "keep their name.",
+    )
+
+
+def opsgenie(
+    since: Annotated[str | None, _since("incidents")] = None,
+    until: Until = None,
+    service_map: Annotated[list[str] | None, _service_map("Opsgenie")] = None,
+    env: IncidentEnv = None,
+    team: IncidentTeam = None,
+    dry_run: DryRun = False,
+    backend: opt.Backend = None,
+    db: opt.Db = None,
+    verbose: opt.Verbose = False,
+) -> None:
+    """Fetch the incidents of Opsgenie, resolved or still open: history for a first report.
+
+    An incident starts when Opsgenie created it. A resolved or closed one finishes at its
+    impact end date, else at its last update (an approximation: a later note or tag moves
+    it); an open one stays open. Its services are the names of its impacted services (each
+    asked for once), its severity the priority (P1 to P5), its name the message. An
+    incident with no impacted service needs --team, or it is skipped with a warning.
+
+    Reads Opsgenie's Incident API with the API key in OPSGENIE_API_KEY; OPSGENIE_API_URL
+    replaces https://api.opsgenie.com (an EU account: https://api.eu.opsgenie.com). Each
+    incident gets the id 'opsgenie-' and Opsgenie's id, so fetching again updates what
+    changed and duplicates nothing. An incident that fails dora's checks is skipped with a
+    warning; nothing is stored unless everything could be read. With the datadog backend,
+    new and changed incidents are sent after they are stored.
+
+    Examples:
+
+        dora fetch opsgenie --env prod
+        dora fetch opsgenie --since 2026-01-01 --service-map "Checkout API=api"
+        dora fetch opsgenie --team sre --dry-run | jq -c .
+    """
+    from dora import fetching, opsgenie
+
+    start, end = opt.window(since or DEFAULT_SINCE, until)
+    options = opsgenie.Options(
+        since=start,
+        until=end,
+        service_map=fetching.name_map("--service-map", service_map or [], "NAME=SERVICE"),
+        env=_name("--env", env),
+        team=_name("--team", team),
+    )
+    settings = Settings({"db": db, "backend": backend})
+    _, sender = opt.prepare(settings, dry_run=dry_run)
+    with (
+        opt.connect_source(settings, opsgenie) as client,
+        Progress("Fetching", counting="incidents") as bar,
+    ):
+        fetched = opsgenie.fetch(client, options, progress=bar.count)
+    _keep(fetched, "Opsgenie", settings, dry_run=dry_run, sender=sender)
+
+
+def incident_io(
+    since: Annotated[str | None, _since("incidents")] = None,
+    until: Until = None,
+    services_field: Annotated[
+        str,
+        typer.Option(
+            "--services-field",
+            metavar="NAME",
+            help="The custom field that names an incident's services (any case).",
+        ),
+    ] = "Affected services",
+    resolved_timestamp: Annotated[
+        str,
+        typer.Option(
+            "--resolved-timestamp",
+            metavar="NAME",
+            help="The incident timestamp that says when an incident was resolved (any case).",
+        ),
+    ] = "Resolved at",
+    service_map: Annotated[list[str] | None, _service_map("incident.io")] = None,
+    env: IncidentEnv = None,
+    team: IncidentTeam = None,
+    dry_run: DryRun = False,
+    backend: opt.Backend = None,
+    db: opt.Db = None,
+    verbose: opt.Verbose = False,
+) -> None:
+    """Fetch the incidents of incident.io, resolved or still open: history for a first
+    report.
+
+    An incident starts when incident.io created it. One in triage, live or paused is open
+    (a reopened one too); one in learning or closed finishes at its --resolved-timestamp,
+    else at the status update that resolved it. Declined, canceled and merged incidents
+    are not incidents: they are skipped and counted. Its services are the values of the
+    --services-field custom field (catalog entries, options or text), its severity and
+    name incident.io's. An incident with no service needs --team, or it is skipped with a
+    warning. Only incidents of modes standard and retrospective are listed, as incident.io
+    lists them: test and tutorial incidents are left out.
+
+    Reads incident.io's API with the API key in INCIDENT_IO_API_KEY; INCIDENT_IO_API_URL
+    replaces https://api.incident.io. Each incident gets the id 'incident-io-' and
+    incident.io's id, so fetching again updates what changed and duplicates nothing. An
+    incident that fails dora's checks is skipped with a warning; nothing is stored unless
+    everything could be read. With the datadog backend, new and changed incidents are sent
+    after they are stored.
+
+    Examples:
+
+        dora fetch incident-io --env prod
+        dora fetch incident-io --services-field "Affected systems" --team sre
+        dora fetch incident-io --since 2026-01-01 --service-map "Checkout=api"
+    """
+    from dora import fetching, incident_io
+
+    start, end = opt.window(since or DEFAULT_SINCE, until)
+    options = incident_io.Options(
+        since=start,
+        until=end,
+        service_map=fetching.name_map("--service-map", service_map or [], "NAME=SERVICE"),
+        env=_name("--env", env),
+        team=_name("--team", team),
+        services_field=_field("--services-field", services_field),
+        resolved_timestamp=_field("--resolved-timestamp", resolved_timestamp),
+    )
+    settings = Settings({"db": db, "backend": backend})
+    _, sender = opt.prepare(settings, dry_run=dry_run)
+    with (
+        opt.connect_source(settings, incident_io) as client,
+        Progress("Fetching", counting="incidents") as bar,
+    ):
+        fetched = incident_io.fetch(client, options, progress=bar.count)
+    _keep(fetched, "incident.io", settings, dry_run=dry_run, sender=sender)
+
+
+def _field(flag: str, value: str) -> str:
+    if not value.strip():
+        raise UsageError(f"{flag}: must not be empty")
+    return value.strip()
