@@ -84,7 +84,9 @@ class FakeGitHub:
             return scripted
         if request.headers.get("authorization") != f"Bearer {TOKEN}":
             return 401, {}, {"message": "Bad credentials", "documentation_url": "x"}
-        path = request.path.removeprefix("/repos/octo-org/api")
+        if not request.path.lower().startswith("/repos/octo-org/api"):
+            return 404, {}, {"message": "Not Found", "documentation_url": "x"}
+        path = request.path[len("/repos/octo-org/api") :]  # GitHub reads names in any case
         if path == "":
             return (
                 200,
@@ -153,6 +155,8 @@ class FakeGitHub:
 
     def commit(self, n: int) -> dict[str, Any]:
         message = f"Change {n}\n\nDetails of change {n}."
+        if n == 4:  # a tab and a bare carriage return: one plain line is kept
+            message = "Change\t4\rDetails of change 4."
         if n in self.merges:
             message = f"Merge pull request #{n} from octo-org/topic"
         return {
@@ -199,6 +203,10 @@ def github():
 def db_path(store_db):
     """Every test here runs on both engines."""
     return store_db
+
+
+#: HTTP behaviour, not the store's: one engine is enough
+ONE_ENGINE = pytest.mark.parametrize("store_db", ["sqlite"], indirect=True)
 
 
 def dora(github: FakeGitHub, *args: str, **env: str | None):
@@ -270,6 +278,7 @@ def test_deployments_that_succeeded_are_fetched_with_the_commits_they_shipped(gi
     assert "'staging' is not in --env-map" in result.stderr
 
 
+@ONE_ENGINE
 def test_a_rate_limit_mid_paging_is_waited_for_until_it_resets(github, db_path):
     history(github)
     reset = str(int(time.time()) + 1)
@@ -283,6 +292,7 @@ def test_a_rate_limit_mid_paging_is_waited_for_until_it_resets(github, db_path):
     assert "Fetched 3 deployments" in result.stderr
 
 
+@ONE_ENGINE
 def test_a_secondary_rate_limit_past_the_budget_is_one_line(github, db_path):
     history(github)
     github.script[2] = (
@@ -295,7 +305,7 @@ def test_a_secondary_rate_limit_past_the_budget_is_one_line(github, db_path):
     assert result.stderr.strip().splitlines() == [
         "dora: error: GitHub did not list the deployments of octo-org/api after 1 attempt in "
         "0.0s: 403 Forbidden: You have exceeded a secondary rate limit; it asked to wait 120s, "
-        "past the retry budget"
+        "past the retry budget (2s: DORA_RETRY_BUDGET, at most 3600)"
     ]
     assert not exported(github)
 
@@ -314,6 +324,7 @@ def issue(n: int, created: datetime, *, closed: datetime | None, state: str, **e
     }
 
 
+@ONE_ENGINE
 def test_issues_with_the_label_are_incidents_and_a_reopened_one_is_open(github, db_path):
     day = timedelta(days=1)
     github.issues = [
@@ -325,10 +336,16 @@ def test_issues_with_the_label_are_incidents_and_a_reopened_one_is_open(github, 
         # created before the window, updated in it
         issue(4, T0 - 5 * day, closed=T0 + day, state="closed"),
         issue(5, T0 + 4 * day, closed=T0 + 4 * day + timedelta(minutes=30), state="closed"),
+        # a false alarm
+        issue(6, T0 + 5 * day, closed=T0 + 5 * day, state="closed", state_reason="not_planned"),
     ]
     result = fetch(github, "--env", "prod", "--team", "payments")
     assert result.returncode == 0, result.stderr
     assert "Fetched 0 deployments and 3 incidents from GitHub" in result.stderr
+    assert (
+        "skipped 1 issue of octo-org/api closed as not planned or as a duplicate: not "
+        "incidents" in result.stderr
+    )
     events = exported(github)
     assert sorted(events) == ["github-issue-1001", "github-issue-1002", "github-issue-1005"]
     first = events["github-issue-1001"]
@@ -358,8 +375,9 @@ def test_a_second_fetch_changes_nothing_and_a_dry_run_writes_nothing(github, db_
     assert "0 new, 0 updated, 3 unchanged" in again.stderr, again.stderr
 
 
+@ONE_ENGINE
 def test_workflow_runs_on_the_default_branch_are_deployments(github, db_path):
-    def run(n: int, created: datetime, commit: int, *, branch="main", conclusion="success"):
+    def run(n, created, commit, *, branch="main", conclusion="success", owner="octo-org"):
         return {
             "id": 30433642 + n,
             "name": "Deploy",
@@ -374,6 +392,7 @@ def test_workflow_runs_on_the_default_branch_are_deployments(github, db_path):
             "created_at": iso(created),
             "updated_at": iso(created + timedelta(minutes=7)),
             "run_started_at": iso(created + timedelta(seconds=30)),
+            "head_repository": {"full_name": f"{owner}/api"},
         }
 
     github.runs = [
@@ -383,6 +402,8 @@ def test_workflow_runs_on_the_default_branch_are_deployments(github, db_path):
         run(4, T0 + timedelta(days=3), 8, branch="topic"),
         run(5, T0 + timedelta(days=4), 10),
         run(6, T0 + timedelta(days=5), 11),
+        # a pull request from a fork's main: GitHub's branch filter lists it too
+        run(7, T0 + timedelta(days=6), 12, owner="someone"),
     ]
     result = fetch(github, "--workflow", "deploy.yml", "--env", "prod")
     assert result.returncode == 0, result.stderr
@@ -435,20 +456,75 @@ def test_a_bad_token_is_one_line_and_the_token_is_never_shown(github, db_path):
     assert TOKEN not in everything(db_path)
 
 
-def test_a_next_page_on_another_server_is_refused(github, db_path):
+@ONE_ENGINE
+def test_a_next_page_on_another_server_is_asked_of_the_configured_one(github, db_path):
+    # a proxy in between, or an answer naming a host of its own: the token goes to
+    # GITHUB_API_URL only, and the page is asked there
     history(github)
-    other = github.url.replace("127.0.0.1", "localhost")
     github.script[2] = (
         200,
-        {"Link": f'<{other}/repos/octo-org/api/deployments?page=2>; rel="next"'},
+        {"Link": '<https://elsewhere.invalid/repos/octo-org/api/deployments?page=2>; rel="next"'},
         [],
     )
+    result = fetch(github, "-v")
+    assert result.returncode == 0, result.stderr
+    paged = github.api.requests[2]
+    assert (paged.path, paged.one("page")) == ("/repos/octo-org/api/deployments", "2")
+    assert paged.headers["authorization"] == f"Bearer {TOKEN}"
+    assert "elsewhere.invalid" not in "".join(
+        r.headers.get("host", "") for r in github.api.requests
+    )
+
+
+@ONE_ENGINE
+def test_a_repository_or_environment_named_twice_is_read_once(github, db_path):
+    history(github)
+    result = fetch(
+        github, "--repo", "Octo-Org/API", "--environment", "production", "--environment",
+        "production",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Fetched 2 deployments and 0 incidents" in result.stderr
+    events = exported(github)
+    # the service as GitHub spells it, whatever case --repo had
+    assert {e["service"] for e in events.values()} == {"api"}
+    assert shas(events["github-deployment-4"]) == [sha(6), sha(7), sha(9)]
+
+
+@ONE_ENGINE
+def test_the_deployment_before_the_window_finished_before_the_first_of_it(github, db_path):
+    # created before the window but finished after the first of the window: not the one
+    # before it (that is deployment 1)
+    github.deploy(1, T0 - timedelta(days=2), 2, "production", "success")
+    github.deploy(2, T0 - timedelta(minutes=1), 4, "production", *["pending"] * 29, "success")
+    github.deploy(3, T0 + timedelta(minutes=5), 6, "production", "success")
     result = fetch(github)
-    assert result.returncode == 1
-    assert "gave a next page on another server" in result.stderr
-    assert "dora sends the token to" in result.stderr
+    assert result.returncode == 0, result.stderr
+    events = exported(github)
+    assert sorted(events) == ["github-deployment-3"]
+    assert shas(events["github-deployment-3"]) == [sha(3), sha(4), sha(5), sha(6)]
 
 
+@ONE_ENGINE
+def test_a_compare_github_cannot_make_leaves_that_deployment_without_commits(github, db_path):
+    history(github)
+    fetched = fetch(github, "-v")
+    compare = next(n for n, r in enumerate(github.api.requests, 1) if "/compare/" in r.path)
+    github.api.requests.clear()
+    github.seen = 0
+    github.script[compare] = (422, {}, {"message": "No common ancestor", "documentation_url": "x"})
+    assert fetched.returncode == 0
+    result = fetch(github)
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"GitHub cannot compare {sha(2)[:12]}...{sha(5)[:12]} of octo-org/api (a commit is "
+        "gone, or the history was rewritten): that deployment has no lead time"
+    ) in result.stderr
+    # stored before with its commits, which a failed compare leaves as they are
+    assert shas(exported(github)["github-deployment-2"]) == [sha(3), sha(4), sha(5)]
+
+
+@ONE_ENGINE
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -465,6 +541,7 @@ def test_usage_errors_exit_2_before_anything_is_asked(github, db_path, args, mes
     assert github.seen == 0
 
 
+@ONE_ENGINE
 def test_without_a_token_nothing_is_asked(github, db_path):
     result = fetch(github, GITHUB_TOKEN=None)
     assert result.returncode == 2

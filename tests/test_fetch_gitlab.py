@@ -264,6 +264,10 @@ def db_path(store_db):
     return store_db
 
 
+#: HTTP behaviour, not the store's: one engine is enough
+ONE_ENGINE = pytest.mark.parametrize("store_db", ["sqlite"], indirect=True)
+
+
 def test_deployments_commits_and_incidents_are_stored_across_pages(db_path):
     fake = history()
     fake.script = {(f"/projects/{ID}/deployments", "2"): (429, {"Retry-After": "1"}, {})}
@@ -417,6 +421,7 @@ def test_metrics_of_the_fetched_history(db_path):
     assert total["rework_deployments"] == 0
 
 
+@ONE_ENGINE
 def test_a_dry_run_prints_the_records_and_writes_nothing(db_path):
     result, _ = fetch(history(), db_path, "--dry-run")
 
@@ -444,6 +449,7 @@ def test_a_dry_run_prints_the_records_and_writes_nothing(db_path):
     assert rows(db_path, "SELECT id FROM deployments") == []
 
 
+@ONE_ENGINE
 def test_a_refused_token_is_one_line_naming_the_variable(db_path):
     result, requests = fetch(history(), db_path, token="glpat-wrong0123456789")
 

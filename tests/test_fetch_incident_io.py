@@ -151,6 +151,10 @@ def db_path(store_db):
     return store_db
 
 
+#: HTTP behaviour, not the store's: one engine is enough
+ONE_ENGINE = pytest.mark.parametrize("store_db", ["sqlite"], indirect=True)
+
+
 @pytest.fixture
 def fake():
     fake = FakeIncidentIo()
@@ -200,7 +204,11 @@ def test_incidents_are_mapped_across_pages(fake, db_path):
         3,
         T0 + 10 * day,
         "closed",
-        stamps=(stamp("Reported at", T0), stamp("RESOLVED AT", T0 + 10 * day + timedelta(hours=2))),
+        stamps=(
+            # reported half an hour before it was declared: it starts then
+            stamp("Reported at", T0 + 10 * day - timedelta(minutes=30)),
+            stamp("RESOLVED AT", T0 + 10 * day + timedelta(hours=2)),
+        ),
     )
     fake.incident(4, T0 + 8 * day, "learning", entries=(services({"value_text": "payments"}),))
     fake.update(4, T0 + 8 * day + timedelta(hours=1), "live")
@@ -244,7 +252,7 @@ def test_incidents_are_mapped_across_pages(fake, db_path):
     assert {name: first.one(name) for name in first.query} == {
         "page_size": "250",
         "sort_by": "created_at_newest_first",
-        "created_at[gte]": "2026-10-01",
+        "created_at[gte]": "2026-09-30",
         "created_at[lte]": "2026-11-02",  # the day after --until: cut exactly here
     }
     assert rows(
@@ -263,7 +271,7 @@ def test_incidents_are_mapped_across_pages(fake, db_path):
         }
         for n, started, finished in [
             (2, T0 + 20 * day, None),
-            (3, T0 + 10 * day, T0 + 10 * day + timedelta(hours=2)),
+            (3, T0 + 10 * day - timedelta(minutes=30), T0 + 10 * day + timedelta(hours=2)),
             (4, T0 + 8 * day, T0 + 8 * day + timedelta(hours=3)),
             (7, T0 + 4 * day, None),
             (9, T0, None),
@@ -279,6 +287,7 @@ def test_incidents_are_mapped_across_pages(fake, db_path):
     ]  # fmt: skip
 
 
+@ONE_ENGINE
 def test_a_retrospective_incident_is_resolved_by_an_update_only_from_an_open_status(fake, db_path):
     # declared closed: an update that leaves it closed says nothing of when it ended
     fake.incident(1, T0 + timedelta(days=1), "closed", mode="retrospective")
@@ -299,6 +308,30 @@ def test_a_retrospective_incident_is_resolved_by_an_update_only_from_an_open_sta
     ]
 
 
+def test_a_retrospective_incident_starts_when_it_was_reported(fake, db_path):
+    # declared on Oct 10 about an outage of Oct 3, 09:00 to 11:00
+    fake.incident(
+        1,
+        T0 + timedelta(days=9),
+        "closed",
+        mode="retrospective",
+        stamps=(
+            stamp("Reported at", T0 + timedelta(days=2, hours=9)),
+            stamp("Resolved at", T0 + timedelta(days=2, hours=11)),
+        ),
+    )
+
+    result = fetch(fake)
+
+    assert result.returncode == 0, result.stderr
+    assert rows(db_path, "SELECT started_at, finished_at FROM incidents") == [
+        {
+            "started_at": ns(T0 + timedelta(days=2, hours=9)),
+            "finished_at": ns(T0 + timedelta(days=2, hours=11)),
+        }
+    ]
+
+
 def test_a_second_fetch_changes_nothing_and_a_resolution_updates(fake, db_path):
     fake.incident(1, T0 + timedelta(days=1))
     fake.incident(2, T0 + timedelta(days=2))
@@ -316,6 +349,7 @@ def test_a_second_fetch_changes_nothing_and_a_resolution_updates(fake, db_path):
     assert third.stderr.splitlines()[-1] == stored(db_path, 0, 1, 1)
 
 
+@ONE_ENGINE
 def test_a_429_mid_paging_is_waited_for(fake, db_path):
     for n in range(1, 6):
         fake.incident(n, T0 + timedelta(days=n))
@@ -336,6 +370,7 @@ def test_a_429_mid_paging_is_waited_for(fake, db_path):
     ]
 
 
+@ONE_ENGINE
 def test_a_service_not_in_the_service_map_is_warned_about(fake, db_path):
     fake.incident(1, T0 + timedelta(days=1))
     fake.incident(2, T0 + timedelta(days=2), entries=(services(catalog("Web")),))
@@ -353,6 +388,7 @@ def test_a_service_not_in_the_service_map_is_warned_about(fake, db_path):
     ]
 
 
+@ONE_ENGINE
 def test_the_services_field_and_resolved_timestamp_can_be_named(fake, db_path):
     fake.incident(
         1,
@@ -374,6 +410,7 @@ def test_the_services_field_and_resolved_timestamp_can_be_named(fake, db_path):
     ]
 
 
+@ONE_ENGINE
 def test_a_services_field_no_incident_has_is_warned_about(fake, db_path):
     fake.incident(1, T0 + timedelta(days=1))
 
@@ -387,6 +424,7 @@ def test_a_services_field_no_incident_has_is_warned_about(fake, db_path):
     assert rows(db_path, "SELECT team FROM incidents") == [{"team": "sre"}]
 
 
+@ONE_ENGINE
 def test_dry_run_prints_records_and_writes_nothing(fake, db_path):
     fake.incident(
         1,
@@ -414,6 +452,7 @@ def test_dry_run_prints_records_and_writes_nothing(fake, db_path):
     assert rows(db_path, "SELECT count(*) AS n FROM incidents") in ([], [{"n": 0}])
 
 
+@ONE_ENGINE
 def test_a_refused_key_is_one_line_naming_its_variable(fake, db_path):
     fake.incident(1, T0 + timedelta(days=1))
 
@@ -427,6 +466,7 @@ def test_a_refused_key_is_one_line_naming_its_variable(fake, db_path):
     assert rows(db_path, "SELECT count(*) AS n FROM incidents") in ([], [{"n": 0}])
 
 
+@ONE_ENGINE
 def test_a_validation_error_is_one_line(fake, db_path):
     fake.script = {1: (422, {}, error(422, "validation_error", "is not a date", "created_at"))}
 
@@ -452,6 +492,7 @@ def test_the_key_is_in_no_output_and_no_store_file(fake, db_path):
     assert KEY not in everything(db_path)
 
 
+@ONE_ENGINE
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [

@@ -110,6 +110,10 @@ def db_path(store_db):
     return store_db
 
 
+#: HTTP behaviour, not the store's: one engine is enough
+ONE_ENGINE = pytest.mark.parametrize("store_db", ["sqlite"], indirect=True)
+
+
 @pytest.fixture
 def fake():
     fake = FakeOpsgenie(services={"svc-api": "Checkout API", "svc-web": "Web"})
@@ -224,6 +228,7 @@ def test_a_second_fetch_changes_nothing_and_a_resolution_updates(fake, db_path):
     ]
 
 
+@ONE_ENGINE
 def test_a_429_mid_paging_is_waited_for(fake, db_path):
     for n in range(1, 6):
         fake.incident(n, T0 + timedelta(days=n))
@@ -244,6 +249,7 @@ def test_a_429_mid_paging_is_waited_for(fake, db_path):
     ]
 
 
+@ONE_ENGINE
 def test_a_service_not_in_the_service_map_is_warned_about(fake, db_path):
     fake.incident(1, T0 + timedelta(days=1), services=("svc-api",))
     fake.incident(2, T0 + timedelta(days=2), services=("svc-web",))
@@ -260,6 +266,7 @@ def test_a_service_not_in_the_service_map_is_warned_about(fake, db_path):
     ]
 
 
+@ONE_ENGINE
 def test_a_service_opsgenie_no_longer_has_keeps_its_id_with_one_warning(fake, db_path):
     fake.incident(1, T0 + timedelta(days=1), services=("svc-gone",))
     fake.incident(2, T0 + timedelta(days=2), services=("svc-gone", "svc-api"))
@@ -279,6 +286,7 @@ def test_a_service_opsgenie_no_longer_has_keeps_its_id_with_one_warning(fake, db
     ]
 
 
+@ONE_ENGINE
 def test_an_incident_without_a_service_or_team_is_skipped_with_a_warning(fake, db_path):
     fake.incident(1, T0 + timedelta(days=1), services=())
     fake.incident(2, T0 + timedelta(days=2))
@@ -293,6 +301,7 @@ def test_an_incident_without_a_service_or_team_is_skipped_with_a_warning(fake, d
     assert rows(db_path, "SELECT count(*) AS n FROM incidents") == [{"n": 1}]
 
 
+@ONE_ENGINE
 def test_dry_run_prints_records_and_writes_nothing(fake, db_path):
     fake.incident(
         1, T0 + timedelta(days=1), "resolved", impactEndDate=iso(T0 + timedelta(days=1, hours=1))
@@ -317,6 +326,7 @@ def test_dry_run_prints_records_and_writes_nothing(fake, db_path):
     assert rows(db_path, "SELECT count(*) AS n FROM incidents") in ([], [{"n": 0}])
 
 
+@ONE_ENGINE
 def test_a_refused_key_is_one_line_naming_its_variable(fake, db_path):
     fake.incident(1, T0 + timedelta(days=1))
 
@@ -343,6 +353,7 @@ def test_the_key_is_in_no_output_and_no_store_file(fake, db_path):
     assert KEY not in everything(db_path)
 
 
+@ONE_ENGINE
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [

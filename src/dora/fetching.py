@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     import httpx
+
+log = logging.getLogger(__name__)
 
 _TOKEN = re.compile(r"[!-~]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -150,13 +153,7 @@ class ApiClient:
         origin: a next page), and the answer itself. ``what`` says what is asked (``list
         the deployments of acme/api``) and ``check`` what to check when it is not found (``--repo``)
         in errors."""
-        url = path if "://" in path else f"{self.account.base_url}{path}"
-        if _origin(url) != self._origin:
-            raise FetchError(
-                f"{self.api.name} gave a next page on another server "
-                f"({http.one_line(self.hide(url), 120)}); dora sends the token to "
-                f"{self._origin} only"
-            )
+        url = self._own(path) if "://" in path else f"{self.account.base_url}{path}"
         self._http.renew_budget()
         self.requests += 1
         try:
@@ -175,7 +172,10 @@ class ApiClient:
             else:
                 message = f"{self.api.name} did not {what} after {exc.tries}: {exc.problem}"
             if exc.asked is not None:
-                message += f"; it asked to wait {exc.asked:g}s, past the retry budget"
+                message += (
+                    f"; it asked to wait {exc.asked:.0f}s, past the retry budget "
+                    f"({self.policy.budget:g}s: DORA_RETRY_BUDGET, at most 3600)"
+                )
             raise FetchError(message) from None
         if not response.is_success:
             raise FetchError(self._refused(response, what, check), response.status_code)
@@ -184,6 +184,21 @@ class ApiClient:
             kind = response.headers.get("Content-Type", "no content type")
             raise self.unexpected(what, f"not JSON but {http.one_line(kind, 60)}")
         return data, response
+
+    def _own(self, url: str) -> str:
+        """A next page's URL on the configured server: as given when it is that server's,
+        else its path and query there. The token goes to no other server (a proxy in
+        between, or an answer naming a host of its own, cannot take it elsewhere)."""
+        if _origin(url) == self._origin:
+            return url
+        parts = urlsplit(url)
+        own = urlsplit(self.account.base_url)
+        path = parts.path
+        if own.path and not path.startswith(own.path):
+            path = own.path.rstrip("/") + path
+        moved = f"{self._origin}{path}" + (f"?{parts.query}" if parts.query else "")
+        log.debug("a next page on another server: asking %s instead", self.hide(moved))
+        return moved
 
     def pages(
         self,
@@ -270,18 +285,34 @@ def line(value: Any) -> Any:
 
 def commit(sha: Any, committed_at: Any, message: Any) -> dict[str, Any]:
     """A commit as a record holds it: its SHA, when it landed, its subject (the message's
-    first line, cut as ``dora deployment`` cuts it) and the commit it reverts."""
+    first line, made plain and cut as ``dora deployment`` cuts it) and the commit it
+    reverts."""
     from dora.failures import reverted_sha
     from dora.gitmeta import SUBJECT
 
     found: dict[str, Any] = {"sha": sha, "committed_at": committed_at}
     if isinstance(message, str):
-        subject, _, body = message.partition("\n")
-        if shown := subject.strip()[:SUBJECT]:
-            found["subject"] = shown
-        if reverts := reverted_sha(body):
+        lines = message.splitlines()  # any line break: \r alone too
+        subject = line(lines[0]) if lines else None
+        if isinstance(subject, str):
+            found["subject"] = subject[:SUBJECT]
+        if reverts := reverted_sha("\n".join(lines[1:])):
             found["reverts"] = reverts
     return found
+
+
+def uncompared(source: str, base: str, head: str, full: str, exc: FetchError) -> str:
+    """The warning for a compare that failed (not for want of access): that deployment
+    is stored without its commits."""
+    why = (
+        "a commit is gone, or the history was rewritten"
+        if exc.status in (404, 422)
+        else exc.message
+    )
+    return (
+        f"{source} cannot compare {base[:12]}...{head[:12]} of {full} ({why}): that "
+        "deployment has no lead time"
+    )
 
 
 def moment(value: Any) -> datetime | None:

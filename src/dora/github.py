@@ -64,6 +64,8 @@ MAX_RUNS = 1000
 LOOK_BACK = 100
 _REPO = re.compile(r"([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+)")
 _WORKFLOW = re.compile(r"[A-Za-z0-9_.-]+")
+#: How an issue closed as no incident says so (GitHub's state_reason).
+_DISMISSED = ("not_planned", "duplicate")
 #: A secondary rate limit with no Retry-After: GitHub asks to wait at least a minute.
 _SECONDARY_WAIT = 60.0
 
@@ -137,14 +139,15 @@ def fetch(
     """The deployments and incidents of every repository, as records."""
     fetched = Fetched()
     envs = Names(options.env_map, flag="--env-map", source="GitHub", what="environment")
-    for owner, name in options.repos:
+    mapped = {full.casefold(): service for full, service in options.service_map.items()}
+    read: set[str] = set()  # GitHub's full names, in any case
+    for owner, name in dict.fromkeys(options.repos):
         reader = _Repository(client, owner, name, options, fetched, progress)
-        full = f"{owner}/{name}"
-        reader.service = options.service_map.get(full) or options.service or name
         reader.envs = envs
-        reader.read()
-    for full in sorted(set(options.service_map) - {f"{o}/{n}" for o, n in options.repos}):
-        fetched.warnings.append(f"--service-map: '{full}' is not one of the --repo given")
+        reader.read(mapped, read)
+    for full in sorted(set(options.service_map)):
+        if full.casefold() not in read:
+            fetched.warnings.append(f"--service-map: '{full}' is not one of the --repo given")
     fetched.warnings += envs.warnings()
     fetched.requests = client.requests
     return fetched
@@ -167,13 +170,20 @@ class _Repository:
         self.service = name
         self.envs: Callable[[str], str] = lambda env: env
 
-    def read(self) -> None:
-        about, _ = self.client.get(
-            self.path, what=f"read the repository {self.full}", check="--repo"
-        )
-        if not isinstance(about, dict) or not isinstance(about.get("html_url"), str):
-            raise self.client.unexpected(f"read the repository {self.full}", "no html_url")
-        self.url = about["html_url"]
+    def read(self, mapped: Mapping[str, str], read: set[str]) -> None:
+        """Read the repository, unless it is among those ``read`` (named twice, in another
+        case): its deployments (or runs), their commits, and its incident issues. Its
+        service is its name as GitHub spells it, unless mapped or given."""
+        what = f"read the repository {self.full}"
+        about, _ = self.client.get(self.path, what=what, check="--repo")
+        for key in ("html_url", "name", "full_name"):
+            if not isinstance(about, dict) or not isinstance(about.get(key), str):
+                raise self.client.unexpected(what, f"no {key}")
+        if about["full_name"].casefold() in read:
+            return
+        read.add(about["full_name"].casefold())
+        self.full, self.url = about["full_name"], about["html_url"]
+        self.service = mapped.get(self.full.casefold()) or self.options.service or about["name"]
         if self.options.workflow:
             branch = about.get("default_branch")
             if not isinstance(branch, str) or not branch:
@@ -200,7 +210,7 @@ class _Repository:
         """The deployments created in the window that succeeded, and before them, for each
         environment, the latest that succeeded of the LOOK_BACK created before it."""
         found: list[_Deployed] = []
-        asked: list[str | None] = [*self.options.environments] or [None]
+        asked: list[str | None] = [*dict.fromkeys(self.options.environments)] or [None]
         for environment in asked:
             found += self._of_environment(environment)
         return found
@@ -231,12 +241,17 @@ class _Repository:
                         continue
                     in_window.append(self._deployment(item, created, finished))
                     continue
-                envs = {d.env for d in in_window}
+                first: dict[str, datetime] = {}  # each environment's first in the window
+                for d in in_window:
+                    first[d.env] = min(d.finished, first.get(d.env, d.finished))
+                envs = set(first)
                 looked += 1
                 finished = None
                 if env in envs and env not in before:
                     finished = self._succeeded(item["id"])
-                if finished is not None:
+                # created before the window but finished in it, after one of it: not the
+                # one before the window's first (nor fetched: it was created before)
+                if finished is not None and finished < first[env]:
                     before[env] = _Deployed(item.get("sha"), env, finished, None)
                 if looked >= LOOK_BACK or envs <= set(before):
                     return list(before.values()) + in_window
@@ -278,7 +293,12 @@ class _Repository:
         path = f"{self.path}/actions/workflows/{quote(name)}/runs"
         what = f"list the runs of workflow {name} of {self.full}"
         found: dict[int, dict[str, Any]] = {}
-        self._runs_in(path, what, branch, self.options.since, self.options.until, found)
+        # GitHub's search takes whole seconds: the window widened to them, then cut exactly
+        since = self.options.since.replace(microsecond=0)
+        until = self.options.until.replace(microsecond=0)
+        if until < self.options.until:
+            until += timedelta(seconds=1)
+        self._runs_in(path, what, branch, since, until, found)
         runs = [
             _Deployed(
                 run.get("head_sha"),
@@ -289,7 +309,7 @@ class _Repository:
             for run in found.values()
         ]
         params = {"branch": branch, "status": "success", "per_page": "1"}
-        params["created"] = f"<{fetching.iso(self.options.since)}"
+        params["created"] = f"<{fetching.iso(since)}"
         data, _ = self.client.get(path, params, what=what, check="--workflow")
         earlier = _listed_runs(data, self.client, what)
         if runs and earlier:
@@ -334,9 +354,17 @@ class _Repository:
                     self._runs_in(path, what, branch, middle, until, found)
                     return
             for run in runs:
-                if since <= _time(run, "created_at", what, self.client) < until:
+                created = _time(run, "created_at", what, self.client)
+                if self.options.since <= created < self.options.until and self._own(run):
                     found[run["id"]] = run
             url, query = fetching.next_link(response), None
+
+    def _own(self, run: dict[str, Any]) -> bool:
+        """Whether the run is of this repository's own branch: a pull request from a
+        fork's branch of the same name is listed too, and deployed nothing."""
+        head = run.get("head_repository")
+        name = head.get("full_name") if isinstance(head, dict) else None
+        return not isinstance(name, str) or name.casefold() == self.full.casefold()
 
     def _run(self, run: dict[str, Any], what: str) -> dict[str, Any]:
         started = run.get("run_started_at") or run.get("created_at")
@@ -384,12 +412,9 @@ class _Repository:
         try:
             data, response = self.client.get(path, params, what=what, check="--repo")
         except FetchError as exc:
-            if exc.status != 404:
+            if exc.status in (401, 403):  # the token: every other request fails too
                 raise
-            self.fetched.warnings.append(
-                f"GitHub cannot compare {base[:12]}...{head[:12]} of {self.full} (a commit "
-                "is gone, or the history was rewritten): that deployment has no lead time"
-            )
+            self.fetched.warnings.append(fetching.uncompared("GitHub", base, head, self.full, exc))
             return None
         total = data.get("total_commits") if isinstance(data, dict) else None
         if not isinstance(total, int):
@@ -435,6 +460,7 @@ class _Repository:
             "direction": "asc",
             "per_page": PAGE,
         }
+        dismissed = 0
         for page in self.client.pages(f"{self.path}/issues", params, what=what, check="--repo"):
             for issue in page:
                 if not isinstance(issue, dict) or "pull_request" in issue:
@@ -445,6 +471,9 @@ class _Repository:
                 if not isinstance(issue.get("id"), int):
                     raise self.client.unexpected(what, "an issue without an id")
                 closed = issue.get("closed_at") if issue.get("state") == "closed" else None
+                if closed is not None and issue.get("state_reason") in _DISMISSED:
+                    dismissed += 1  # a false alarm, or one told already: no incident
+                    continue
                 yield _clean(
                     {
                         "type": "incident",
@@ -457,6 +486,11 @@ class _Repository:
                         "finished_at": closed,
                     }
                 )
+        if dismissed:
+            self.fetched.warnings.append(
+                f"skipped {dismissed:,} issue{'s' * (dismissed != 1)} of {self.full} "
+                "closed as not planned or as a duplicate: not incidents"
+            )
 
 
 @dataclass

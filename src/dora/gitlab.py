@@ -355,12 +355,9 @@ class _Project:
                 check="--project",
             )
         except FetchError as exc:
-            if exc.status != 404:
+            if exc.status in (401, 403):  # the token: every other request fails too
                 raise
-            self.fetched.warnings.append(
-                f"GitLab cannot compare {base[:12]}...{head[:12]} of {self.full} (a commit "
-                "is gone, or the history was rewritten): that deployment has no lead time"
-            )
+            self.fetched.warnings.append(fetching.uncompared("GitLab", base, head, self.full, exc))
             return None
         listed = data.get("commits") if isinstance(data, dict) else None
         if not isinstance(listed, list):

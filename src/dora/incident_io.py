@@ -12,7 +12,8 @@ is waited for (its ``Retry-After``, in seconds or an HTTP date) within the retry
 incident.io                                  dora
 ===========================================  ==========================================
 ``id``                                       ``id``: ``incident-io-<ID>``
-``created_at``                               ``started_at``
+the timestamp named ``--started-timestamp``  ``started_at`` (a retrospective incident,
+(Reported at), else ``created_at``           declared after it was over, starts then)
 status category triage, live, paused         open: no ``finished_at``
 status category learning, closed             ``finished_at``: the timestamp named
                                              ``--resolved-timestamp`` (Resolved at), else
@@ -61,6 +62,7 @@ RESOLVED = frozenset({"learning", "closed"})
 NOT_INCIDENTS = frozenset({"declined", "canceled", "merged"})
 DEFAULT_SERVICES_FIELD = "Affected services"
 DEFAULT_RESOLVED_TIMESTAMP = "Resolved at"
+DEFAULT_STARTED_TIMESTAMP = "Reported at"
 _ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 
 
@@ -99,6 +101,7 @@ class Options:
     team: str | None = None
     services_field: str = DEFAULT_SERVICES_FIELD
     resolved_timestamp: str = DEFAULT_RESOLVED_TIMESTAMP
+    started_timestamp: str = DEFAULT_STARTED_TIMESTAMP
 
 
 def fetch(
@@ -125,9 +128,9 @@ class _Reader:
         params = {
             "page_size": PAGE,
             "sort_by": "created_at_newest_first",
-            "created_at[gte]": self.options.since.date().isoformat(),
-            # the day after until's: whether a date bound means its midnight or its whole
-            # day is not documented, and the window is cut exactly here anyway
+            # a day either side: whether a date means UTC's or the organisation's day, and
+            # its midnight or its whole day, is not documented; the window is cut here
+            "created_at[gte]": (self.options.since.date() - timedelta(days=1)).isoformat(),
             "created_at[lte]": (self.options.until.date() + timedelta(days=1)).isoformat(),
         }
         found: dict[str, dict[str, Any]] = {}
@@ -214,7 +217,8 @@ class _Reader:
             "team": self.options.team,
             "name": fetching.line(item.get("name")),
             "severity": fetching.line(severity.get("name")) if isinstance(severity, dict) else None,
-            "started_at": item.get("created_at"),
+            "started_at": self._stamp(item, self.options.started_timestamp)
+            or item.get("created_at"),
             "finished_at": finished,
         }
         return {key: value for key, value in record.items() if value is not None}
@@ -240,7 +244,11 @@ class _Reader:
     def _resolved(self, item: dict[str, Any]) -> str | None:
         """When a resolved incident was resolved: its resolution timestamp, else the
         latest status update that moved it from an open category to a resolved one."""
-        wanted = self.options.resolved_timestamp.casefold()
+        return self._stamp(item, self.options.resolved_timestamp) or self._resolved_by_update(item)
+
+    def _stamp(self, item: dict[str, Any], named: str) -> str | None:
+        """The value of the incident's timestamp ``named`` (any case), when it has one."""
+        wanted = named.casefold()
         stamps = item.get("incident_timestamp_values")
         for stamp in stamps if isinstance(stamps, list) else []:
             about = stamp.get("incident_timestamp") if isinstance(stamp, dict) else None
@@ -251,7 +259,7 @@ class _Reader:
             at = value.get("value") if isinstance(value, dict) else None
             if fetching.moment(at) is not None:
                 return str(at)
-        return self._resolved_by_update(item)
+        return None
 
     def _resolved_by_update(self, item: dict[str, Any]) -> str | None:
         what = f"list the updates of incident {_shown(item)}"

@@ -675,6 +675,15 @@ def incident_io(
             help="The incident timestamp that says when an incident was resolved (any case).",
         ),
     ] = "Resolved at",
+    started_timestamp: Annotated[
+        str,
+        typer.Option(
+            "--started-timestamp",
+            metavar="NAME",
+            help="The incident timestamp that says when an incident began (any case); "
+            "without one, when incident.io created it.",
+        ),
+    ] = "Reported at",
     service_map: Annotated[list[str] | None, _service_map("incident.io")] = None,
     env: IncidentEnv = None,
     team: IncidentTeam = None,
@@ -686,7 +695,8 @@ def incident_io(
     """Fetch the incidents of incident.io, resolved or still open: history for a first
     report.
 
-    An incident starts when incident.io created it. One in triage, live or paused is open
+    An incident starts at its --started-timestamp, else when incident.io created it (a
+    retrospective incident is created after it was over). One in triage, live or paused is open
     (a reopened one too); one in learning or closed finishes at its --resolved-timestamp,
     else at the status update that resolved it. Declined, canceled and merged incidents
     are not incidents: they are skipped and counted. Its services are the values of the
@@ -719,6 +729,7 @@ def incident_io(
         team=_name("--team", team),
         services_field=_field("--services-field", services_field),
         resolved_timestamp=_field("--resolved-timestamp", resolved_timestamp),
+        started_timestamp=_field("--started-timestamp", started_timestamp),
     )
     settings = Settings({"db": db, "backend": backend})
     _, sender = opt.prepare(settings, dry_run=dry_run)
