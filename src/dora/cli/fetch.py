@@ -24,25 +24,27 @@ app = Typer(
         "datadog": "dora.cli.fetch:datadog",
         "github": "dora.cli.fetch:github",
         "gitlab": "dora.cli.fetch:gitlab",
-        "pagerduty": "dora.cli.incident:import_pagerduty",
-        "opsgenie": "dora.cli.fetch:opsgenie",
         "incident-io": "dora.cli.fetch:incident_io",
+        "opsgenie": "dora.cli.fetch:opsgenie",
+        "pagerduty": "dora.cli.incident:import_pagerduty",
     },
 )
 
 
 @app.callback(invoke_without_command=True)
 def _fetch(ctx: typer.Context) -> None:
-    """Fetch deployments and incidents recorded elsewhere into the store.
+    """Fetch deployments and incidents recorded elsewhere into the store: history for a
+    first report, or what another tool keeps. Each fetch is all or nothing, and fetching
+    again updates what changed and duplicates nothing.
 
     Examples:
 
-        dora fetch datadog --since 90d
         dora fetch github --repo octo-org/api --environment production
         dora fetch gitlab --project acme/platform/api --environment production
-        dora fetch pagerduty --env prod
-        dora fetch opsgenie --env prod --service-map "Checkout API=api"
         dora fetch incident-io --env prod
+        dora fetch opsgenie --env prod --service-map "Checkout API=api"
+        dora fetch pagerduty --env prod
+        dora fetch datadog --since 90d
     """
     if ctx.invoked_subcommand is None:
         print_help(ctx)
