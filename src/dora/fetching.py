@@ -16,11 +16,13 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -29,8 +31,6 @@ from dora.backends import http
 from dora.errors import DoraError, UsageError
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     import httpx
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,41 @@ class Fetched:
 
     def count(self, kind: str) -> int:
         return sum(record["type"] == kind for record in self.records)
+
+
+@dataclass
+class Deployed:
+    """A deployment of a source, as its commits are found: its SHA, its environment (the
+    source's name: a history is one repository's or project's environment), when it
+    finished, and its record (None: the one before the window, not fetched)."""
+
+    sha: str | None
+    env: str
+    finished: datetime
+    record: dict[str, Any] | None
+
+
+def ship(
+    deployments: list[Deployed], compare: Callable[[str, str], list[dict[str, Any]] | None]
+) -> None:
+    """Give each fetched deployment the commits it shipped since the one before it in its
+    environment, by finish: none for the same SHA again, else ``compare(previous, sha)``
+    (None: unknown, and the record gets no commits, so a stored deployment keeps its
+    own). The first of each environment, with none before it, gets no commits either."""
+    history: dict[str, list[Deployed]] = {}
+    for deployment in deployments:
+        history.setdefault(deployment.env, []).append(deployment)
+    for line in history.values():
+        line.sort(key=lambda d: (d.finished, d.record["id"] if d.record else ""))
+        for previous, deployment in itertools.pairwise(line):
+            if deployment.record is None or not deployment.sha:
+                continue
+            if not previous.sha or previous.sha == deployment.sha:
+                deployment.record["commits"] = []
+                continue
+            commits = compare(previous.sha, deployment.sha)
+            if commits is not None:
+                deployment.record["commits"] = commits
 
 
 class ApiClient:

@@ -31,7 +31,6 @@ issue ``title``                           ``name``
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from urllib.parse import quote
 from dora import fetching
 from dora.backends import http
 from dora.errors import UsageError
-from dora.fetching import ApiClient, Fetched, FetchError, Names
+from dora.fetching import ApiClient, Deployed, Fetched, FetchError, Names
 
 if TYPE_CHECKING:
     import httpx
@@ -191,7 +190,7 @@ class _Repository:
             deployments = self._runs(self.options.workflow, branch)
         else:
             deployments = self._deployments()
-        self._commits(deployments)
+        fetching.ship(deployments, self._compare)
         for deployment in sorted(deployments, key=lambda d: d.finished):
             if deployment.record is not None:
                 self._add(deployment.record)
@@ -206,22 +205,22 @@ class _Repository:
 
     # deployments
 
-    def _deployments(self) -> list[_Deployed]:
+    def _deployments(self) -> list[Deployed]:
         """The deployments created in the window that succeeded, and before them, for each
         environment, the latest that succeeded of the LOOK_BACK created before it."""
-        found: list[_Deployed] = []
+        found: list[Deployed] = []
         asked: list[str | None] = [*dict.fromkeys(self.options.environments)] or [None]
         for environment in asked:
             found += self._of_environment(environment)
         return found
 
-    def _of_environment(self, environment: str | None) -> list[_Deployed]:
+    def _of_environment(self, environment: str | None) -> list[Deployed]:
         params = {"per_page": PAGE}
         if environment is not None:
             params["environment"] = environment
         what = f"list the deployments of {self.full}"
-        in_window: list[_Deployed] = []
-        before: dict[str, _Deployed] = {}
+        in_window: list[Deployed] = []
+        before: dict[str, Deployed] = {}
         looked = 0
         # newest first: those of the window, then older ones, of which the latest that
         # succeeded in each environment of the window is the one before its first
@@ -252,7 +251,7 @@ class _Repository:
                 # created before the window but finished in it, after one of it: not the
                 # one before the window's first (nor fetched: it was created before)
                 if finished is not None and finished < first[env]:
-                    before[env] = _Deployed(item.get("sha"), env, finished, None)
+                    before[env] = Deployed(item.get("sha"), env, finished, None)
                 if looked >= LOOK_BACK or envs <= set(before):
                     return list(before.values()) + in_window
         return list(before.values()) + in_window
@@ -273,7 +272,7 @@ class _Repository:
                     first = at if first is None else min(first, at)
         return first
 
-    def _deployment(self, item: dict[str, Any], created: datetime, finished: datetime) -> _Deployed:
+    def _deployment(self, item: dict[str, Any], created: datetime, finished: datetime) -> Deployed:
         env = self.envs(item["environment"])
         record = {
             "type": "deployment",
@@ -285,9 +284,9 @@ class _Repository:
             "finished_at": fetching.iso(finished),
             "git": {"repository_url": self.url, "commit_sha": item.get("sha")},
         }
-        return _Deployed(item.get("sha"), item["environment"], finished, _clean(record))
+        return Deployed(item.get("sha"), item["environment"], finished, _clean(record))
 
-    def _runs(self, name: str, branch: str) -> list[_Deployed]:
+    def _runs(self, name: str, branch: str) -> list[Deployed]:
         """The runs of the workflow that succeeded on ``branch``, created in the window, and
         the latest before it."""
         path = f"{self.path}/actions/workflows/{quote(name)}/runs"
@@ -300,7 +299,7 @@ class _Repository:
             until += timedelta(seconds=1)
         self._runs_in(path, what, branch, since, until, found)
         runs = [
-            _Deployed(
+            Deployed(
                 run.get("head_sha"),
                 "",
                 _time(run, "updated_at", what, self.client),
@@ -313,7 +312,7 @@ class _Repository:
         data, _ = self.client.get(path, params, what=what, check="--workflow")
         earlier = _listed_runs(data, self.client, what)
         if runs and earlier:
-            runs.append(_Deployed(earlier[0].get("head_sha"), "", self.options.since, None))
+            runs.append(Deployed(earlier[0].get("head_sha"), "", self.options.since, None))
         return runs
 
     def _runs_in(
@@ -382,24 +381,6 @@ class _Repository:
         )
 
     # commits
-
-    def _commits(self, deployments: list[_Deployed]) -> None:
-        """Give each deployment the commits it shipped since the one before it of its
-        environment: the compare between the two SHAs."""
-        history: dict[str, list[_Deployed]] = {}
-        for deployment in deployments:
-            history.setdefault(deployment.env, []).append(deployment)
-        for line in history.values():
-            line.sort(key=lambda d: (d.finished, d.record["id"] if d.record else ""))
-            for previous, deployment in itertools.pairwise(line):
-                if deployment.record is None or not deployment.sha:
-                    continue
-                if not previous.sha or previous.sha == deployment.sha:
-                    deployment.record["commits"] = []
-                    continue
-                commits = self._compare(previous.sha, deployment.sha)
-                if commits is not None:
-                    deployment.record["commits"] = commits
 
     def _compare(self, base: str, head: str) -> list[dict[str, Any]] | None:
         """The commits reachable from ``head`` and not from ``base``, merges skipped, the
@@ -491,14 +472,6 @@ class _Repository:
                 f"skipped {dismissed:,} issue{'s' * (dismissed != 1)} of {self.full} "
                 "closed as not planned or as a duplicate: not incidents"
             )
-
-
-@dataclass
-class _Deployed:
-    sha: str | None
-    env: str  # the source's name: histories are per repository and environment
-    finished: datetime
-    record: dict[str, Any] | None  # None: the one before the window, not fetched
 
 
 def _listed_runs(data: Any, client: ApiClient, what: str) -> list[dict[str, Any]]:

@@ -38,7 +38,6 @@ issue ``severity`` (not ``UNKNOWN``)       ``severity``, as GitLab writes it (``
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -49,7 +48,7 @@ from urllib.parse import quote
 from dora import fetching
 from dora.backends import http
 from dora.errors import UsageError
-from dora.fetching import ApiClient, Fetched, FetchError, Names
+from dora.fetching import ApiClient, Deployed, Fetched, FetchError, Names
 
 if TYPE_CHECKING:
     import httpx
@@ -156,13 +155,6 @@ def fetch(
     return fetched
 
 
-@dataclass
-class _Deployed:
-    sha: str | None
-    env: str  # GitLab's name: histories are per project and environment
-    record: dict[str, Any] | None  # None: the one before the window, not fetched
-
-
 class _Project:
     def __init__(
         self,
@@ -199,7 +191,7 @@ class _Project:
             self.options.service_map.get(self.full) or self.options.service or about["path"]
         )
         deployments = self._deployments()
-        self._commits(deployments)
+        fetching.ship(deployments, self._compare)
         for deployment in deployments:
             if deployment.record is not None:
                 self._add(deployment.record)
@@ -241,10 +233,10 @@ class _Project:
 
     # deployments
 
-    def _deployments(self) -> list[_Deployed]:
+    def _deployments(self) -> list[Deployed]:
         """The successful deployments that finished in the window, in the order they
         finished, each environment's preceded by the latest that finished before it."""
-        found: list[_Deployed] = []
+        found: list[Deployed] = []
         asked: list[str | None] = [*self.options.environments] or [None]
         for environment in asked:
             found += self._of_environment(environment)
@@ -261,7 +253,7 @@ class _Project:
             params["environment"] = environment
         return params
 
-    def _of_environment(self, environment: str | None) -> list[_Deployed]:
+    def _of_environment(self, environment: str | None) -> list[Deployed]:
         what = f"list the deployments of {self.full}"
         params = self._query(
             environment,
@@ -276,7 +268,7 @@ class _Project:
                 found.append(self._deployment(item, what))
         return found
 
-    def _before(self, env: str) -> _Deployed | None:
+    def _before(self, env: str) -> Deployed | None:
         """The latest successful deployment to ``env`` that finished before the window: it
         gives the first of the window its commits, and is not stored."""
         what = f"list the deployments of {self.full}"
@@ -290,9 +282,10 @@ class _Project:
             return None
         item = data[0]
         sha = item.get("sha") if isinstance(item, dict) else None
-        return _Deployed(sha if isinstance(sha, str) else None, env, None)
+        # it finished before the window: it comes before every deployment of it
+        return Deployed(sha if isinstance(sha, str) else None, env, self.options.since, None)
 
-    def _deployment(self, item: Any, what: str) -> _Deployed:
+    def _deployment(self, item: Any, what: str) -> Deployed:
         if not isinstance(item, dict) or not isinstance(item.get("id"), int):
             raise self.client.unexpected(what, "a deployment without an id")
         environment = item.get("environment")
@@ -319,26 +312,9 @@ class _Project:
             "finished_at": fetching.iso(finished),
             "git": {"repository_url": self.url, "commit_sha": sha},
         }
-        return _Deployed(sha, name, _clean(record))
+        return Deployed(sha, name, finished, _clean(record))
 
     # commits
-
-    def _commits(self, deployments: list[_Deployed]) -> None:
-        """Give each deployment the commits it shipped since the one before it to its
-        environment: GitLab's compare between the two SHAs."""
-        history: dict[str, list[_Deployed]] = {}
-        for deployment in deployments:
-            history.setdefault(deployment.env, []).append(deployment)
-        for line in history.values():
-            for previous, deployment in itertools.pairwise(line):
-                if deployment.record is None or not deployment.sha:
-                    continue
-                if not previous.sha or previous.sha == deployment.sha:
-                    deployment.record["commits"] = []
-                    continue
-                commits = self._compare(previous.sha, deployment.sha)
-                if commits is not None:
-                    deployment.record["commits"] = commits
 
     def _compare(self, base: str, head: str) -> list[dict[str, Any]] | None:
         """The commits reachable from ``head`` and not from ``base`` (from their merge

@@ -215,6 +215,25 @@ def _map_option(flag: str, metavar: str, help: str) -> object:
     return typer.Option(flag, metavar=metavar, help=help, show_default=False)
 
 
+def _environment_option(source: str) -> object:
+    return typer.Option(
+        "--environment",
+        metavar="NAME",
+        help=f"Only the deployments to this {source} environment; repeatable (default: "
+        "every environment).",
+        show_default=False,
+    )
+
+
+def _env_map_option(source: str) -> object:
+    return _map_option(
+        "--env-map",
+        "'ENVIRONMENT=ENV'",
+        f"Record the deployments to {source} environment ENVIRONMENT under the env ENV "
+        "(production=prod); repeatable. Others keep their name.",
+    )
+
+
 def github(
     repo: Annotated[
         list[str],
@@ -227,16 +246,7 @@ def github(
     ],
     since: Annotated[str | None, _since("deployments and issues")] = None,
     until: Until = None,
-    environment: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--environment",
-            metavar="NAME",
-            help="Only the deployments to this GitHub environment; repeatable (default: "
-            "every environment).",
-            show_default=False,
-        ),
-    ] = None,
+    environment: Annotated[list[str] | None, _environment_option("GitHub")] = None,
     workflow: Annotated[
         str | None,
         typer.Option(
@@ -272,15 +282,7 @@ def github(
             "Record the events of repository OWNER/NAME under SERVICE; repeatable.",
         ),
     ] = None,
-    env_map: Annotated[
-        list[str] | None,
-        _map_option(
-            "--env-map",
-            "'ENVIRONMENT=ENV'",
-            "Record the deployments to GitHub environment ENVIRONMENT under the env ENV "
-            "(production=prod); repeatable. Others keep their name.",
-        ),
-    ] = None,
+    env_map: Annotated[list[str] | None, _env_map_option("GitHub")] = None,
     env: Annotated[
         str | None,
         typer.Option(
@@ -368,16 +370,7 @@ def gitlab(
         ),
     ] = None,
     until: Until = None,
-    environment: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--environment",
-            metavar="NAME",
-            help="Only the deployments to this GitLab environment; repeatable (default: "
-            "every environment).",
-            show_default=False,
-        ),
-    ] = None,
+    environment: Annotated[list[str] | None, _environment_option("GitLab")] = None,
     service: Annotated[
         str | None,
         typer.Option(
@@ -396,15 +389,7 @@ def gitlab(
             "repeatable.",
         ),
     ] = None,
-    env_map: Annotated[
-        list[str] | None,
-        _map_option(
-            "--env-map",
-            "'ENVIRONMENT=ENV'",
-            "Record the deployments to GitLab environment ENVIRONMENT under the env ENV "
-            "(production=prod); repeatable. Others keep their name.",
-        ),
-    ] = None,
+    env_map: Annotated[list[str] | None, _env_map_option("GitLab")] = None,
     env: Annotated[
         str | None,
         typer.Option(
