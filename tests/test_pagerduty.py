@@ -559,6 +559,7 @@ def test_a_service_differing_only_in_case_from_a_recorded_one_gets_a_warning_aft
     fake.incidents = [incident("PWEB1", service="Web"), incident("PWEB2", service="Web")]
     fake.incidents.append(incident("PNEW", service="Mailer"))
 
+    dry = run(dora, "--dry-run")
     first = run(dora)
     again = run(dora)
     fixed = run(dora, "--service-map", "Web=web", "--service-map", "Mailer=Mailer")
@@ -569,6 +570,8 @@ def test_a_service_differing_only_in_case_from_a_recorded_one_gets_a_warning_aft
         '--service-map "Web=web" to merge them'
     )
     assert first.exit_code == again.exit_code == fixed.exit_code == 0, first.stderr
+    assert warnings(dry.stderr) == [expected]  # a dry run warns as the import would
+    assert dry.stderr.splitlines()[-1] == "Dry run: nothing was written."
     assert first.stderr.splitlines()[1].startswith("Imported 3 events from PagerDuty into ")
     assert first.stderr.splitlines()[2:] == [expected]
     assert again.stderr.splitlines()[2:] == [expected]  # the first import does not hide it

@@ -459,22 +459,24 @@ def import_pagerduty(
         from dora import interchange
 
         interchange.write_ndjson(map(interchange.record_of, imported.incidents), sys.stdout)
-        status("Dry run: nothing was written.")
-        return
-    opt.save_all(
-        settings,
-        map(stored, imported.incidents),
-        source="PagerDuty",
-        backend=sender,
-        total=len(imported.incidents),
-    )
+    else:
+        opt.save_all(
+            settings,
+            map(stored, imported.incidents),
+            source="PagerDuty",
+            backend=sender,
+            total=len(imported.incidents),
+        )
     if imported.services:
-        from dora.store import open_store
-
-        with open_store(settings.get("db") or "", create=False) as store:
-            recorded = pagerduty.recorded_services(store)
-        for warning in pagerduty.case_clashes(imported.services, recorded):
-            opt.log.warning("%s", warning)
+        # a dry run warns too, from the store as it is (none yet: nothing to clash with)
+        _, store = opt.existing_store(settings.get("db"))
+        if store is not None:
+            with store:
+                recorded = pagerduty.recorded_services(store)
+            for warning in pagerduty.case_clashes(imported.services, recorded):
+                opt.log.warning("%s", warning)
+    if dry_run:
+        status("Dry run: nothing was written.")
 
 
 _MAX_WARNINGS = 20
