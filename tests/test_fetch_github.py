@@ -570,3 +570,22 @@ def test_deployments_recorded_here_too_are_warned_about(github, db_path):
         in result.stderr
     )
     assert "look like" not in fetch(github, "--env-map", "production=staging").stderr
+
+
+@ONE_ENGINE
+def test_more_runs_in_one_second_than_a_search_lists_is_one_line(github, db_path):
+    def full(request: Request) -> tuple[int, dict[str, str], Any]:
+        if request.path.endswith("/runs"):  # always over the cap: split down to seconds
+            return 200, {}, {"total_count": 1001, "workflow_runs": []}
+        return github.answer(request)
+
+    github.api.answer = full
+    result = dora(
+        github, "fetch", "github", "--repo", "octo-org/api", "--workflow", "deploy.yml",
+        "--since", "2026-10-01T00:00:00Z", "--until", "2026-10-01T00:00:02Z",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "dora: error: GitHub holds more than 1,000 successful runs of workflow deploy.yml of "
+        "octo-org/api created in one second, more than its search lists"
+    ]

@@ -297,7 +297,7 @@ class _Repository:
         until = self.options.until.replace(microsecond=0)
         if until < self.options.until:
             until += timedelta(seconds=1)
-        self._runs_in(path, what, branch, since, until, found)
+        self._runs_in(name, path, what, branch, since, until, found)
         runs = [
             Deployed(
                 run.get("head_sha"),
@@ -317,6 +317,7 @@ class _Repository:
 
     def _runs_in(
         self,
+        name: str,
         path: str,
         what: str,
         branch: str,
@@ -346,11 +347,12 @@ class _Repository:
                     middle = middle.replace(microsecond=0)
                     if not since < middle < until:
                         raise FetchError(
-                            f"GitHub holds more than {MAX_RUNS:,} runs of {what[21:]} "
-                            f"created in one second, more than it can list"
+                            f"GitHub holds more than {MAX_RUNS:,} successful runs of "
+                            f"workflow {name} of {self.full} created in one second, more "
+                            "than its search lists"
                         )
-                    self._runs_in(path, what, branch, since, middle, found)
-                    self._runs_in(path, what, branch, middle, until, found)
+                    self._runs_in(name, path, what, branch, since, middle, found)
+                    self._runs_in(name, path, what, branch, middle, until, found)
                     return
             for run in runs:
                 created = _time(run, "created_at", what, self.client)
