@@ -510,6 +510,31 @@ def test_a_503_forever_gives_up_within_the_budget_with_the_attempt_count(
     assert (raised.value.retryable, raised.value.status) == (True, 503)
 
 
+def test_a_sleep_that_overshoots_the_budget_still_reports_the_last_answer(
+    respx_router, make_backend, fake_time, no_jitter
+):
+    # a loaded machine wakes late: the second try would start after the deadline
+    def late(seconds: float) -> None:
+        fake_time.sleeps.append(seconds)
+        fake_time.now += seconds + 1.0
+
+    respx_router.post(DEPLOYMENT_URL).mock(
+        side_effect=always(408, json={"errors": ["Request timeout, try again"]})
+    )
+    backend = make_backend(budget=1)
+    backend._http._sleep = late
+
+    with pytest.raises(DeliveryError) as raised:
+        backend.send(deployment())
+
+    assert fake_time.sleeps == [0.5]
+    assert raised.value.message == (
+        "Datadog did not accept the deployment after 1 attempt in 1.5s: "
+        "408 Request Timeout: Request timeout, try again"
+    )
+    assert (raised.value.retryable, raised.value.status) == (True, 408)
+
+
 @pytest.mark.parametrize("budget", [1, 5, 30])
 def test_with_real_jitter_the_waits_never_exceed_the_budget(
     respx_router, make_backend, fake_time, budget

@@ -162,10 +162,13 @@ class Client:
         url = f"{self.base_url}{path}"
         attempts = 0
         started = self._clock()
+        failed: GaveUp | None = None  # the last failure, reported if the budget ends first
         while True:
             remaining = self._deadline - self._clock()
             if remaining <= 0:
-                raise OutOfTime(url)
+                # a sleep may overshoot the deadline it was measured against: the answer
+                # the user needs is then the last failure, not that time ran out
+                raise failed or OutOfTime(url)
             attempts += 1
             try:
                 response = self._send(
@@ -198,6 +201,7 @@ class Client:
                 "%s %s attempt %d: %s; next try in %.1fs", method, url, attempts, problem, delay
             )
             self._sleep(delay)
+            failed = GaveUp(attempts, self._clock() - started, problem, status, None)
 
     def _send(
         self,
