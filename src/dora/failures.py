@@ -30,6 +30,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import NamedTuple
 
 #: Datadog's default rollforward rule for hotfixes: the word, in any case.
 HOTFIX = r"(?i)\bhotfix\b"
@@ -71,9 +73,9 @@ class Mark:
     by_version: bool = False
 
 
-@dataclass(frozen=True)
-class Deployed:
-    """One deployment of the history, as the rules read it."""
+class Deployed(NamedTuple):
+    """One deployment of the history, as the rules read it (a named tuple: made in about a
+    quarter of the time a frozen dataclass takes, once per deployment of a history)."""
 
     id: str
     commit_sha: str | None = None
@@ -125,18 +127,17 @@ class Effect:
     detail: str
 
 
-@dataclass(frozen=True)
-class Context:
+class Context(NamedTuple):
     """What the rules need to know of the deployments before one, in its history: the one
     just before; the latest earlier deployment of the same SHA or version (a rollback's
     target) and the one right after it; and, for each commit a shipped commit reverts
     (as the revert names it), the first deployment that shipped it. A store finds each with
-    an index; ``scan`` keeps them as it goes."""
+    an index; ``scan`` keeps them as it goes, one for each deployment."""
 
     previous: Deployed | None = None
     rollback_target: Deployed | None = None
     after_target: Deployed | None = None
-    shippers: Mapping[str, Deployed] = field(default_factory=dict)
+    shippers: Mapping[str, Deployed] = MappingProxyType({})
 
 
 def effects(

@@ -164,6 +164,9 @@ def rescan(
 ) -> None:
     """Find the effects of each of these histories again, from its first deployment, with
     the hotfix pattern ``hotfix``."""
+    # a store that holds no change failure has none to forget (a first backfill): reading
+    # each history's ids again to delete nothing cost a fifth of the finding
+    held = db.execute("SELECT 1 FROM change_failures LIMIT 1").fetchone() is not None
     for service, env in sorted(histories, key=lambda history: (history[0], history[1] or "")):
         condition, params = same_env("d.env", env)
         where = f"WHERE d.service = ? AND {condition}"
@@ -188,11 +191,12 @@ def rescan(
         ]
         if reverted:  # a reverted commit is one of a deployment's shipped commits, any subject
             history = _with_shipped(db, history, reverted, where, (service, *params))
-        db.execute(
-            "DELETE FROM change_failures WHERE cause_id IN "
-            f"(SELECT d.id FROM deployments d {where})",
-            (service, *params),
-        )
+        if held:
+            db.execute(
+                "DELETE FROM change_failures WHERE cause_id IN "
+                f"(SELECT d.id FROM deployments d {where})",
+                (service, *params),
+            )
         _insert(db, failures.scan(history, hotfix=hotfix))
 
 
