@@ -187,6 +187,37 @@ def test_csv_import_splits_lists_and_reads_git_columns(dora, db_path, tmp_path, 
     ] == ["web", "api"]
 
 
+@pytest.mark.parametrize(
+    ("cell", "items"),
+    [
+        ("a;b;c", ["a", "b", "c"]),
+        (" a ; ;b ;", ["a", "b"]),
+        ("", []),
+        (" ; ", []),
+        ("a\\;b;c", ["a;b", "c"]),
+        ("a\\\\;b", ["a\\", "b"]),
+        ("a\\b;c\\", ["a\\b", "c\\"]),
+        ("a\\\\\\;b", ["a\\;b"]),
+    ],
+)
+def test_a_csv_list_cell_splits_at_each_unescaped_semicolon(cell, items):
+    assert interchange.split_list(cell) == items
+
+
+def test_a_csv_list_reads_back_what_was_written_with_or_without_escapes():
+    import random
+
+    pick = random.Random(15)
+    for _ in range(2_000):
+        items = [
+            "".join(pick.choice("ab ;\\:") for _ in range(pick.randint(1, 6))).strip()
+            for _ in range(pick.randint(0, 4))
+        ]
+        items = [item for item in items if item]
+
+        assert interchange.split_list(interchange.join_list(items)) == items
+
+
 def test_one_invalid_record_imports_nothing_and_names_each_bad_line(
     dora, db_path, tmp_path, frozen_now
 ):

@@ -243,6 +243,8 @@ def _commit_text(commit: dict[str, str]) -> str:
 def split_list(cell: str) -> list[str]:
     """``a;b\\;c`` → ``["a", "b;c"]``: items separated by ``;``; ``\\;`` and ``\\\\`` are a
     literal ``;`` and ``\\``, and any other backslash is itself."""
+    if "\\" not in cell:  # the common cell, with nothing escaped: split at C speed
+        return [item.strip() for item in cell.split(";") if item.strip()]
     items, item, chars = [], [], iter(cell)
     for char in chars:
         if char == "\\":
