@@ -183,7 +183,7 @@ def _csv(
                 Problem(source, first, "", f"{len(cells)} cells, but the header has {len(header)}"),
             )
             continue
-        yield first, _from_cells(dict(zip(header, cells, strict=True)))
+        yield first, _from_cells(header, cells)
 
 
 def _check_header(header: list[str]) -> str | None:
@@ -198,11 +198,12 @@ def _check_header(header: list[str]) -> str | None:
     return None
 
 
-def _from_cells(cells: dict[str, str]) -> dict[str, Any]:
+def _from_cells(header: list[str], cells: list[str]) -> dict[str, Any]:
+    """A record from a row's cells, named by the header (as many as there are cells)."""
     data: dict[str, Any] = {}
     git: dict[str, str] = {}
-    for name, cell in cells.items():
-        if cell == "":
+    for name, cell in zip(header, cells, strict=True):
+        if not cell:
             continue
         if name in _LISTS:
             items = split_list(cell)
