@@ -181,6 +181,50 @@ def test_examples_come_out_as_written_one_per_line(dora, monkeypatch, columns, p
     assert all(len(f"   {line}") <= 80 for line in wanted)  # no terminal of 80 folds them
 
 
+@pytest.mark.parametrize("columns", [120, 80, 60, 40])
+@pytest.mark.parametrize(("path", "command"), COMMANDS, ids=[name(p) for p, _ in COMMANDS])
+def test_help_fits_the_terminal_and_cuts_no_word(dora, monkeypatch, columns, path, command):
+    monkeypatch.setenv("COLUMNS", str(columns))
+    pasted = {f"   {line}" for line in examples(command)}  # never wrapped, by design
+
+    lines = dora(*path, "--help").stdout.splitlines()
+
+    assert not [line for line in lines if "\u2026" in line]
+    assert not [line for line in lines if len(line) > columns and line not in pasted]
+
+
+def test_a_help_whose_table_would_cut_stacks_each_option_over_its_help(dora, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "60")
+
+    def row(text: str) -> str:  # a line of a panel 60 columns wide
+        return f"│{text.ljust(58)}│"
+
+    lines = dora("fetch", "github", "--help").stdout.splitlines()
+
+    at = lines.index(row(" * --repo OWNER/NAME"))
+    assert lines[at + 1 : at + 3] == [
+        row("     The repository to read; repeat for several."),
+        row("     [required]"),
+    ]
+    since = lines.index(row("   --since TIME|DURATION"))
+    text = " ".join(line.strip("│ ") for line in lines[since + 1 : since + 6])
+    assert "ISO 8601 such as 2026-11-24T09:30:00Z (a time without a zone is UTC)" in text
+    assert row("   --verbose, -v") in lines
+    assert row(" * FILE...") in dora("import", "--help").stdout.splitlines()
+
+
+def test_a_help_whose_table_fits_keeps_it(dora, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "60")
+    dora("fetch", "github", "--help")  # stacked, then put back
+    monkeypatch.setenv("COLUMNS", "120")
+
+    help_text = dora("fetch", "github", "--help").stdout
+
+    assert re.search(
+        r"│ \* +--repo +OWNER/NAME +The repository to read; repeat for several\.", help_text
+    )
+
+
 def test_incident_version_is_the_version_that_was_running(dora, monkeypatch):
     monkeypatch.setenv("COLUMNS", "400")
 

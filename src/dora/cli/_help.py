@@ -1,6 +1,6 @@
 """How every command's ``--help`` reads: like gh's or pipx's, in Typer's rich layout.
 
-Typer's rich help is kept (usage, description, option panels), with three changes made here
+Typer's rich help is kept (usage, description, option panels), with four changes made here
 once for every command, through ``Typer``, the app class every command module uses:
 
 - a flag shows nothing after it (Typer 0.29 shows ``<bool>``, as if it took a value);
@@ -8,7 +8,9 @@ once for every command, through ``Typer``, the app class every command module us
   Python type (``<str>``, ``<list[str]>``);
 - the lines after ``Examples:`` in a command's docstring come out exactly as written, one
   per line, never wrapped at any width, so that each can be pasted into a shell; they
-  follow the options, and the epilog follows them.
+  follow the options, and the epilog follows them;
+- where Typer's table of options would cut a word at the terminal's width (its help column
+  squeezed beside a long flag and value), each option is stacked over its help instead.
 
 Groups also load their subcommands lazily (``Typer(lazy=...)``): a command's module is
 imported, and its options built, only when that command runs or a help or completion lists
@@ -17,11 +19,12 @@ it, so that ``dora deployment`` in a CI step does not pay for ``dora metrics``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import re
 import textwrap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from enum import Enum
 from typing import Any, ClassVar, get_args, get_origin
 
@@ -130,8 +133,10 @@ class _Help(_click.Command):
         return [_plain(param) for param in super().get_params(ctx)]
 
     def format_help(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
-        """Typer's help, then the examples, then the epilog."""
-        super().format_help(ctx, formatter)
+        """Typer's help (its options stacked on a narrow terminal), then the examples, then
+        the epilog."""
+        with _stacked_if_cut(self, ctx):
+            super().format_help(ctx, formatter)
         if self.rich_markup_mode is None:  # plain Click help, into the formatter
             if self.examples:
                 formatter.write("".join(f"\n {line}" for line in self.examples) + "\n")
@@ -159,6 +164,104 @@ class _Help(_click.Command):
                 console.print(Text(f" {line}" if line else ""), soft_wrap=True)
         if self.footer:
             console.print(Padding(Text(self.footer), (1, 1, 0, 1)))
+
+
+@contextlib.contextmanager
+def _stacked_if_cut(command: _Help, ctx: _click.Context) -> Iterator[None]:
+    """Within, Typer's rich help prints its panels of options stacked (each option's names
+    and value on a line, its help beneath) when its table would cut a word at the
+    terminal's width: beside a long flag and value, the help column can be left a dozen
+    characters, and a longer word (a time, a variable's name) loses its end to "…".
+
+    Typer draws each panel with one function of its ``rich_utils``, found there when the
+    help is printed: each panel is drawn once as Typer would, off screen at the same
+    width, and when one cuts, that function is swapped for ``_stacked_panel`` for the
+    while, so that every panel of the page is stacked alike."""
+    from typer import rich_utils
+
+    table = getattr(rich_utils, "_print_options_panel", None)
+    if command.rich_markup_mode is None or table is None or not _cuts(table, command, ctx):
+        yield
+        return
+    rich_utils._print_options_panel = _stacked_panel
+    try:
+        yield
+    finally:
+        rich_utils._print_options_panel = table
+
+
+def _cuts(table: Callable[..., None], command: _Help, ctx: _click.Context) -> bool:
+    """Whether Typer's table cuts a word of the arguments' or the options' panel."""
+    import io
+
+    from rich.console import Console
+    from typer import rich_utils
+
+    width = rich_utils._get_rich_console().width
+    shown = [p for p in command.get_params(ctx) if not getattr(p, "hidden", False)]
+    for kind in (TyperArgument, TyperOption):
+        params = [p for p in shown if isinstance(p, kind)]
+        if params:
+            drawn = io.StringIO()
+            console = Console(width=width, file=drawn, color_system=None)
+            markup = command.rich_markup_mode
+            table(name="", params=params, ctx=ctx, markup_mode=markup, console=console)
+            if "\u2026" in drawn.getvalue():  # rich's ellipsis
+                return True
+    return False
+
+
+def _stacked_panel(
+    *,
+    name: str,
+    params: list[TyperOption] | list[TyperArgument],
+    ctx: _click.Context,
+    markup_mode: Any,
+    console: Any,
+) -> None:
+    """A panel of options as Typer draws it, each option stacked: ``* --repo OWNER/NAME``,
+    then its help, defaults and environment variable four columns in."""
+    from rich.console import Group
+    from rich.padding import Padding
+    from rich.panel import Panel
+    from rich.text import Text
+    from typer import rich_utils
+
+    shown: list[Any] = []
+    for param in params:
+        line = Text()
+        line.append(
+            f"{rich_utils.REQUIRED_SHORT_STRING} " if param.required else "  ",
+            style=rich_utils.STYLE_REQUIRED_SHORT,
+        )
+        if isinstance(param, TyperArgument):
+            line.append_text(rich_utils.highlighter(param.display_name_raw))
+        else:
+            names = sorted(param.opts, key=lambda opt: not opt.startswith("--"))
+            line.append_text(rich_utils.highlighter(", ".join(names)))
+            if param.secondary_opts:
+                line.append(" / ")
+                line.append_text(rich_utils.negative_highlighter(", ".join(param.secondary_opts)))
+        word = param.display_type_rich(ctx=ctx)
+        if word:
+            line.append(" ")
+            line.append(word, style=rich_utils.STYLE_TYPES)
+        shown.append(line)
+        shown.append(
+            Padding(
+                rich_utils._get_parameter_help(param=param, ctx=ctx, markup_mode=markup_mode),
+                (0, 0, 0, 4),
+            )
+        )
+    if shown:
+        console.print(
+            Panel(
+                Group(*shown),
+                border_style=rich_utils.STYLE_OPTIONS_PANEL_BORDER,
+                title=name,
+                title_align=rich_utils.ALIGN_OPTIONS_PANEL,
+            )
+        )
 
 
 class Command(_Help, TyperCommand):
