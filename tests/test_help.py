@@ -181,16 +181,20 @@ def test_examples_come_out_as_written_one_per_line(dora, monkeypatch, columns, p
     assert all(len(f"   {line}") <= 80 for line in wanted)  # no terminal of 80 folds them
 
 
-@pytest.mark.parametrize("columns", [120, 80, 60, 40])
+@pytest.mark.parametrize("columns", [120, 85, 80, 73, 60, 40])
 @pytest.mark.parametrize(("path", "command"), COMMANDS, ids=[name(p) for p, _ in COMMANDS])
 def test_help_fits_the_terminal_and_cuts_no_word(dora, monkeypatch, columns, path, command):
     monkeypatch.setenv("COLUMNS", str(columns))
     pasted = {f"   {line}" for line in examples(command)}  # never wrapped, by design
+    ctx = typer.Context(command)
+    words = [p.display_type_rich(ctx=ctx) for p in command.get_params(ctx)]
 
-    lines = dora(*path, "--help").stdout.splitlines()
+    text = dora(*path, "--help").stdout
+    lines = text.splitlines()
 
-    assert not [line for line in lines if "\u2026" in line]
+    assert not [line for line in lines if "\u2026" in line]  # nothing ends in "..."
     assert not [line for line in lines if len(line) > columns and line not in pasted]
+    assert not [word for word in words if word and word not in text]  # none folded
 
 
 def test_a_help_whose_table_would_cut_stacks_each_option_over_its_help(dora, monkeypatch):
@@ -211,6 +215,8 @@ def test_a_help_whose_table_would_cut_stacks_each_option_over_its_help(dora, mon
     assert "ISO 8601 such as 2026-11-24T09:30:00Z (a time without a zone is UTC)" in text
     assert row("   --verbose, -v") in lines
     assert row(" * FILE...") in dora("import", "--help").stdout.splitlines()
+    listed = dora("deployment", "list", "--help").stdout.splitlines()
+    assert row("   --limit, -L N [0<=x<=1000000]") in listed  # its range too
 
 
 def test_a_help_whose_table_fits_keeps_it(dora, monkeypatch):

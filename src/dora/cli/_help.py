@@ -191,7 +191,8 @@ def _stacked_if_cut(command: _Help, ctx: _click.Context) -> Iterator[None]:
 
 
 def _cuts(table: Callable[..., None], command: _Help, ctx: _click.Context) -> bool:
-    """Whether Typer's table cuts a word of the arguments' or the options' panel."""
+    """Whether Typer's table cuts a word of the arguments' or the options' panel: ends it
+    with "…" (names, help), or folds a value's word onto the next line (its column)."""
     import io
 
     from rich.console import Console
@@ -206,9 +207,17 @@ def _cuts(table: Callable[..., None], command: _Help, ctx: _click.Context) -> bo
             console = Console(width=width, file=drawn, color_system=None)
             markup = command.rich_markup_mode
             table(name="", params=params, ctx=ctx, markup_mode=markup, console=console)
-            if "\u2026" in drawn.getvalue():  # rich's ellipsis
+            text = drawn.getvalue()
+            if "\u2026" in text:  # rich's ellipsis
+                return True
+            if any(_word(param, ctx) not in text for param in params):
                 return True
     return False
+
+
+def _word(param: TyperOption | TyperArgument, ctx: _click.Context) -> str:
+    """The word shown for a parameter's value (``TIME``, ``ndjson|csv``), or ""."""
+    return param.display_type_rich(ctx=ctx) or ""
 
 
 def _stacked_panel(
@@ -242,10 +251,11 @@ def _stacked_panel(
             if param.secondary_opts:
                 line.append(" / ")
                 line.append_text(rich_utils.negative_highlighter(", ".join(param.secondary_opts)))
-        word = param.display_type_rich(ctx=ctx)
-        if word:
+        if word := _word(param, ctx):
             line.append(" ")
             line.append(word, style=rich_utils.STYLE_TYPES)
+        if bounds := param._get_number_range_help_str():
+            line.append(rich_utils.RANGE_STRING.format(bounds), style=rich_utils.STYLE_TYPES)
         shown.append(line)
         shown.append(
             Padding(
