@@ -77,8 +77,9 @@ def rescan_all(
     ]
     total: int = sum(int(n) for *_, n in histories)
     done = 0
+    held = _holds_failures(db)  # once: what the first histories find is not to forget
     for service, env, n in sorted(histories, key=lambda h: (h[0], h[1] or "")):
-        rescan(db, [(service, env)], hotfix=hotfix)
+        rescan(db, [(service, env)], hotfix=hotfix, held=held)
         done += n
         if progress is not None:
             progress(done, total)
@@ -161,13 +162,16 @@ def rescan(
     histories: Iterable[History],
     *,
     hotfix: str = failures.HOTFIX,
+    held: bool | None = None,
 ) -> None:
     """Find the effects of each of these histories again, from its first deployment, with
-    the hotfix pattern ``hotfix``."""
+    the hotfix pattern ``hotfix``. ``held``: whether the store held any change failure
+    before (None: look)."""
     # a store that holds no change failure has none to forget (a first backfill): reading
     # each history's ids again to delete nothing cost a fifth of the finding. (The caller
     # holds these histories: no one else writes their failures before this transaction ends.)
-    held = db.execute("SELECT 1 FROM change_failures LIMIT 1").fetchone() is not None
+    if held is None:
+        held = _holds_failures(db)
     for service, env in sorted(histories, key=lambda history: (history[0], history[1] or "")):
         condition, params = same_env("d.env", env)
         where = f"WHERE d.service = ? AND {condition}"
@@ -199,6 +203,10 @@ def rescan(
                 (service, *params),
             )
         _insert(db, failures.scan(history, hotfix=hotfix))
+
+
+def _holds_failures(db: Connection) -> bool:
+    return db.execute("SELECT 1 FROM change_failures LIMIT 1").fetchone() is not None
 
 
 def _with_shipped(
